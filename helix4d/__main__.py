@@ -1,0 +1,3 @@
+from helix4d.cli import main
+
+main()

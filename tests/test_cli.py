@@ -1,0 +1,62 @@
+"""The CLI contract: version, help on every command, and one-line errors with exit code 2."""
+
+import subprocess
+import sys
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from helix4d import __version__
+from helix4d.cli import app, main
+from helix4d.errors import Helix4DError
+
+runner = CliRunner()
+
+
+def _all_command_paths(group: typer.Typer, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    import typer.main
+
+    click_group = typer.main.get_command(group)
+    paths = []
+
+    def walk(cmd, path):
+        paths.append(path)
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, path + (name,))
+
+    walk(click_group, prefix)
+    return paths
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert __version__ in result.output
+
+
+@pytest.mark.parametrize("path", _all_command_paths(app))
+def test_every_command_has_help(path: tuple[str, ...]) -> None:
+    result = runner.invoke(app, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_user_error_is_one_line_exit_2(monkeypatch, capsys) -> None:
+    @app.command("_raise_for_test", hidden=True)
+    def _raise() -> None:
+        raise Helix4DError("the input is wrong; pass a real file")
+
+    monkeypatch.setattr(sys, "argv", ["helix4d", "_raise_for_test"])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "the input is wrong" in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_console_script_runs() -> None:
+    out = subprocess.run([sys.executable, "-m", "helix4d", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and __version__ in out.stdout
