@@ -1,0 +1,1 @@
+"""Transformer building blocks: 4D RoPE, frame-windowed anchored attention, temporal DiT blocks."""
