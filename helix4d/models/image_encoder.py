@@ -1,0 +1,53 @@
+"""A small trainable image encoder: condition image (RGB + alpha) → a grid of condition tokens.
+
+Trellis2 conditions on frozen DINOv3 features; the shipped demo model cannot download those, so it learns this
+compact conv + transformer encoder jointly with its stage-1 flow model and then freezes it. Each frame is
+encoded independently (cross-attention in the flow blocks stays per frame).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class ImageEncoderConfig:
+    image_size: int = 128
+    in_channels: int = 4  # RGB composited on black + alpha
+    dim: int = 128
+    grid: int = 8  # output tokens = grid² (+1 global token)
+    depth: int = 2
+    heads: int = 4
+
+
+class ImageEncoder(nn.Module):
+    def __init__(self, config: ImageEncoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        stride_total = config.image_size // config.grid
+        layers: list[nn.Module] = []
+        ch_in, ch = config.in_channels, 32
+        while stride_total > 1:
+            layers += [nn.Conv2d(ch_in, ch, 4, stride=2, padding=1), nn.GroupNorm(8, ch), nn.GELU()]
+            ch_in, ch, stride_total = ch, min(ch * 2, config.dim), stride_total // 2
+        layers.append(nn.Conv2d(ch_in, config.dim, 1))
+        self.stem = nn.Sequential(*layers)
+        self.global_token = nn.Parameter(torch.zeros(1, 1, config.dim))
+        self.pos = nn.Parameter(torch.randn(1, config.grid**2 + 1, config.dim) * 0.02)
+        layer = nn.TransformerEncoderLayer(config.dim, config.heads, 4 * config.dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
+        self.transformer = nn.TransformerEncoder(layer, config.depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(config.dim, elementwise_affine=False)
+
+    @property
+    def num_tokens(self) -> int:
+        return self.config.grid**2 + 1
+
+    def forward(self, images: Tensor) -> Tensor:
+        """images (B, 4, S, S) in [0, 1] -> tokens (B, grid² + 1, dim)."""
+        x = self.stem(images * 2.0 - 1.0)  # (B, dim, grid, grid)
+        x = x.flatten(2).transpose(1, 2)  # (B, grid², dim)
+        x = torch.cat([self.global_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos  # (B, L, dim)
+        return self.norm(self.transformer(x))  # (B, L, dim)

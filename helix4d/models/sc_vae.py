@@ -1,0 +1,156 @@
+"""SC-VAE: sparse-convolutional VAE between fine O-Voxel features and coarse sparse latents (stages 2 and 3).
+
+Encoder: fine voxels (R) → submanifold residual blocks → ×2 strided downsampling per level → latent on the
+coarse voxels (R / 2^levels), one token per coarse voxel. Decoder: the reverse, where each ×2 upsampling predicts
+which of the 8 children exist (learned pruning). Geometry and material use two instances of this module with
+different feature channels; the material decoder is given the fine voxel set the geometry decoder produced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from helix4d.sparse.conv import (
+    Downsample,
+    SubMConv3d,
+    Upsample,
+    lookup,
+    membership,
+    neighbour_map,
+    parent_index,
+    voxel_keys,
+)
+
+
+@dataclass
+class SCVAEConfig:
+    in_channels: int = 7  # O-Voxel features per fine voxel (geometry 7, material 6)
+    latent_channels: int = 8
+    channels: tuple[int, ...] = (32, 64)  # fine level first; len - 1 downsamplings
+    blocks_per_level: int = 1
+    binary_channels: tuple[int, ...] = field(default_factory=tuple)  # feature channels trained with BCE (flags)
+    kl_weight: float = 1e-4
+
+
+class _SparseResBlock(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm1, self.conv1 = nn.LayerNorm(channels), SubMConv3d(channels, channels)
+        self.norm2, self.conv2 = nn.LayerNorm(channels), SubMConv3d(channels, channels)
+        nn.init.zeros_(self.conv2.weight)
+
+    def forward(self, x: Tensor, neighbours: Tensor) -> Tensor:
+        h = self.conv1(F.silu(self.norm1(x)), neighbours)  # (N, C)
+        return x + self.conv2(F.silu(self.norm2(h)), neighbours)  # (N, C)
+
+
+class _Level(nn.Module):
+    def __init__(self, channels: int, blocks: int) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(_SparseResBlock(channels) for _ in range(blocks))
+
+    def forward(self, x: Tensor, coords: Tensor) -> Tensor:
+        neighbours = neighbour_map(coords)  # (N, 27), shared by the level's convolutions
+        for block in self.blocks:
+            x = block(x, neighbours)
+        return x
+
+
+@dataclass
+class DecoderOutput:
+    coords: Tensor  # (N, 4) fine voxels [group, x, y, z]
+    raw: Tensor  # (N, in_channels) unnormalised outputs
+    exists_logits: list[Tensor]  # per upsampling, logits of every candidate child
+    exists_targets: list[Tensor]  # per upsampling, whether that child is in the target set (empty at inference)
+
+
+class SCVAE(nn.Module):
+    """`encode(feats, coords)` → (mean, logvar, coarse coords); `decode(latent, coarse coords, fine_coords?)`."""
+
+    def __init__(self, config: SCVAEConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config.channels
+        self.enc_in = nn.Linear(config.in_channels, c[0])
+        self.enc_levels = nn.ModuleList(_Level(ch, config.blocks_per_level) for ch in c)
+        self.enc_down = nn.ModuleList(Downsample(c[i], c[i + 1]) for i in range(len(c) - 1))
+        self.enc_out = nn.Sequential(nn.LayerNorm(c[-1]), nn.SiLU(), nn.Linear(c[-1], 2 * config.latent_channels))
+
+        self.dec_in = nn.Linear(config.latent_channels, c[-1])
+        self.dec_levels = nn.ModuleList(_Level(ch, config.blocks_per_level) for ch in reversed(c))
+        self.dec_up = nn.ModuleList(Upsample(c[i + 1], c[i]) for i in reversed(range(len(c) - 1)))
+        self.dec_out = nn.Sequential(nn.LayerNorm(c[0]), nn.SiLU(), nn.Linear(c[0], config.in_channels))
+
+    @property
+    def downsampling(self) -> int:
+        return 2 ** (len(self.config.channels) - 1)
+
+    def encode(self, feats: Tensor, coords: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """feats (N, C_in), coords (N, 4) -> mean, logvar (M, C_lat), coarse coords (M, 4)."""
+        x = self.enc_in(feats)  # (N, c0)
+        for i, level in enumerate(self.enc_levels):
+            x = level(x, coords)
+            if i < len(self.enc_down):
+                x, coords = self.enc_down[i](x, coords)  # (M_i, c_i+1)
+        mean, logvar = self.enc_out(x).chunk(2, dim=-1)
+        return mean, logvar.clamp(-30.0, 20.0), coords
+
+    def decode(self, latent: Tensor, coords: Tensor, fine_coords: Tensor | None = None) -> DecoderOutput:
+        """latent (M, C_lat) on coarse coords (M, 4) -> fine outputs.
+
+        With `fine_coords` (training, or the material decoder given the geometry's voxels) the children kept at
+        each level are the ancestors of those voxels; without, the children whose existence logit is positive.
+        """
+        targets = self._ancestor_sets(fine_coords) if fine_coords is not None else None
+        x = self.dec_in(latent)  # (M, c_last)
+        logits_all, targets_all = [], []
+        for i, level in enumerate(self.dec_levels):
+            x = level(x, coords)
+            if i == len(self.dec_up):
+                break
+            x, coords, logits = self.dec_up[i](x, coords)  # (8M, c), (8M, 4), (8M,)
+            if targets is not None:
+                keep = membership(coords, targets[i])
+                targets_all.append(keep)
+            else:
+                keep = logits > 0
+            logits_all.append(logits)
+            x, coords = x[keep], coords[keep]
+        return DecoderOutput(coords, self.dec_out(x), logits_all, targets_all)
+
+    def _ancestor_sets(self, fine_coords: Tensor) -> list[Tensor]:
+        """The target voxel set at each decoder level after an upsampling, coarse to fine."""
+        sets = [fine_coords]
+        for _ in range(len(self.dec_up) - 1):
+            sets.append(parent_index(sets[-1])[0])
+        return sets[::-1]
+
+    def features(self, raw: Tensor) -> Tensor:
+        """Map raw decoder outputs to O-Voxel features in [0, 1] (flags thresholded by the caller)."""
+        return torch.sigmoid(raw)
+
+    def loss(self, feats: Tensor, coords: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, float]]:
+        """Reconstruction of fine features + child-existence BCE + KL; feats (N, C_in) in [0, 1]."""
+        mean, logvar, coarse = self.encode(feats, coords)
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        out = self.decode(mean + noise * (0.5 * logvar).exp(), coarse, fine_coords=coords)
+        target = feats[_match_rows(out.coords, coords)]  # decoder output order differs from the input order
+        binary = torch.zeros(feats.shape[1], dtype=torch.bool, device=feats.device)
+        binary[list(self.config.binary_channels)] = True
+        rec_bin = F.binary_cross_entropy_with_logits(out.raw[:, binary], target[:, binary]) if binary.any() else out.raw.new_zeros(())
+        rec_mse = F.mse_loss(torch.sigmoid(out.raw[:, ~binary]), target[:, ~binary])
+        exists = sum(F.binary_cross_entropy_with_logits(l, t.float()) for l, t in zip(out.exists_logits, out.exists_targets))
+        kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
+        total = rec_mse * 10.0 + rec_bin + exists + self.config.kl_weight * kl
+        return total, {"mse": rec_mse.item(), "bce": float(rec_bin.detach()), "exists": float(exists.detach()), "kl": kl.item()}
+
+
+def _match_rows(query: Tensor, reference: Tensor) -> Tensor:
+    """Index into `reference (N, 4)` of every row of `query (M, 4)` (all present). -> (M,)"""
+    extent = int(reference[:, 1:].max().item()) + 2
+    keys_sorted, order = torch.sort(voxel_keys(reference, extent))
+    return lookup(keys_sorted, order, voxel_keys(query, extent))
