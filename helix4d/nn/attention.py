@@ -98,6 +98,19 @@ class FrameLayout:
         seq = torch.arange(len(self.frames_per_sequence)).repeat_interleave(torch.tensor(self.frames_per_sequence))
         return seq.repeat_interleave(self.frame_offsets.diff().cpu()).to(device)
 
+    @cached_property
+    def num_anchor_tokens(self) -> int:
+        """Number of frame-0 tokens in the array (0 when anchors are not in it)."""
+        if not self.anchor_included:
+            return 0
+        return sum(self.offsets[g0 + 1] - self.offsets[g0] for g0, _ in self.sequence_frames)
+
+    def anchor_rows(self) -> list[slice]:
+        """Per sequence, the rows of its anchor frame (requires anchor_included)."""
+        if not self.anchor_included:
+            raise ValueError("this layout holds no anchor frames")
+        return [slice(self.offsets[g0], self.offsets[g0 + 1]) for g0, _ in self.sequence_frames]
+
     def anchor_token_mask(self, device: torch.device | str | None = None) -> Tensor:
         """(N,) bool, True for frame-0 tokens (all False when anchors are not in the array)."""
         return self.token_frame_index(device) == 0
