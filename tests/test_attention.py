@@ -136,3 +136,30 @@ def test_bad_arguments():
         windowed_anchored_attention(q, k, v, layout, 1, anchor_kv=[(k[:1], v[:1])])
     with pytest.raises(ValueError):
         windowed_anchored_attention(q, k, v, _layout([[3, 2]], anchor_included=False), 1)
+
+
+@pytest.mark.parametrize("anchor", [True, False])
+def test_kept_pairs_counts_the_rule(anchor):
+    from helix4d.nn.attention_bench import kept_pairs
+
+    layout = _layout([[3, 0, 2, 4], [1, 2]])
+    f, s = layout.token_frame_index(), layout.token_sequence_index()
+    mask = attn_mod._allowed(f[:, None], s[:, None], f[None], s[None], 1, anchor)
+    assert kept_pairs(layout, 1, anchor) == int(mask.sum())
+
+
+def test_bench_cli_json():
+    import json
+
+    from typer.testing import CliRunner
+
+    from helix4d.cli import app
+
+    args = ["bench", "attention", "--frames", "3", "--tokens", "4", "--heads", "1", "--head-dim", "8"]
+    result = CliRunner().invoke(app, [*args, "--repeats", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert [r["backend"] for r in rows] == ["dense", "loop"]
+    keys = {"backend", "frames", "tokens_per_frame", "window", "heads", "head_dim", "ms", "useful_tflops"}
+    assert keys | {"peak_mem_mb", "max_rel_err"} <= set(rows[0])
+    assert rows[1]["max_rel_err"] < 1e-5 and rows[1]["tokens_per_frame"] == 4
