@@ -125,7 +125,9 @@ def print_attention_table(rows: list[AttentionBenchRow]) -> None:
 
     dev = rows[0].device if rows else "?"
     table = Table(title=f"windowed anchored attention ({dev}, {rows[0].dtype if rows else ''})")
-    for col in ("backend", "frames", "tokens/frame", "window", "heads×dim", "ms", "useful TFLOP/s", "peak MB", "max rel err"):
+    columns = ("backend", "frames", "tokens/frame", "window", "heads×dim", "ms", "useful TFLOP/s", "peak MB")
+    columns += ("max rel err",)
+    for col in columns:
         table.add_column(col, justify="left" if col == "backend" else "right")
     for r in rows:
         table.add_row(

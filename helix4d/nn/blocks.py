@@ -165,7 +165,9 @@ class TemporalDiTBlock(nn.Module):
         """Copy the base self-attention weights into the temporal copy (call after loading base weights)."""
         self.temporal_attn.load_state_dict(self.self_attn.state_dict())
 
-    def _per_stream(self, fn: Callable[[SelfAttentionProjections, Tensor], Tensor], x: Tensor, layout: FrameLayout) -> Tensor:
+    def _per_stream(
+        self, fn: Callable[[SelfAttentionProjections, Tensor], Tensor], x: Tensor, layout: FrameLayout
+    ) -> Tensor:
         """Apply fn with the base weights to frame-0 rows of x (N, ...) and with the temporal copy to the rest."""
         n_anchor = layout.num_anchor_tokens
         if n_anchor == 0:

@@ -43,7 +43,7 @@ class SparseTensor:
         if not fps or any(n < 1 for n in fps):
             raise ValueError(f"frames_per_sequence must be non-empty positive ints, got {fps}")
         if o.shape[0] != sum(fps) + 1:
-            raise ValueError(f"frame_offsets has {o.shape[0]} entries, expected sum(frames_per_sequence)+1={sum(fps) + 1}")
+            raise ValueError(f"frame_offsets has {o.shape[0]} entries, expected {sum(fps) + 1} (total frames + 1)")
         ol = o.tolist()
         if ol[0] != 0 or ol[-1] != c.shape[0] or any(b < a for a, b in zip(ol, ol[1:])):
             raise ValueError(f"frame_offsets must rise from 0 to N={c.shape[0]}, got {ol}")
