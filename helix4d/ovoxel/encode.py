@@ -18,18 +18,16 @@ from helix4d.ovoxel.voxelize import edge_crossings, key_to_voxel, surface_voxels
 class EncodeConfig:
     """Knobs of `mesh_to_ovoxel`; the voxel set and edge flags are exact and do not depend on them.
 
-    samples_per_voxel: surface samples per voxel-face of area (every face gets at least one); they give the
+    samples_per_voxel: stratified surface samples per voxel-face of area (at least one per face); they give the
                        attributes, the split weights and the mass point the dual vertex is pulled toward.
     max_samples:       cap on the total sample count (the density is lowered to fit).
     regularisation:    QEF pull toward the mass point, relative to the mean Hermite-plane weight; keeps the dual
                        vertex well-defined on flat patches where the planes do not pin it down.
-    seed:              sampling seed, so encoding is deterministic.
     """
 
     samples_per_voxel: float = 4.0
     max_samples: int = 4_000_000
     regularisation: float = 0.02
-    seed: int = 0
 
 
 def mesh_to_ovoxel(
@@ -152,12 +150,27 @@ def _surface_statistics(src: MeshParts, tris: np.ndarray, keys: np.ndarray, coor
 
 
 def _stratified_samples(tris: np.ndarray, cfg: EncodeConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Seeded uniform samples, at least one per face: face (K,), barycentrics (K, 3), area weight (K,)."""
+    """Deterministic stratified samples: each face is cut into m² equal sub-triangles (m from its area) and
+    sampled at their centroids. Returns face (K,), barycentrics (K, 3), area weight (K,)."""
     area = 0.5 * np.linalg.norm(np.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0]), axis=1)  # voxel units
     density = min(cfg.samples_per_voxel, cfg.max_samples / max(float(area.sum()), 1e-12))
-    count = np.maximum(1, np.ceil(area * density)).astype(np.int64)  # (F,)
-    face = np.repeat(np.arange(tris.shape[0]), count)
-    rng = np.random.default_rng(cfg.seed)
-    s, t = np.sqrt(rng.random(face.shape[0])), rng.random(face.shape[0])
-    bary = np.stack([1.0 - s, s * (1.0 - t), s * t], axis=1)
-    return face, bary, (area / count)[face]
+    m = np.maximum(1, np.ceil(np.sqrt(area * density))).astype(np.int64)  # (F,) sub-division level
+    faces, barys = [], []
+    for level in np.unique(m):
+        ids = np.flatnonzero(m == level)
+        pattern = _centroid_pattern(int(level))  # (level², 3)
+        faces.append(np.repeat(ids, pattern.shape[0]))
+        barys.append(np.tile(pattern, (ids.shape[0], 1)))
+    face = np.concatenate(faces)
+    return face, np.concatenate(barys), (area / (m * m))[face]
+
+
+def _centroid_pattern(m: int) -> np.ndarray:
+    """(m², 3) barycentric centroids of the m² congruent sub-triangles of a triangle cut m times per side."""
+    i, j = np.meshgrid(np.arange(m), np.arange(m), indexing="ij")
+    i, j = i.ravel(), j.ravel()
+    up = i + j <= m - 1  # upward triangles: i + j + k = m - 1
+    down = i + j <= m - 2  # downward triangles: i + j + k = m - 2
+    a = np.concatenate([i[up] + 1 / 3, i[down] + 2 / 3])
+    b = np.concatenate([j[up] + 1 / 3, j[down] + 2 / 3])
+    return np.stack([a, b, m - a - b], axis=1) / m
