@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -89,6 +91,113 @@ def bench_attention(
         typer.echo(json.dumps(rows_as_dicts(rows), indent=1))
     else:
         print_attention_table(rows)
+
+
+@app.command("train")
+def train_command(
+    config: str = typer.Argument(..., help="JSON training config (see the README's Training section)."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue from the newest checkpoint in the output folder (starts fresh if none)."
+    ),
+    out: str | None = typer.Option(None, "--out", help="Output folder; overrides the config's 'out'."),
+    device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda; overrides the config's 'device'."),
+) -> None:
+    """Train a model from a config; run under torchrun for many GPUs or nodes."""
+    from helix4d.train import load_config, train
+
+    train(load_config(config, {"out": out, "device": device}), resume=resume)
+
+
+model_app = typer.Typer(help="Create and inspect model folders.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+
+@model_app.command("init")
+def model_init(
+    out: Path = typer.Option(..., "--out", "-o", help="New model folder to write (must not exist or be empty)."),
+    preset: str = typer.Option("tiny", "--preset", help="Model size: 'tiny' (tests) or 'demo' (the shipped size)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random initialisation."),
+) -> None:
+    """Write a randomly initialised model folder: the starting point for training from scratch."""
+    from helix4d.pipeline.config import preset as get_preset
+    from helix4d.pipeline.folder import init_model_folder
+
+    init_model_folder(get_preset(preset), out, seed=seed)
+    typer.echo(f"wrote a random '{preset}' model to {out}")
+
+
+@app.command("generate")
+def generate_command(
+    video: Path = typer.Argument(..., help="Input video (mp4/mov/webm/gif) or a folder of frames."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (written all at once when generation succeeds)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Model folder; default: the shipped demo model."),
+    frames: Optional[int] = typer.Option(None, "--frames", help="Use at most this many frames (after --fps sampling)."),
+    fps: Optional[float] = typer.Option(None, "--fps", help="Sample the video at this frame rate (default: every frame)."),
+    start: Optional[float] = typer.Option(None, "--start", help="Start time in seconds."),
+    end: Optional[float] = typer.Option(None, "--end", help="End time in seconds."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Sampling steps per stage (default: the model's)."),
+    cfg: Optional[float] = typer.Option(None, "--cfg", help="Classifier-free guidance strength (default: the model's)."),
+    window: Optional[int] = typer.Option(None, "--window", help="Temporal window radius r; >= frames = full attention."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same result."),
+    device: str = typer.Option("auto", "--device", help="'auto', 'cpu' or 'cuda'."),
+    mode: str = typer.Option("temporal", "--mode", help="'temporal' (Helix4D) or 'per-frame' (static model on each frame)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
+) -> None:
+    """Turn a video into a 4D asset: one mesh per frame, written to OUT."""
+    from helix4d.pipeline.run import generate
+
+    generate(video=video, out=out, model=model, frames=frames, fps=fps, start=start, end=end, steps=steps, cfg=cfg,
+             window=window, seed=seed, device=device, mode=mode, overwrite=overwrite)
+
+
+data_app = typer.Typer(help="Build 4D training datasets (O-Voxels + condition renders per frame).", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def _report_build(summary) -> None:
+    """Print failures and the summary line; exit 2 only when every item failed."""
+    for failure in summary.failures:
+        err_console.print(f"[yellow]failed:[/] {failure['item']}: {failure['error']}", highlight=False, soft_wrap=True)
+    typer.echo(summary.line())
+    if summary.all_failed:
+        raise typer.Exit(2)
+
+
+@data_app.command("synth")
+def data_synth(
+    out: Path = typer.Option(..., "--out", "-o", help="Dataset folder (created; rerun with the same settings to resume)."),
+    count: int = typer.Option(..., "--count", "-n", min=1, help="Number of sequences to generate."),
+    frames: int = typer.Option(16, "--frames", min=1, help="Frames per sequence."),
+    resolution: int = typer.Option(64, "--resolution", min=2, help="O-Voxel grid resolution R."),
+    image_size: int = typer.Option(128, "--image-size", min=8, help="Side of the square condition renders, pixels."),
+    views: int = typer.Option(4, "--views", min=1, help="Rendered views per frame (view 0 = conditioning camera)."),
+    seed: int = typer.Option(0, "--seed", help="Sequence i uses seed SEED + i."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Worker processes (default: all cores; 0: in-process)."),
+    kinds: str = typer.Option("", "--kinds", help="Comma-separated phenomena to cycle through (default: all kinds)."),
+) -> None:
+    """Generate synthetic 4D sequences (every phenomenon in turn) into a dataset folder."""
+    from helix4d.data.build import build_synthetic
+
+    kind_list = [k.strip() for k in kinds.split(",") if k.strip()] or None
+    _report_build(build_synthetic(out, count, frames=frames, resolution=resolution, image_size=image_size,
+                                  views=views, seed=seed, workers=workers, kinds=kind_list))
+
+
+@data_app.command("build")
+def data_build(
+    assets: list[Path] = typer.Argument(..., help="Animated asset files (.glb/.gltf/.fbx/.blend)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Dataset folder (created; rerun with the same settings to resume)."),
+    frames: int = typer.Option(16, "--frames", min=1, help="Frames sampled evenly over each asset's animation."),
+    resolution: int = typer.Option(64, "--resolution", min=2, help="O-Voxel grid resolution R."),
+    image_size: int = typer.Option(128, "--image-size", min=8, help="Side of the square condition renders, pixels."),
+    views: int = typer.Option(4, "--views", min=1, help="Rendered views per frame (view 0 = conditioning camera)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Worker processes (default: all cores; 0: in-process)."),
+) -> None:
+    """Build a dataset from animated assets imported through Blender (needs the optional 'blender' extra)."""
+    from helix4d.data.build import build_assets
+
+    _report_build(build_assets(assets, out, frames=frames, resolution=resolution, image_size=image_size,
+                               views=views, workers=workers))
 
 
 def main() -> None:

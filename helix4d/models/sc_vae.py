@@ -18,11 +18,10 @@ from helix4d.sparse.conv import (
     Downsample,
     SubMConv3d,
     Upsample,
-    lookup,
     membership,
     neighbour_map,
     parent_index,
-    voxel_keys,
+    row_index,
 )
 
 
@@ -138,7 +137,7 @@ class SCVAE(nn.Module):
         mean, logvar, coarse = self.encode(feats, coords)
         noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         out = self.decode(mean + noise * (0.5 * logvar).exp(), coarse, fine_coords=coords)
-        target = feats[_match_rows(out.coords, coords)]  # decoder output order differs from the input order
+        target = feats[row_index(out.coords, coords)]  # decoder output order differs from the input order
         binary = torch.zeros(feats.shape[1], dtype=torch.bool, device=feats.device)
         binary[list(self.config.binary_channels)] = True
         rec_bin = F.binary_cross_entropy_with_logits(out.raw[:, binary], target[:, binary]) if binary.any() else out.raw.new_zeros(())
@@ -147,10 +146,3 @@ class SCVAE(nn.Module):
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
         total = rec_mse * 10.0 + rec_bin + exists + self.config.kl_weight * kl
         return total, {"mse": rec_mse.item(), "bce": float(rec_bin.detach()), "exists": float(exists.detach()), "kl": kl.item()}
-
-
-def _match_rows(query: Tensor, reference: Tensor) -> Tensor:
-    """Index into `reference (N, 4)` of every row of `query (M, 4)` (all present). -> (M,)"""
-    extent = int(reference[:, 1:].max().item()) + 2
-    keys_sorted, order = torch.sort(voxel_keys(reference, extent))
-    return lookup(keys_sorted, order, voxel_keys(query, extent))

@@ -30,6 +30,8 @@ def voxel_keys(coords: Tensor, extent: int) -> Tensor:
 
 def lookup(keys_sorted: Tensor, order: Tensor, query: Tensor) -> Tensor:
     """Index of each query key in the original array, or -1 where absent. (M,) -> (M,)"""
+    if keys_sorted.numel() == 0:
+        return torch.full_like(query, -1)
     pos = torch.searchsorted(keys_sorted, query).clamp_(max=keys_sorted.numel() - 1)
     found = keys_sorted[pos] == query
     return torch.where(found, order[pos], torch.full_like(pos, -1))
@@ -117,10 +119,15 @@ class Upsample(nn.Module):
         return child_feats, children_of(coords), self.to_exists(feats).reshape(-1)
 
 
-def membership(query: Tensor, reference: Tensor) -> Tensor:
-    """Which rows of `query (M, 4)` occur in `reference (N, 4)`. -> (M,) bool"""
-    if reference.numel() == 0:
-        return torch.zeros(query.shape[0], dtype=torch.bool, device=query.device)
+def row_index(query: Tensor, reference: Tensor) -> Tensor:
+    """Index into `reference (N, 4)` of every row of `query (M, 4)`, -1 where absent. -> (M,)"""
+    if query.shape[0] == 0 or reference.shape[0] == 0:
+        return torch.full((query.shape[0],), -1, dtype=torch.int64, device=query.device)
     extent = int(torch.cat([query[:, 1:], reference[:, 1:]]).max().item()) + 2
     keys_sorted, order = torch.sort(voxel_keys(reference, extent))
-    return lookup(keys_sorted, order, voxel_keys(query, extent)) >= 0
+    return lookup(keys_sorted, order, voxel_keys(query, extent))
+
+
+def membership(query: Tensor, reference: Tensor) -> Tensor:
+    """Which rows of `query (M, 4)` occur in `reference (N, 4)`. -> (M,) bool"""
+    return row_index(query, reference) >= 0

@@ -1,0 +1,118 @@
+"""Model-size presets and the pipeline's own settings, as dataclasses serialised beside the weights.
+
+A model folder (DESIGN §6) holds `pipeline.json` (a `PipelineConfig`) and one sub-folder per component with its
+`config.json` + `model.safetensors`. `tiny` is for tests, `demo` is what ships in `helix4d/weights/demo`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from helix4d.errors import ConfigError
+from helix4d.models.flow import FlowConfig
+from helix4d.models.image_encoder import ImageEncoderConfig
+from helix4d.models.sc_vae import SCVAEConfig
+from helix4d.models.ss_vae import SSVAEConfig
+from helix4d.ovoxel.representation import MATERIAL_CHANNELS, ORIENTED_GEOMETRY_CHANNELS
+
+# Geometry features are (dual 3, edges 3, split 1, edge signs 3); edges and signs are flags trained with BCE.
+GEOMETRY_BINARY_CHANNELS = (3, 4, 5, 7, 8, 9)
+
+COMPONENTS = ("image_encoder", "ss_vae", "geometry_vae", "material_vae", "ss_flow", "geometry_flow", "material_flow")
+CONFIG_TYPES = {
+    "image_encoder": ImageEncoderConfig,
+    "ss_vae": SSVAEConfig,
+    "geometry_vae": SCVAEConfig,
+    "material_vae": SCVAEConfig,
+    "ss_flow": FlowConfig,
+    "geometry_flow": FlowConfig,
+    "material_flow": FlowConfig,
+}
+
+
+@dataclass
+class LatentStats:
+    """Per-channel mean/std of a stage's latents, measured on the training set; flows work on standardised latents."""
+
+    mean: list[float]
+    std: list[float]
+
+
+@dataclass
+class StageSampling:
+    steps: int = 25
+    cfg_strength: float = 3.0
+    cfg_interval: tuple[float, float] = (0.0, 1.0)
+    time_shift: float = 3.0
+
+
+@dataclass
+class PipelineConfig:
+    preset: str
+    resolution: int  # fine O-Voxel grid
+    image_size: int  # condition image side
+    window: int = 1  # window radius r for frames >= 1
+    occupancy_threshold: float = 0.0  # SS-VAE logit above which a coarse voxel is occupied
+    latent_stats: dict[str, LatentStats] = field(default_factory=dict)  # keyed "ss", "geometry", "material"
+    sampling: dict[str, StageSampling] = field(default_factory=dict)  # keyed "ss", "geometry", "material"
+    trained: bool = False  # False for a freshly initialised folder: its outputs are noise
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> PipelineConfig:
+        try:
+            raw = dict(raw)
+            raw["latent_stats"] = {k: LatentStats(**v) for k, v in raw.get("latent_stats", {}).items()}
+            raw["sampling"] = {
+                k: StageSampling(**{**v, "cfg_interval": tuple(v.get("cfg_interval", (0.0, 1.0)))})
+                for k, v in raw.get("sampling", {}).items()
+            }
+            return cls(**raw)
+        except TypeError as exc:
+            raise ConfigError(f"pipeline.json is not a helix4d pipeline config ({exc})") from None
+
+
+@dataclass
+class ModelPreset:
+    pipeline: PipelineConfig
+    components: dict[str, object]  # component name -> its config dataclass
+
+
+def preset(name: str) -> ModelPreset:
+    """Configs of every component for a named size."""
+    if name == "tiny":
+        res, img, enc_dim, flow = 16, 32, 32, dict(dim=32, depth=2, heads=2)
+        vae_ch, ss = (8, 16), SSVAEConfig(resolution=8, latent_channels=4, channels=(8,))
+        latent, enc = 4, ImageEncoderConfig(image_size=img, dim=enc_dim, grid=4, depth=1, heads=2)
+    elif name == "demo":
+        res, img, enc_dim, flow = 32, 128, 128, dict(dim=192, depth=6, heads=3)
+        vae_ch, ss = (32, 64), SSVAEConfig(resolution=16, latent_channels=8, channels=(32, 64))
+        latent, enc = 8, ImageEncoderConfig(image_size=img, dim=enc_dim, grid=8, depth=2, heads=4)
+    else:
+        raise ConfigError(f"unknown preset {name!r}; choose 'tiny' or 'demo'")
+    if res // 2 ** (len(vae_ch) - 1) != ss.resolution:
+        raise ConfigError("SC-VAE downsampling must land on the SS-VAE grid")
+    geometry_vae = SCVAEConfig(
+        in_channels=ORIENTED_GEOMETRY_CHANNELS, latent_channels=latent, channels=vae_ch,
+        binary_channels=GEOMETRY_BINARY_CHANNELS,
+    )
+    material_vae = SCVAEConfig(in_channels=MATERIAL_CHANNELS, latent_channels=latent, channels=vae_ch)
+    components = {
+        "image_encoder": enc,
+        "ss_vae": ss,
+        "geometry_vae": geometry_vae,
+        "material_vae": material_vae,
+        "ss_flow": FlowConfig(in_channels=ss.latent_channels, cond_dim=enc_dim, **flow),
+        "geometry_flow": FlowConfig(in_channels=latent, cond_dim=enc_dim, **flow),
+        "material_flow": FlowConfig(in_channels=latent, extra_channels=latent, cond_dim=enc_dim, **flow),
+    }
+    identity = lambda c: LatentStats([0.0] * c, [1.0] * c)  # noqa: E731
+    pipeline = PipelineConfig(
+        preset=name, resolution=res, image_size=img,
+        latent_stats={"ss": identity(ss.latent_channels), "geometry": identity(latent), "material": identity(latent)},
+        sampling={k: StageSampling() for k in ("ss", "geometry", "material")},
+    )
+    return ModelPreset(pipeline, components)

@@ -1,0 +1,311 @@
+"""`Helix4DPipeline`: video in, 4D asset out (DESIGN §2).
+
+    pipe = Helix4DPipeline.from_pretrained()          # the shipped demo model
+    asset = pipe("examples/split.mp4", seed=0)         # -> Asset4D: per-frame O-Voxels and meshes
+
+Every stage runs frame 0 (the anchor) through the static model alone, exactly as for a single image, then fills
+the anchor cache with its clean latent at t = 0 and denoises frames 1..F-1 jointly with windowed anchored
+attention. `mode="per-frame"` runs the static model on every frame independently (the paper's baseline).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import trimesh
+from torch import Tensor
+
+from helix4d.errors import InputError
+from helix4d.io.preprocess import preprocess_frames
+from helix4d.io.video import Video, read_video
+from helix4d.models.flow import FlowTransformer
+from helix4d.ovoxel import OVoxel, ovoxel_to_mesh
+from helix4d.pipeline.config import COMPONENTS, PipelineConfig
+from helix4d.pipeline.folder import load_component, read_pipeline_config
+from helix4d.pipeline.sampler import SamplerConfig, sample
+from helix4d.sparse import SparseTensor
+from helix4d.sparse.conv import row_index
+
+MODES = ("temporal", "per-frame")
+STAGES = ("ss", "geometry", "material")
+DEMO_MODEL = Path(__file__).resolve().parent.parent / "weights" / "demo"
+
+Progress = Callable[[str, int, int], None]  # (task description, completed, total)
+
+
+@dataclass
+class Asset4D:
+    """The result: one O-Voxel and one mesh per frame, in the unit cube shared by all frames."""
+
+    ovoxels: list[OVoxel]
+    meshes: list[trimesh.Trimesh]
+    times: np.ndarray  # (F,) seconds of each frame in the source video
+    fps: float
+    images: np.ndarray  # (F, 4, S, S) float32 condition images the model saw
+    metadata: dict = field(default_factory=dict)  # settings and per-stage seconds
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.meshes)
+
+
+def stage_seed(seed: int, stage: str, frame: int) -> int:
+    """Noise of (stage, frame) comes from its own generator, so frame 0 does not depend on the clip length."""
+    return (seed * 1_000_003 + STAGES.index(stage) * 10_007 + frame) % (2**63 - 1)
+
+
+def frame_noise(coords_per_frame: list[Tensor], channels: int, seed: int, stage: str) -> Tensor:
+    """(N, C) standard normal noise, frame f drawn from generator `stage_seed(seed, stage, f)` (on the CPU)."""
+    parts = [
+        torch.randn(c.shape[0], channels, generator=torch.Generator().manual_seed(stage_seed(seed, stage, f)))
+        for f, c in enumerate(coords_per_frame)
+    ]
+    return torch.cat(parts)
+
+
+class Helix4DPipeline:
+    def __init__(self, config: PipelineConfig, components: dict[str, torch.nn.Module], device: str | torch.device = "cpu") -> None:
+        self.config = config
+        self.components = components
+        self.device = torch.device(device)
+        for module in components.values():
+            module.to(self.device).eval()
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(cls, folder: str | Path | None = None, device: str | torch.device = "cpu") -> Helix4DPipeline:
+        """Load a model folder (default: the shipped demo model)."""
+        folder = Path(folder) if folder is not None else DEMO_MODEL
+        config = read_pipeline_config(folder)
+        components = {name: load_component(name, folder / name)[0] for name in COMPONENTS}
+        return cls(config, components, resolve_device(device))
+
+    def __getattr__(self, name: str) -> torch.nn.Module:
+        components = self.__dict__.get("components", {})
+        if name in components:
+            return components[name]
+        raise AttributeError(name)
+
+    # ------------------------------------------------------------------ entry points
+    def __call__(
+        self,
+        video: str | Path | Video,
+        *,
+        max_frames: int | None = None,
+        fps: float | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        seed: int = 0,
+        steps: int | None = None,
+        cfg: float | None = None,
+        window: int | None = None,
+        mode: str = "temporal",
+        anchor: bool = True,
+        progress: Progress | None = None,
+    ) -> Asset4D:
+        """Decode, preprocess and generate. Frames are sampled by `fps`/`start`/`end`/`max_frames`."""
+        if not isinstance(video, Video):
+            video = read_video(video, fps=fps, max_frames=max_frames, start=start, end=end)
+        images = preprocess_frames(video, size=self.config.image_size).images  # (F, 4, S, S)
+        asset = self.generate(images, seed=seed, steps=steps, cfg=cfg, window=window, mode=mode, anchor=anchor, progress=progress)
+        asset.times, asset.fps = video.times, video.fps
+        asset.metadata["source"] = video.source
+        return asset
+
+    def image_to_3d(self, image: str | Path | np.ndarray, *, seed: int = 0, steps: int | None = None, cfg: float | None = None) -> Asset4D:
+        """The static single-image path: one frame, base weights only."""
+        if isinstance(image, np.ndarray):
+            if image.ndim != 3 or image.shape[2] not in (3, 4) or image.dtype != np.uint8:
+                raise InputError(f"image must be an (H, W, 3|4) uint8 array, got {image.shape} {image.dtype}")
+            rgba = image if image.shape[2] == 4 else np.concatenate([image, np.full_like(image[..., :1], 255)], axis=2)
+            video = Video(frames=rgba[None], fps=1.0, times=np.zeros(1), has_alpha=bool((rgba[..., 3] < 255).any()), source="array")
+        else:
+            video = read_video(image, max_frames=1)
+        return self(video, seed=seed, steps=steps, cfg=cfg, mode="per-frame")
+
+    @torch.no_grad()
+    def generate(
+        self,
+        images: np.ndarray,
+        *,
+        seed: int = 0,
+        steps: int | None = None,
+        cfg: float | None = None,
+        window: int | None = None,
+        mode: str = "temporal",
+        anchor: bool = True,
+        progress: Progress | None = None,
+    ) -> Asset4D:
+        """images (F, 4, S, S) float32 in [0, 1] (RGB over black + alpha) -> Asset4D."""
+        if mode not in MODES:
+            raise InputError(f"mode must be one of {MODES}, got {mode!r}")
+        s = self.config.image_size
+        if images.ndim != 4 or images.shape[1:] != (4, s, s) or images.shape[0] < 1:
+            raise InputError(f"condition images must be (F, 4, {s}, {s}), got {images.shape}")
+        window = self.config.window if window is None else window
+        if window < 0:
+            raise InputError(f"window must be >= 0, got {window}")
+        run = _Run(self, seed, steps, cfg, window, mode, anchor, progress)
+        timings: dict[str, float] = {}
+
+        clock = time.perf_counter()
+        cond = self.image_encoder(torch.from_numpy(images).to(self.device))  # (F, L, C)
+        timings["encode_images"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        coarse = run.sparse_structure(cond)  # per frame (n_f, 3) coarse voxels
+        timings["ss"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        geo_latent, geo_fine, geo_feats = run.geometry(cond, coarse)
+        timings["geometry"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        mat_feats = run.material(cond, coarse, geo_latent, geo_fine)
+        timings["material"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        ovoxels = []
+        for f in range(images.shape[0]):
+            rows = geo_fine[:, 0] == f
+            ovoxels.append(OVoxel.from_features(self.config.resolution, geo_fine[rows, 1:].cpu(), geo_feats[rows].cpu(), mat_feats[rows].cpu()))
+        meshes = [ovoxel_to_mesh(v) for v in ovoxels]
+        timings["meshing"] = time.perf_counter() - clock
+
+        f = images.shape[0]
+        metadata = {
+            "mode": mode, "seed": seed, "window": window, "anchor": anchor, "frames": f,
+            "steps": {k: run.sampler(k).steps for k in STAGES}, "cfg": {k: run.sampler(k).cfg_strength for k in STAGES},
+            "seconds": timings, "model_preset": self.config.preset, "model_trained": self.config.trained,
+        }
+        return Asset4D(ovoxels, meshes, np.arange(f, dtype=np.float64), 1.0, images, metadata)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    return dev
+
+
+class _Run:
+    """One generation: sampling settings, seed and progress shared by the three stages."""
+
+    def __init__(self, pipe: Helix4DPipeline, seed: int, steps: int | None, cfg: float | None, window: int,
+                 mode: str, anchor: bool, progress: Progress | None) -> None:
+        self.pipe, self.seed, self.steps, self.cfg = pipe, seed, steps, cfg
+        self.window, self.mode, self.anchor, self.progress = window, mode, anchor, progress
+        self.device = pipe.device
+
+    def sampler(self, stage: str) -> SamplerConfig:
+        s = self.pipe.config.sampling[stage]
+        return SamplerConfig(
+            steps=self.steps or s.steps, cfg_strength=s.cfg_strength if self.cfg is None else self.cfg,
+            cfg_interval=tuple(s.cfg_interval), time_shift=s.time_shift,
+        )
+
+    def normalise(self, stage: str, z: Tensor, inverse: bool = False) -> Tensor:
+        stats = self.pipe.config.latent_stats[stage]
+        mean = torch.tensor(stats.mean, device=z.device, dtype=z.dtype)
+        std = torch.tensor(stats.std, device=z.device, dtype=z.dtype)
+        return z * std + mean if inverse else (z - mean) / std
+
+    # ---------------------------------------------------------------- stages
+    def sparse_structure(self, cond: Tensor) -> list[Tensor]:
+        ss_vae = self.pipe.ss_vae
+        r, frames = ss_vae.latent_resolution, cond.shape[0]
+        grid = torch.stack(torch.meshgrid(*(torch.arange(r),) * 3, indexing="ij"), -1).reshape(-1, 3)
+        coords = [grid] * frames
+        latent = self.sample_stage("ss", self.pipe.ss_flow, coords, cond)  # (F·r³, C)
+        latent = self.normalise("ss", latent, inverse=True)
+        dense = SparseTensor.from_frames(coords, list(latent.split(r**3))).to_dense((r, r, r))
+        logits = ss_vae.decode(dense)[:, 0]  # (F, R, R, R)
+        occupied = []
+        for f in range(frames):
+            idx = (logits[f] > self.pipe.config.occupancy_threshold).nonzero()  # (n_f, 3)
+            occupied.append(idx.cpu())
+        return occupied
+
+    def geometry(self, cond: Tensor, coarse: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        latent = self.sample_stage("geometry", self.pipe.geometry_flow, coarse, cond)  # (N, C), normalised
+        vae = self.pipe.geometry_vae
+        out = vae.decode(self.normalise("geometry", latent, inverse=True), _with_frame(coarse, self.device))
+        return latent, out.coords, vae.features(out.raw)
+
+    def material(self, cond: Tensor, coarse: list[Tensor], geo_latent: Tensor, geo_fine: Tensor) -> Tensor:
+        latent = self.sample_stage("material", self.pipe.material_flow, coarse, cond, extra=geo_latent)
+        vae = self.pipe.material_vae
+        out = vae.decode(self.normalise("material", latent, inverse=True), _with_frame(coarse, self.device), fine_coords=geo_fine)
+        feats = vae.features(out.raw)
+        return feats[row_index(geo_fine, out.coords)]  # material rows in the geometry's voxel order
+
+    # ---------------------------------------------------------------- the shared sampling logic
+    def sample_stage(self, stage: str, flow: FlowTransformer, coords: list[Tensor], cond: Tensor, extra: Tensor | None = None) -> Tensor:
+        """Latents (N, C) for tokens at coords[f] of each frame, frames concatenated in order."""
+        channels, config = flow.config.in_channels, self.sampler(stage)
+        noise = frame_noise(coords, channels, self.seed, stage).to(self.device)
+        sizes = [c.shape[0] for c in coords]
+        tokens = SparseTensor.from_frames([c.to(self.device) for c in coords], list(noise.split(sizes)))
+        frames = len(coords)
+        starts = np.concatenate([[0], np.cumsum(sizes)]).tolist()
+        rows = lambda f: slice(starts[f], starts[f + 1])  # noqa: E731
+        done, total = 0, config.steps * frames
+        report = lambda: self.progress and self.progress(f"stage {stage}", done, total)  # noqa: E731
+
+        def static(f: int) -> Tensor:
+            nonlocal done
+            one = SparseTensor.from_frames([coords[f].to(self.device)], [noise[rows(f)]])  # frame index 0: static model
+            ex = extra[rows(f)] if extra is not None else None
+            velocity = _velocity(flow, one, cond[f : f + 1], ex, self.window, self.anchor)
+
+            def step(_: int) -> None:
+                nonlocal done
+                done += 1
+                report()
+
+            return sample(velocity, noise[rows(f)], config, on_step=step)
+
+        if self.mode == "per-frame" or frames == 1:
+            return torch.cat([static(f) for f in range(frames)])
+
+        first = static(0)  # the anchor: the static model alone
+        cache = flow.empty_anchor_cache()
+        anchor_tokens = SparseTensor.from_frames([coords[0].to(self.device)], [first])
+        ex0 = extra[rows(0)] if extra is not None else None
+        flow(anchor_tokens, first.new_zeros(first.shape[0]), cond[:1], self.window, self.anchor, cache, True, ex0)
+        rest = tokens.select_frames(list(range(1, frames)))
+        ex_rest = extra[starts[1]:] if extra is not None else None
+        velocity = _velocity(flow, rest, cond[1:], ex_rest, self.window, self.anchor, cache)
+
+        def step(_: int) -> None:
+            nonlocal done
+            done += frames - 1
+            report()
+
+        others = sample(velocity, rest.feats, config, on_step=step)
+        return torch.cat([first, others])
+
+
+def _velocity(flow: FlowTransformer, tokens: SparseTensor, cond: Tensor, extra: Tensor | None, window: int,
+              anchor: bool, cache=None):
+    """The sampler's velocity function for these tokens; unconditional = zero condition tokens."""
+    uncond = torch.zeros_like(cond)
+
+    def velocity(x: Tensor, t: float, conditioned: bool) -> Tensor:
+        tt = x.new_full((x.shape[0],), t)
+        return flow(tokens.replace(x), tt, cond if conditioned else uncond, window, anchor, cache, cache is None, extra)
+
+    return velocity
+
+
+def _with_frame(coords: list[Tensor], device: torch.device) -> Tensor:
+    """Per-frame (n_f, 3) voxels -> (N, 4) [frame, x, y, z] (the frame is the sparse-conv group)."""
+    parts = [torch.cat([torch.full((c.shape[0], 1), f, dtype=torch.int64), c.long()], 1) for f, c in enumerate(coords)]
+    return torch.cat(parts).to(device) if parts else torch.zeros(0, 4, dtype=torch.int64, device=device)
