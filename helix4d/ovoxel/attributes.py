@@ -105,4 +105,7 @@ def _sample_texture(image, uv: np.ndarray) -> np.ndarray:
 
 def _interp(values: np.ndarray, corners: np.ndarray, bary: np.ndarray) -> np.ndarray:
     """Barycentric interpolation of per-vertex values (V, C) at (K,) points: (K, C)."""
-    return np.einsum("kj,kjc->kc", bary, values[corners]).astype(np.float32)
+    out = bary[:, 0:1] * values[corners[:, 0]]
+    out += bary[:, 1:2] * values[corners[:, 1]]
+    out += bary[:, 2:3] * values[corners[:, 2]]
+    return out.astype(np.float32, copy=False)

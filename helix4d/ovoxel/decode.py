@@ -59,6 +59,9 @@ def dual_contour(coords: Tensor, dual: Tensor, edges: Tensor, edge_sign: Tensor,
     tri = torch.stack([a, b], dim=1)  # (Q, 2, 3)
     tri = torch.where(facing_plus[:, None, None], tri, tri[..., [0, 2, 1]]).reshape(-1, 3)  # (2Q, 3)
 
-    used, faces = torch.unique(tri, return_inverse=True)  # (V,), (2Q, 3)
+    is_used = torch.zeros(coords.shape[0], dtype=torch.bool, device=dev)
+    is_used[tri.reshape(-1)] = True
+    used = torch.nonzero(is_used)[:, 0]  # (V,) voxel rows that become vertices
+    faces = (torch.cumsum(is_used, 0) - 1)[tri]  # (2Q, 3) vertex ids
     verts = (coords[used].to(torch.float32) + dual[used].to(torch.float32)) / r - 0.5  # (V, 3)
     return verts, faces, used

@@ -59,7 +59,7 @@ def mesh_to_ovoxel(
     # Active set: the exact box-overlap set plus the 4 voxels around each crossed edge (they overlap the
     # surface in exact arithmetic; the union guards against rounding).
     ring, ring_src = _around(e_lattice[crossed], e_axis[crossed], r)
-    keys, pick = np.unique(np.concatenate([sat_keys, voxel_key(ring, r)]), return_index=True)
+    keys, pick = np.unique(np.concatenate([sat_keys, ring]), return_index=True)
     owner = np.concatenate([sat_owner, hits.tri[first[crossed]][ring_src]])[pick]  # (N,) a touching triangle
     coords = key_to_voxel(keys, r)  # (N, 3)
     n = keys.shape[0]
@@ -77,19 +77,25 @@ def mesh_to_ovoxel(
 
 # ---------------------------------------------------------------------------------------------- internals
 def _around(lattice: np.ndarray, axis: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
-    """The in-grid voxels among the 4 around each edge: (M, 3) coords and (M,) index of their edge."""
-    vox = lattice[:, None, :] + QUAD_OFFSETS[axis]  # (E, 4, 3)
-    inside = np.all((vox >= 0) & (vox < r), axis=2)  # (E, 4)
-    return vox[inside], np.nonzero(inside)[0]
+    """Keys of the in-grid voxels among the 4 around each edge (`QUAD_OFFSETS`) and the index of their edge.
+
+    lattice (E, 3) in [0, R-1], axis (E,). Only the -1 offsets can leave the grid, where the coordinate is 0.
+    """
+    e = np.arange(lattice.shape[0])
+    axis = axis.astype(np.int64)
+    step = QUAD_OFFSETS @ np.array([r * r, r, 1])  # (3, 4) key offset of each ring voxel
+    ring = voxel_key(lattice, r)[:, None] + step[axis]  # (E, 4)
+    zb, zc = lattice[e, (axis + 1) % 3] == 0, lattice[e, (axis + 2) % 3] == 0
+    valid = np.stack([np.ones_like(zb), ~zb, ~(zb | zc), ~zc], axis=1)  # (E, 4)
+    return ring[valid], np.nonzero(valid)[0]
 
 
 def _solve_qef(hits, keys: np.ndarray, coords: np.ndarray, mass: np.ndarray, r: int, reg: float) -> np.ndarray:
     """(N, 3) dual offsets in [0, 1]: argmin Σ (n·(x - p))² + λ|x - m|² over the hits on each voxel's edges."""
     n = keys.shape[0]
-    ring, src = _around(hits.lattice, hits.axis.astype(np.int64), r)
-    slot = np.searchsorted(keys, voxel_key(ring, r))
-    slot = np.minimum(slot, n - 1)
-    ok = keys[slot] == voxel_key(ring, r)
+    ring, src = _around(hits.lattice, hits.axis, r)
+    slot = np.minimum(np.searchsorted(keys, ring), n - 1)
+    ok = keys[slot] == ring
     slot, nrm, pnt = slot[ok], hits.normal[src[ok]], hits.point[src[ok]]
     ata = np.zeros((n, 3, 3))
     atb = np.zeros((n, 3))
@@ -110,10 +116,12 @@ def _surface_statistics(src: MeshParts, tris: np.ndarray, keys: np.ndarray, coor
     """Per voxel: mass point (N, 3) grid coords, attributes (N, 6), split weight (N,) from surface samples."""
     n = keys.shape[0]
     face, bary, weight = _stratified_samples(tris, cfg)
-    points = np.einsum("kj,kjc->kc", bary, tris[face])  # (K, 3)
-    slot = np.searchsorted(keys, voxel_key(np.clip(np.floor(points), 0, r - 1), r))
-    slot = np.minimum(slot, n - 1)
-    ok = keys[slot] == voxel_key(np.clip(np.floor(points), 0, r - 1), r)
+    t = tris[face]  # (K, 3, 3)
+    points = bary[:, 0:1] * t[:, 0] + bary[:, 1:2] * t[:, 1] + bary[:, 2:3] * t[:, 2]  # (K, 3)
+    del t
+    sample_key = voxel_key(np.clip(np.floor(points), 0, r - 1), r)
+    slot = np.minimum(np.searchsorted(keys, sample_key), n - 1)
+    ok = keys[slot] == sample_key
     face, bary, weight, points, slot = face[ok], bary[ok], weight[ok], points[ok], slot[ok]
 
     # Voxels that no sample landed in (the surface only grazes them): one sample at the point of a touching

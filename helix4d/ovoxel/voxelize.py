@@ -49,9 +49,14 @@ def surface_voxels(tris: np.ndarray, resolution: int) -> tuple[np.ndarray, np.nd
     lo = np.clip(np.ceil(sub.min(axis=1)).astype(np.int64) - 1, 0, resolution - 1)  # (S, 3)
     hi = np.clip(np.floor(sub.max(axis=1)).astype(np.int64), 0, resolution - 1)
     keys, owners = [], []
+    normal = np.cross(sub[:, 1] - sub[:, 0], sub[:, 2] - sub[:, 0])  # (S, 3)
+    offset = (normal * sub[:, 0]).sum(axis=1)  # (S,) plane: normal·x = offset
+    radius = 0.5 * np.abs(normal).sum(axis=1)  # (S,) half-extent of a voxel along the normal
     for t, q in _candidates(lo, hi - lo + 1):
-        v = sub[t] - (q + 0.5)[:, None, :]  # (M, 3, 3) triangle relative to the box centre
-        hit = _triangle_box_overlap(v)
+        # The plane test first (cheap, rejects most of the bounding box), then the 9 edge axes on survivors.
+        near = np.abs((normal[t] * (q + 0.5)).sum(axis=1) - offset[t]) <= radius[t]
+        t, q = t[near], q[near]
+        hit = _triangle_box_overlap(sub[t] - (q + 0.5)[:, None, :])  # triangle relative to the box centre
         k, first = np.unique(voxel_key(q[hit], resolution), return_index=True)
         keys.append(k)
         owners.append(src[t[hit][first]])
@@ -135,7 +140,7 @@ def _triangle_box_overlap(v: np.ndarray) -> np.ndarray:
     """Closed triangle vs. closed box [-0.5, 0.5]^3 by the separating-axis theorem (Akenine-Möller).
 
     v: (M, 3, 3) triangle vertices relative to the box centre. The 3 box-face axes are already satisfied by the
-    candidate ranges; this checks the 9 edge-cross axes and the triangle plane. Returns (M,) bool.
+    candidate ranges and the plane by the caller; this checks the 9 edge-cross axes. Returns (M,) bool.
     """
     ok = np.ones(v.shape[0], bool)
     f = np.roll(v, -1, axis=1) - v  # (M, 3, 3) edges
@@ -148,8 +153,6 @@ def _triangle_box_overlap(v: np.ndarray) -> np.ndarray:
             pb = s0 * r[:, i0] + s1 * r[:, i1]
             rad = 0.5 * (np.abs(s0) + np.abs(s1))
             ok &= (np.minimum(pa, pb) <= rad) & (np.maximum(pa, pb) >= -rad)
-    n = np.cross(f[:, 0], f[:, 1])  # (M, 3)
-    ok &= np.abs((n * v[:, 0]).sum(axis=1)) <= 0.5 * np.abs(n).sum(axis=1)
     return ok
 
 
