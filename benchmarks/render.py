@@ -16,7 +16,7 @@ import trimesh
 from helix4d.render import Renderer, front_camera
 
 
-def _painted(mesh: trimesh.Trimesh, rgba: tuple[int, int, int, int], metallic: float, roughness: float) -> trimesh.Trimesh:
+def _painted(mesh: trimesh.Trimesh, rgba: tuple[int, ...], metallic: float, roughness: float) -> trimesh.Trimesh:
     mesh.visual.vertex_colors = np.tile(np.array(rgba, dtype=np.uint8), (len(mesh.vertices), 1))
     mesh.vertex_attributes["metallic"] = np.full(len(mesh.vertices), metallic, dtype=np.float32)
     mesh.vertex_attributes["roughness"] = np.full(len(mesh.vertices), roughness, dtype=np.float32)

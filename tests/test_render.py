@@ -116,7 +116,8 @@ def test_depth_peeling_matches_sorted_reference(renderer):
 
 
 def test_camera_target_projects_to_image_centre():
-    for cam in [front_camera(), *orbit_cameras(5, radius=3.0, elevation_deg=35.0), Camera(eye=(1, 2, 3), target=(0.2, -0.1, 0.3))]:
+    cams = [front_camera(), *orbit_cameras(5, radius=3.0, elevation_deg=35.0)]
+    for cam in [*cams, Camera(eye=(1, 2, 3), target=(0.2, -0.1, 0.3))]:
         px = cam.project(np.array([cam.target]), 640, 480)[0]
         assert px == pytest.approx((320.0, 240.0), abs=1e-6)
         # The view matrix maps the target onto the camera's -z axis.

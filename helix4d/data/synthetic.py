@@ -1,8 +1,8 @@
 """A seeded procedural 4D world for training and testing: animated scenes built in pure Python (trimesh, numpy,
 scikit-image), one `kind` per phenomenon the model must handle.
 
-    spec = sample_scene(seed=7, kind="split", frames=16)   # all randomness, JSON-serialisable
-    meshes = build_frames(spec)                             # 16 trimeshes, per-vertex PBR, whole sequence in the unit cube
+    spec = sample_scene(seed=7, kind="split", frames=16)  # all randomness, JSON-serialisable
+    meshes = build_frames(spec)    # 16 trimeshes, per-vertex PBR, the whole sequence in the unit cube
     same = build_frames(SceneSpec.from_dict(json.loads(json.dumps(spec.to_dict()))))  # identical meshes
 
 Kinds: rigid motion, articulation (lids, doors, a two-link arm), non-rigid deformation (bend, twist, wave), open

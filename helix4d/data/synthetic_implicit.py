@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from helix4d.data.synthetic_shapes import (
+    Frames,
     Params,
     Part,
     gaussian_blobs,
@@ -25,7 +26,6 @@ from helix4d.data.synthetic_shapes import (
     smoothstep,
 )
 
-Frames = list[list[Part]]
 ISO = 0.5
 _CELLS = 44  # marching-cubes cells along the longest side of a sequence's box (keeps frames under ~5k faces)
 
@@ -112,7 +112,8 @@ def sample_grow(rng: np.random.Generator) -> Params:
     variant = str(rng.choice(["plant", "melt", "inflate"]))
     floor = sample_material(rng, metal_chance=0.0)
     floor["color"] = [float(0.3 + 0.4 * c) for c in floor["color"]]  # muted
-    common = {"variant": variant, "floor": floor, "window": [float(rng.uniform(0.0, 0.2)), float(rng.uniform(0.8, 1.0))]}
+    window = [float(rng.uniform(0.0, 0.2)), float(rng.uniform(0.8, 1.0))]  # when the change happens
+    common = {"variant": variant, "floor": floor, "window": window}
     if variant == "plant":
         leaves = int(rng.integers(0, 3))
         return {
@@ -202,7 +203,8 @@ def _build_plant(p: Params, times: np.ndarray) -> Frames:
         def parts(x: np.ndarray) -> np.ndarray:  # (N, 2): stem + leaves, cap
             stem = np.maximum(_segment_field(x, np.zeros(3), mid, stem_r), _segment_field(x, mid, tip, stem_r))
             if leaf_centres:
-                stem = stem + gaussian_blobs(x, np.asarray(leaf_centres), np.asarray(leaf_radii), np.ones(len(leaf_radii))).sum(1)
+                leaves = gaussian_blobs(x, np.asarray(leaf_centres), np.asarray(leaf_radii), np.ones(len(leaf_radii)))
+                stem = stem + leaves.sum(axis=1)
             head = gaussian_blobs(x, tip[None], cap[None], np.ones(1))[:, 0]
             return np.stack([stem, head], axis=1)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from helix4d.data.synthetic_shapes import (
+    Frames,
     Params,
     Part,
     grid_sheet,
@@ -24,7 +25,6 @@ from helix4d.data.synthetic_shapes import (
     translation,
 )
 
-Frames = list[list[Part]]
 
 
 def _schedule(name: str, s: float) -> float:
@@ -129,7 +129,8 @@ def build_sheet(p: Params, times: np.ndarray) -> Frames:
         pole = primitive({"shape": "cylinder", "size": [2 * r, 1.5 * h, 2 * r]})
         parts_pole = [painted(pole, p["pole_material"]).transformed(translation([-r, -0.2 * h, 0.0]))]
     # flag: sheet to the right of a vertical pole; banner: rotated so it hangs down from a horizontal rod.
-    attach = rotation([0, 1, 0], p["yaw"]) @ (rotation([0, 0, 1], -np.pi / 2) if p["variant"] == "banner" else np.eye(4))
+    hang = rotation([0, 0, 1], -np.pi / 2) if p["variant"] == "banner" else np.eye(4)
+    attach = rotation([0, 1, 0], p["yaw"]) @ hang
     frames = []
     for s in times:
         phase = 2.0 * np.pi * (rest[:, 0] / p["wavelength"] - p["cycles"] * s) + p["phase"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from helix4d.data.synthetic_shapes import (
+    Frames,
     Params,
     Part,
     painted,
@@ -22,7 +23,6 @@ from helix4d.data.synthetic_shapes import (
     translation,
 )
 
-Frames = list[list[Part]]
 
 
 # ---------------------------------------------------------------------------------------------- rigid bodies

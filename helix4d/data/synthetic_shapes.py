@@ -34,6 +34,9 @@ class Part:
         return Part(verts, faces, self.pbr)
 
 
+Frames = list[list[Part]]  # per frame, the parts that make it up
+
+
 # ---------------------------------------------------------------------------------------------- materials
 
 
@@ -56,7 +59,9 @@ def material_pbr(material: Params, count: int) -> np.ndarray:
 
 
 def painted(mesh: trimesh.Trimesh, material: Params) -> Part:
-    return Part(np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.faces), material_pbr(material, len(mesh.vertices)))
+    """A mesh as a `Part` with one uniform material."""
+    verts = np.asarray(mesh.vertices, dtype=np.float64)
+    return Part(verts, np.asarray(mesh.faces), material_pbr(material, len(verts)))
 
 
 def to_trimesh(parts: Sequence[Part]) -> trimesh.Trimesh:

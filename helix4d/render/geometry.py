@@ -48,7 +48,9 @@ def mesh_pbr(mesh: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     count = len(mesh.vertices)
     rgba = np.asarray(visual.vertex_colors, dtype=np.float32).reshape(-1, 4)
     if len(rgba) != count:
-        raise InputError(f"mesh has {count} vertices but {len(rgba)} vertex colours: rebuild it with one RGBA per vertex.")
+        raise InputError(
+            f"mesh has {count} vertices but {len(rgba)} vertex colours: rebuild it with one RGBA per vertex."
+        )
     attrs = getattr(mesh, "vertex_attributes", {}) or {}
     metallic = _vertex_scalar(attrs.get("metallic"), count, DEFAULT_METALLIC, "metallic")
     roughness = _vertex_scalar(attrs.get("roughness"), count, DEFAULT_ROUGHNESS, "roughness")
@@ -60,7 +62,9 @@ def _vertex_scalar(values: object, count: int, default: float, name: str) -> np.
         return np.full(count, default, dtype=np.float32)
     arr = np.asarray(values, dtype=np.float32).reshape(-1)
     if len(arr) != count:
-        raise InputError(f"vertex_attributes['{name}'] has {len(arr)} values for {count} vertices: give one per vertex.")
+        raise InputError(
+            f"vertex_attributes['{name}'] has {len(arr)} values for {count} vertices: give one per vertex."
+        )
     return np.clip(arr, 0.0, 1.0)
 
 
@@ -84,7 +88,10 @@ def pack_meshes(meshes: trimesh.Trimesh | Sequence[trimesh.Trimesh]) -> PackedGe
     offset = 0
     for mesh in meshes:
         if not isinstance(mesh, trimesh.Trimesh):
-            raise InputError(f"render expects trimesh.Trimesh meshes, got {type(mesh).__name__}: use mesh.to_mesh() or trimesh.load(..., force='mesh').")
+            raise InputError(
+                f"render expects trimesh.Trimesh meshes, got {type(mesh).__name__}: "
+                "use scene.to_mesh() or trimesh.load(..., force='mesh')."
+            )
         if len(mesh.faces) == 0:
             continue
         rgba, metallic, roughness = mesh_pbr(mesh)
