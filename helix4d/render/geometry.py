@@ -19,6 +19,7 @@ from helix4d.errors import InputError
 VERTEX_FORMAT = "3f 3f 4f 1f 1f 1f"
 VERTEX_ATTRIBUTES = ("in_pos", "in_normal", "in_color", "in_metallic", "in_roughness", "in_flat")
 VERTEX_FLOATS = 13
+POSITION_FORMAT = "3f 40x"  # the same buffer read as positions only (depth-peeling pass)
 
 DEFAULT_METALLIC = 0.0
 DEFAULT_ROUGHNESS = 0.5

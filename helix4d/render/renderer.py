@@ -1,13 +1,15 @@
 """Rasterise meshes with per-vertex PBR into straight-alpha RGBA images, with correct transparency.
 
-Passes per image (all in one reusable set of framebuffers):
-1. opaque pass: faces whose alpha is 1 everywhere, ordinary depth test -> colour + window z;
-2. depth peeling (only when some face has alpha < 1): layer k keeps, per pixel, the nearest transparent fragment
-   that is behind layer k-1 and in front of the opaque surface; each layer is blended *under* the accumulation
-   (front to back, premultiplied: C += (1 - A) * a * c, A += (1 - A) * a). An occlusion query stops when a layer
-   is empty, so a closed transparent shell costs two layers;
+Passes per image (one reusable set of framebuffers):
+1. opaque pass: faces whose alpha is 1 everywhere, ordinary depth test -> colour + window z. When no face is
+   transparent this draws straight onto the background and the image is done (fast path);
+2. depth peeling, one layer at a time: a cheap pass finds, per pixel, the nearest transparent fragment behind
+   the previous layer and in front of the opaque surface (writes its z only); then the layer is shaded with an
+   exact depth-equality test and blended *under* the accumulation (front to back, premultiplied:
+   C += (1 - A) * a * c, A += (1 - A) * a). An occlusion query stops at the first empty layer, so a closed
+   transparent shell costs two shaded layers and one cheap empty pass;
 3. resolve: accumulation, then the opaque layer, then the background, all "under"; divide by alpha (straight).
-This gives the order-independent result up to `max_layers` transparent surfaces per pixel, so an opaque object
+This is the order-independent result for up to `max_layers` transparent surfaces per pixel: an opaque object
 inside a transparent container shows through both of the container's walls.
 """
 
@@ -23,7 +25,13 @@ from helix4d.errors import InputError
 from helix4d.render import shaders
 from helix4d.render.camera import Camera
 from helix4d.render.context import gl_context
-from helix4d.render.geometry import VERTEX_ATTRIBUTES, VERTEX_FORMAT, PackedGeometry, pack_meshes
+from helix4d.render.geometry import (
+    POSITION_FORMAT,
+    VERTEX_ATTRIBUTES,
+    VERTEX_FORMAT,
+    PackedGeometry,
+    pack_meshes,
+)
 
 Color = tuple[float, float, float, float]
 
@@ -58,11 +66,13 @@ class SceneBuffers:
         self._vbo = ctx.buffer(reserve=64)
         self._opaque_ibo = ctx.buffer(reserve=64)
         self._transparent_ibo = ctx.buffer(reserve=64)
-        layout = [(self._vbo, VERTEX_FORMAT, *VERTEX_ATTRIBUTES)]
-        self._opaque_vao = ctx.vertex_array(renderer._opaque_prog, layout, self._opaque_ibo, index_element_size=4)
-        self._transparent_vao = ctx.vertex_array(
-            renderer._peel_prog, layout, self._transparent_ibo, index_element_size=4
-        )
+        full = [(self._vbo, VERTEX_FORMAT, *VERTEX_ATTRIBUTES)]
+        position_only = [(self._vbo, POSITION_FORMAT, VERTEX_ATTRIBUTES[0])]
+        self._vaos = {
+            "opaque": ctx.vertex_array(renderer._opaque_prog, full, self._opaque_ibo, index_element_size=4),
+            "peel": ctx.vertex_array(renderer._peel_prog, position_only, self._transparent_ibo, index_element_size=4),
+            "layer": ctx.vertex_array(renderer._layer_prog, full, self._transparent_ibo, index_element_size=4),
+        }
         self.opaque_count = 0
         self.transparent_count = 0
 
@@ -81,16 +91,14 @@ class SceneBuffers:
         self.opaque_count = packed.opaque_faces.size
         self.transparent_count = packed.transparent_faces.size
 
-    def draw_opaque(self) -> None:
-        if self.opaque_count:
-            self._opaque_vao.render(vertices=self.opaque_count)
-
-    def draw_transparent(self) -> None:
-        if self.transparent_count:
-            self._transparent_vao.render(vertices=self.transparent_count)
+    def draw(self, pass_name: str) -> None:
+        """Draw the opaque faces ("opaque") or the transparent ones ("peel": depth only, "layer": shaded)."""
+        count = self.opaque_count if pass_name == "opaque" else self.transparent_count
+        if count:
+            self._vaos[pass_name].render(vertices=count)
 
     def release(self) -> None:
-        for obj in (self._opaque_vao, self._transparent_vao, self._vbo, self._opaque_ibo, self._transparent_ibo):
+        for obj in (*self._vaos.values(), self._vbo, self._opaque_ibo, self._transparent_ibo):
             obj.release()
 
 
@@ -113,14 +121,12 @@ class Renderer:
         self.width, self.height, self.max_layers = width, height, max_layers
         self.ctx = ctx = gl_context()
         self._mgl = moderngl
-        self._opaque_prog = ctx.program(shaders.SURFACE_VERTEX, shaders.surface_fragment(peel=False))
-        self._peel_prog = ctx.program(shaders.SURFACE_VERTEX, shaders.surface_fragment(peel=True))
-        composite = ctx.program(vertex_shader=shaders.FULLSCREEN_VERTEX, fragment_shader=shaders.COMPOSITE_FRAGMENT)
+        self._opaque_prog = ctx.program(shaders.SURFACE_VERTEX, shaders.surface_fragment(translucent=False))
+        self._layer_prog = ctx.program(shaders.SURFACE_VERTEX, shaders.surface_fragment(translucent=True))
+        self._peel_prog = ctx.program(shaders.PEEL_VERTEX, shaders.PEEL_FRAGMENT)
         resolve = ctx.program(vertex_shader=shaders.FULLSCREEN_VERTEX, fragment_shader=shaders.RESOLVE_FRAGMENT)
-        self._composite = ctx.vertex_array(composite, [])
         self._resolve = ctx.vertex_array(resolve, [])
         self._set_uniforms(self._peel_prog, {"u_prev_z": 0, "u_opaque_z": 1})
-        self._set_uniforms(composite, {"u_layer": 0})
         self._set_uniforms(resolve, {"u_accum": 0, "u_opaque": 1, "u_first_z": 2, "u_opaque_z": 3})
         lights = {
             "u_key_dir": tuple(np.asarray(lighting.key_dir) / np.linalg.norm(lighting.key_dir)),
@@ -131,29 +137,25 @@ class Renderer:
             "u_ground": lighting.ground,
         }
         self._set_uniforms(self._opaque_prog, lights)
-        self._set_uniforms(self._peel_prog, lights)
+        self._set_uniforms(self._layer_prog, lights)
 
         size = (width, height)
         depth = ctx.depth_renderbuffer(size)
         self._opaque_color = ctx.texture(size, 4)  # RGBA8, premultiplied (a = 1 where covered)
         self._opaque_z = ctx.texture(size, 1, dtype="f4")
-        self._layer = ctx.texture(size, 4, dtype="f2")
-        self._accum = ctx.texture(size, 4, dtype="f2")
-        self._first_z = ctx.texture(size, 1, dtype="f4")
-        self._peel_z = [ctx.texture(size, 1, dtype="f4") for _ in range(2)]
+        self._accum = ctx.texture(size, 4, dtype="f2")  # transparent layers, premultiplied
+        self._first_z = ctx.texture(size, 1, dtype="f4")  # layer 0's z, kept for the depth output
+        self._peel_z = [ctx.texture(size, 1, dtype="f4") for _ in range(2)]  # later layers, ping-pong
         self._out_color = ctx.texture(size, 4)
         self._out_z = ctx.texture(size, 1, dtype="f4")
-        for tex in (self._opaque_z, self._first_z, *self._peel_z, self._out_z):
-            tex.filter = (moderngl.NEAREST, moderngl.NEAREST)
+        self._textures = (self._opaque_color, self._opaque_z, self._accum, self._first_z, *self._peel_z,
+                          self._out_color, self._out_z)
         self._opaque_fbo = ctx.framebuffer([self._opaque_color, self._opaque_z], depth)
-        # Peel targets: layer colour + this layer's z; layer 0's z is kept for the depth output.
-        self._peel_fbos = [ctx.framebuffer([self._layer, z], depth) for z in (self._first_z, *self._peel_z)]
-        self._accum_fbo = ctx.framebuffer([self._accum])
+        self._peel_fbos = [ctx.framebuffer([z], depth) for z in (self._first_z, *self._peel_z)]
+        self._accum_fbo = ctx.framebuffer([self._accum], depth)
         self._out_fbo = ctx.framebuffer([self._out_color, self._out_z], depth)
-        # One-attachment views of the z textures, to clear them to 1 (far) while colours clear to 0.
-        self._far_fbos = {
-            id(t): ctx.framebuffer([t]) for t in (self._opaque_z, self._first_z, *self._peel_z, self._out_z)
-        }
+        # One-attachment views of z textures, to clear them to 1 (far) while colours clear to 0.
+        self._far_fbos = {id(t): ctx.framebuffer([t]) for t in (self._opaque_z, self._out_z)}
         self._query = ctx.query(samples=True)
         self._scratch = SceneBuffers(self)
 
@@ -200,13 +202,9 @@ class Renderer:
     def release(self) -> None:
         """Free this renderer's GL objects (the shared context stays)."""
         self._scratch.release()
-        for fbo in (*self._far_fbos.values(), *self._peel_fbos):
-            fbo.release()
-        for obj in (self._opaque_fbo, self._accum_fbo, self._out_fbo):
+        fbos = (*self._far_fbos.values(), *self._peel_fbos, self._opaque_fbo, self._accum_fbo, self._out_fbo)
+        for obj in (*fbos, *self._textures):
             obj.release()
-        for tex in (self._opaque_color, self._opaque_z, self._layer, self._accum, self._first_z, *self._peel_z,
-                    self._out_color, self._out_z):
-            tex.release()
 
     # --- passes -------------------------------------------------------------------------------------------------
 
@@ -220,7 +218,7 @@ class Renderer:
         mgl, ctx = self._mgl, self.ctx
         view = camera.view().T.astype("f4").tobytes()
         proj = camera.projection(self.width / self.height).T.astype("f4").tobytes()
-        for prog in (self._opaque_prog, self._peel_prog):
+        for prog in (self._opaque_prog, self._layer_prog, self._peel_prog):
             prog["u_view"].write(view)
             prog["u_proj"].write(proj)
         ctx.viewport = (0, 0, self.width, self.height)
@@ -232,14 +230,13 @@ class Renderer:
             self._out_fbo.clear(*background, depth=1.0)
             self._far_fbos[id(self._out_z)].clear(1.0, 1.0, 1.0, 1.0)
             self._out_fbo.use()
-            scene.draw_opaque()
+            scene.draw("opaque")
             return
         self._opaque_fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
         self._far_fbos[id(self._opaque_z)].clear(1.0, 1.0, 1.0, 1.0)
-        self._far_fbos[id(self._first_z)].clear(1.0, 1.0, 1.0, 1.0)
         self._accum_fbo.clear(0.0, 0.0, 0.0, 0.0)
         self._opaque_fbo.use()
-        scene.draw_opaque()
+        scene.draw("opaque")
         self._peel(scene)
         ctx.disable(mgl.DEPTH_TEST | mgl.BLEND)
         self._out_fbo.use()
@@ -250,30 +247,28 @@ class Renderer:
 
     def _peel(self, scene: SceneBuffers) -> None:
         mgl, ctx = self._mgl, self.ctx
-        self._opaque_z.use(1)
         prev_z = self._opaque_z
         for layer in range(self.max_layers):
-            fbo = self._peel_fbos[0] if layer == 0 else self._peel_fbos[1 + (layer - 1) % 2]
-            z_tex = fbo.color_attachments[1]
-            fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
-            self._far_fbos[id(z_tex)].clear(1.0, 1.0, 1.0, 1.0)
+            fbo = self._peel_fbos[0 if layer == 0 else 1 + (layer - 1) % 2]
+            fbo.clear(1.0, 1.0, 1.0, 1.0, depth=1.0)  # z texture and depth buffer to "far"
             fbo.use()
-            ctx.enable(mgl.DEPTH_TEST)
             ctx.disable(mgl.BLEND)
+            ctx.depth_func = "<"
             self._peel_prog["u_first_layer"] = layer == 0
             prev_z.use(0)
+            self._opaque_z.use(1)
             with self._query:
-                scene.draw_transparent()
+                scene.draw("peel")
             if self._query.samples == 0:
                 break
-            ctx.disable(mgl.DEPTH_TEST)
-            ctx.enable(mgl.BLEND)
-            ctx.blend_func = mgl.ONE_MINUS_DST_ALPHA, mgl.ONE  # "under": dst += (1 - dst.a) * src
+            # Shade exactly the peeled fragments (depth ==) and blend them under the layers in front.
             self._accum_fbo.use()
-            self._layer.use(0)
-            self._composite.render(mgl.TRIANGLES, vertices=3)
-            self._opaque_z.use(1)
-            prev_z = z_tex
+            ctx.depth_func = "=="
+            ctx.enable(mgl.BLEND)
+            ctx.blend_func = mgl.ONE_MINUS_DST_ALPHA, mgl.ONE  # dst += (1 - dst.a) * src
+            scene.draw("layer")
+            prev_z = fbo.color_attachments[0]
+        ctx.depth_func = "<"
 
     def _read_rgba(self) -> np.ndarray:
         data = np.frombuffer(self._out_color.read(), dtype=np.uint8)

@@ -1,6 +1,9 @@
-"""GLSL sources: one surface program (PBR-lite shading, used by the opaque pass and every peel pass), one layer
-composite and one resolve program. Lighting is computed in view space so the light rig moves with the camera and
-every view of an orbit is lit the same way.
+"""GLSL sources: the surface shader (PBR-lite, for the opaque pass and for shading each peeled layer), the
+depth-peeling shader (finds the next layer's depth, no shading) and the resolve shader. Lighting is computed in
+view space so the light rig moves with the camera and every view of an orbit is lit the same way.
+
+Both vertex shaders declare `invariant gl_Position` and compute it with the same expression, so a layer found by
+the peeling pass is shaded by an exact depth-equality test.
 """
 
 SURFACE_VERTEX = """
@@ -18,6 +21,7 @@ out vec3 v_normal;
 out vec4 v_color;
 out vec2 v_mr;
 out float v_flat;
+invariant gl_Position;
 void main() {
     vec4 p = u_view * vec4(in_pos, 1.0);
     v_pos = p.xyz;
@@ -29,15 +33,11 @@ void main() {
 }
 """
 
-# Compiled twice: PEEL 0 (opaque pass: no discard, so early depth testing skips hidden fragments) and PEEL 1.
+# Compiled twice: TRANSLUCENT 0 (opaque pass, alpha 1) and 1 (a peeled layer, premultiplied by vertex alpha).
+# No discard, so early depth testing shades only the fragments that survive.
 SURFACE_FRAGMENT = """
 #version 330
-#if !PEEL
 layout(early_fragment_tests) in;
-#endif
-uniform bool u_first_layer;   // first peel layer: nothing to peel away yet
-uniform sampler2D u_prev_z;   // window z of the previous peel layer (R32F)
-uniform sampler2D u_opaque_z; // window z of the nearest opaque surface (R32F, 1 = none)
 uniform vec3 u_key_dir;
 uniform vec3 u_key_color;
 uniform vec3 u_fill_dir;
@@ -50,7 +50,7 @@ in vec4 v_color;
 in vec2 v_mr;
 in float v_flat;
 layout(location = 0) out vec4 o_color;
-layout(location = 1) out float o_z;
+layout(location = 1) out float o_z;  // window z (R32F), for the opaque pass
 
 const float PI = 3.14159265;
 
@@ -78,11 +78,7 @@ vec3 key_light(vec3 n, vec3 v, float ndv, vec3 base, vec3 f0, float metallic, fl
 }
 
 void main() {
-    float z = gl_FragCoord.z;
-#if PEEL
-    ivec2 px = ivec2(gl_FragCoord.xy);
-    if (z >= texelFetch(u_opaque_z, px, 0).r) discard;
-    if (!u_first_layer && z <= texelFetch(u_prev_z, px, 0).r) discard;
+#if TRANSLUCENT
     float alpha = v_color.a;
 #else
     float alpha = 1.0;
@@ -110,6 +106,35 @@ void main() {
     c += max(dot(n, u_fill_dir), 0.0) * (1.0 - metallic) * base * u_fill_color;  // fill: diffuse only
     c = clamp(c, 0.0, 1.0);
     o_color = vec4(c * alpha, alpha);  // premultiplied
+    o_z = gl_FragCoord.z;
+}
+"""
+
+PEEL_VERTEX = """
+#version 330
+uniform mat4 u_view;
+uniform mat4 u_proj;
+in vec3 in_pos;
+invariant gl_Position;
+void main() {
+    vec4 p = u_view * vec4(in_pos, 1.0);
+    gl_Position = u_proj * p;
+}
+"""
+
+# Depth peeling: with the depth test, keeps per pixel the nearest transparent fragment that lies behind the previous
+# layer and in front of the nearest opaque surface, and writes its window z (exact float, R32F).
+PEEL_FRAGMENT = """
+#version 330
+uniform bool u_first_layer;    // nothing to peel away yet
+uniform sampler2D u_prev_z;    // window z of the previous layer
+uniform sampler2D u_opaque_z;  // window z of the nearest opaque surface (1 = none)
+out float o_z;
+void main() {
+    float z = gl_FragCoord.z;
+    ivec2 px = ivec2(gl_FragCoord.xy);
+    if (z >= texelFetch(u_opaque_z, px, 0).r) discard;
+    if (!u_first_layer && z <= texelFetch(u_prev_z, px, 0).r) discard;
     o_z = z;
 }
 """
@@ -119,15 +144,6 @@ FULLSCREEN_VERTEX = """
 void main() {
     vec2 p = vec2((gl_VertexID << 1) & 2, gl_VertexID & 2);
     gl_Position = vec4(p * 2.0 - 1.0, 0.0, 1.0);
-}
-"""
-
-COMPOSITE_FRAGMENT = """
-#version 330
-uniform sampler2D u_layer;  // one peeled layer, premultiplied; blended "under" the accumulation
-out vec4 o_color;
-void main() {
-    o_color = texelFetch(u_layer, ivec2(gl_FragCoord.xy), 0);
 }
 """
 
@@ -151,6 +167,6 @@ void main() {
 """
 
 
-def surface_fragment(peel: bool) -> str:
-    """The surface fragment shader for the opaque pass (`peel=False`) or a depth-peeling pass."""
-    return SURFACE_FRAGMENT.replace("#version 330\n", f"#version 330\n#define PEEL {int(peel)}\n", 1)
+def surface_fragment(translucent: bool) -> str:
+    """The surface fragment shader for the opaque pass or (`translucent=True`) for shading a peeled layer."""
+    return SURFACE_FRAGMENT.replace("#version 330\n", f"#version 330\n#define TRANSLUCENT {int(translucent)}\n", 1)
