@@ -125,15 +125,22 @@ def test_camera_target_projects_to_image_centre():
         assert abs(p[0]) < 1e-9 and abs(p[1]) < 1e-9 and p[2] < 0
 
 
-def test_intrinsics_agree_with_rasteriser(renderer):
+@pytest.mark.parametrize("size", [(SIZE, SIZE), (120, 72)])
+def test_intrinsics_agree_with_rasteriser(size):
+    width, height = size
     cam = Camera(eye=(0.4, 0.5, 2.0), target=(0.0, 0.1, 0.0), fov_deg=35.0)
     point = np.array([0.25, -0.15, 0.1])  # off-centre, up is +y so it lands low-right in the image
-    out = renderer.render_maps(sphere(0.04, center=point), cam)
+    renderer = Renderer(width, height)
+    try:
+        out = renderer.render_maps(sphere(0.04, center=point), cam)
+    finally:
+        renderer.release()
+    assert out.rgba.shape == (height, width, 4)
     ys, xs = np.nonzero(out.mask)
     centroid = np.array([xs.mean() + 0.5, ys.mean() + 0.5])
-    expected = cam.project(point[None], SIZE, SIZE)[0]
+    expected = cam.project(point[None], width, height)[0]
     assert np.abs(centroid - expected).max() < 0.75
-    assert expected[0] > SIZE / 2 and expected[1] > SIZE / 2
+    assert expected[0] > width / 2 and expected[1] > height / 2
 
 
 def test_orbit_cameras_count_radius_and_front():
