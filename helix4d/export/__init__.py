@@ -1,0 +1,44 @@
+"""Export of 4D assets (per-frame meshes with per-vertex PBR, topology may change) to files people can use.
+
+    export_asset(meshes, "out/", fps=12)            # everything, textured (1024² per frame)
+    export_asset(meshes, "out/", fps=12, texture_size=None, formats={"glb", "animated"})   # vertex colours
+
+Folder layout written by `export_asset`:
+```
+OUT/frames/frame_0000.glb ...   one GLB per frame
+OUT/animated.glb                all frames, STEP scale animation (one node per frame)
+OUT/asset.usdc                  one time-sampled UsdGeom.Mesh; OUT/textures/ holds its per-frame textures
+OUT/asset.usdz                  the same, packaged with its textures
+OUT/preview.mp4                 input video | result from the input camera, then one orbit
+```
+Building blocks: `bake_textures` (xatlas + texel baking), `simplify_mesh`, `write_glb`, `write_animated_glb`,
+`write_usd` / `check_usd`, `render_preview`, and attribute functions `mesh_sampler` / `ovoxel_sampler`.
+"""
+
+from helix4d.export.animated import write_animated_glb
+from helix4d.export.asset import FORMATS, ExportedFiles, export_asset, prepare_frame
+from helix4d.export.bake import TexturedMesh, bake_textures
+from helix4d.export.glb import write_glb
+from helix4d.export.preview import preview_frame_count, render_preview
+from helix4d.export.sampling import AttributeFn, mesh_sampler, ovoxel_sampler
+from helix4d.export.simplify import simplify_mesh
+from helix4d.export.usd import check_usd, write_usd
+
+__all__ = [
+    "FORMATS",
+    "AttributeFn",
+    "ExportedFiles",
+    "TexturedMesh",
+    "bake_textures",
+    "check_usd",
+    "export_asset",
+    "mesh_sampler",
+    "ovoxel_sampler",
+    "prepare_frame",
+    "preview_frame_count",
+    "render_preview",
+    "simplify_mesh",
+    "write_animated_glb",
+    "write_glb",
+    "write_usd",
+]

@@ -1,0 +1,120 @@
+"""`export_asset`: a 4D asset (one mesh per frame) -> the files a user opens, in one folder.
+
+```
+OUT/
+  frames/frame_0000.glb ...   one self-contained GLB per frame                              format "glb"
+  animated.glb                every frame in one GLB, played by a STEP scale animation      format "animated"
+  asset.usdc                  one time-sampled UsdGeom.Mesh (topology may change per frame) format "usdc"
+  textures/asset_fNNNN_*.png  per-frame textures referenced by asset.usdc (textured mode only)
+  asset.usdz                  asset.usdc + its textures in one package                      format "usdz"
+  preview.mp4                 input video | result (input camera, then one orbit)           format "preview"
+```
+Textured mode (`texture_size` set, the default): each frame is simplified to `max_faces` (if given), unwrapped
+with xatlas and baked into base colour + alpha and metallic-roughness textures of texture_size² texels.
+Vertex-colour mode (`texture_size=None`): files carry per-vertex colours (fast, no UVs). Every file is written
+under a temporary name and renamed into place, so an interrupted run never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import trimesh
+
+from helix4d.errors import InputError
+from helix4d.export.animated import write_animated_glb
+from helix4d.export.bake import bake_textures
+from helix4d.export.glb import write_glb
+from helix4d.export.preview import render_preview
+from helix4d.export.sampling import AttributeFn, mesh_sampler
+from helix4d.export.simplify import simplify_mesh
+from helix4d.export.surface import Frame
+from helix4d.export.usd import write_usd
+
+FORMATS = ("glb", "animated", "usdc", "usdz", "preview")
+
+
+@dataclass
+class ExportedFiles:
+    """Paths written by `export_asset` (empty / None for formats not requested)."""
+
+    frames: list[Path] = field(default_factory=list)
+    animated: Path | None = None
+    usdc: Path | None = None
+    usdz: Path | None = None
+    preview: Path | None = None
+
+
+def prepare_frame(
+    mesh: trimesh.Trimesh,
+    texture_size: int | None = 1024,
+    max_faces: int | None = None,
+    attribute_fn: AttributeFn | None = None,
+) -> Frame:
+    """One frame ready for the writers: simplified to `max_faces`, then textured (`texture_size` texels) or left
+    vertex-coloured (`texture_size=None`). Without `attribute_fn`, a simplified frame's material is sampled from
+    the original mesh's surface."""
+    if not isinstance(mesh, trimesh.Trimesh):
+        raise InputError(f"export needs trimesh.Trimesh frames, got {type(mesh).__name__}")
+    if len(mesh.faces) == 0:
+        return mesh
+    source = attribute_fn
+    if max_faces is not None and len(mesh.faces) > max_faces:
+        source = attribute_fn or mesh_sampler(mesh)
+        mesh = simplify_mesh(mesh, max_faces, source)
+    if texture_size is None:
+        return mesh
+    return bake_textures(mesh, source, size=texture_size)
+
+
+def export_asset(
+    meshes: Sequence[trimesh.Trimesh],
+    out_dir: str | os.PathLike,
+    fps: float,
+    formats: Collection[str] = FORMATS,
+    texture_size: int | None = 1024,
+    max_faces: int | None = None,
+    attribute_fns: Sequence[AttributeFn | None] | None = None,
+    input_frames: np.ndarray | None = None,
+    preview_size: int = 384,
+) -> ExportedFiles:
+    """Write the folder layout of this module's docstring for `meshes` (one per frame, played at `fps`).
+
+    formats:       any of "glb", "animated", "usdc", "usdz", "preview".
+    attribute_fns: per frame, where to read the material for simplification and baking (e.g.
+                   `ovoxel_sampler(ovoxel)` to bake the O-Voxel's own attributes); default: the mesh itself.
+    input_frames:  (F_in, H, W, 3|4) uint8 input video shown beside the result in the preview.
+    """
+    unknown = set(formats) - set(FORMATS)
+    if unknown:
+        raise InputError(f"unknown export formats {sorted(unknown)}: choose from {', '.join(FORMATS)}")
+    if len(meshes) == 0:
+        raise InputError("export_asset needs at least one mesh")
+    if not fps > 0:
+        raise InputError(f"fps must be > 0, got {fps}")
+    if attribute_fns is not None and len(attribute_fns) != len(meshes):
+        raise InputError(f"attribute_fns has {len(attribute_fns)} entries for {len(meshes)} meshes: give one per frame")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = ExportedFiles()
+
+    if set(formats) & {"glb", "animated", "usdc", "usdz"}:
+        fns = attribute_fns or [None] * len(meshes)
+        frames = [prepare_frame(m, texture_size, max_faces, fn) for m, fn in zip(meshes, fns)]
+        if "glb" in formats:
+            files.frames = [write_glb(f, out / "frames" / f"frame_{k:04d}.glb") for k, f in enumerate(frames)]
+        if "animated" in formats:
+            files.animated = write_animated_glb(frames, out / "animated.glb", fps)
+        if "usdc" in formats:
+            usdz = out / "asset.usdz" if "usdz" in formats else None
+            written = write_usd(frames, out / "asset.usdc", fps, usdz_path=usdz)
+            files.usdc, files.usdz = written[0], usdz
+        elif "usdz" in formats:
+            files.usdz = write_usd(frames, out / "asset.usdz", fps)[0]
+    if "preview" in formats:
+        files.preview = render_preview(meshes, input_frames, out / "preview.mp4", fps, size=preview_size)
+    return files

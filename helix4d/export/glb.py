@@ -1,0 +1,140 @@
+"""GLB (binary glTF 2.0) writing with pygltflib: one frame per file, or many frames in one file (`animated.py`).
+
+Materials are glTF metallic-roughness PBR, double-sided (O-Voxel meshes may be open sheets):
+- vertex-colour frames: COLOR_0 (linear RGB + alpha, as glTF requires: the stored sRGB colours are decoded) with
+  metallic / roughness factors = the mean of the vertex values (glTF has no per-vertex metallic / roughness);
+- textured frames: TEXCOORD_0 + baseColorTexture (sRGB RGBA) + metallicRoughnessTexture (G roughness, B metallic).
+alphaMode is BLEND when any alpha < 1, else OPAQUE. An empty frame (no faces) becomes a node without a mesh.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pygltflib as gl
+
+from helix4d.export.files import write_bytes_atomic
+from helix4d.export.surface import Frame, SurfaceArrays, srgb_to_linear, surface_arrays
+
+_TYPES = {1: "SCALAR", 2: "VEC2", 3: "VEC3", 4: "VEC4"}
+_LINEAR, _LINEAR_MIPMAP_LINEAR, _CLAMP = 9729, 9987, 33071  # CLAMP_TO_EDGE
+
+
+class GltfBuilder:
+    """Accumulates a glTF document and its binary buffer; `to_glb()` returns the file's bytes."""
+
+    def __init__(self) -> None:
+        self.gltf = gl.GLTF2(asset=gl.Asset(version="2.0", generator="helix4d"), scene=0, scenes=[gl.Scene(nodes=[])])
+        self._blob = bytearray()
+        self._sampler: int | None = None
+
+    # --- buffers -------------------------------------------------------------------------------------------------
+    def buffer_view(self, data: bytes, target: int | None = None) -> int:
+        self._blob.extend(b"\0" * (-len(self._blob) % 4))  # accessors need 4-byte aligned offsets
+        view = gl.BufferView(buffer=0, byteOffset=len(self._blob), byteLength=len(data), target=target)
+        self._blob.extend(data)
+        self.gltf.bufferViews.append(view)
+        return len(self.gltf.bufferViews) - 1
+
+    def accessor(self, array: np.ndarray, target: int | None = None, bounds: bool = False) -> int:
+        """Accessor over a float32 (N, C) or uint32 (N,) array; `bounds` adds min/max (positions, animation)."""
+        array = np.ascontiguousarray(array)
+        component = gl.UNSIGNED_INT if array.dtype == np.uint32 else gl.FLOAT
+        array = array.astype(np.uint32 if component == gl.UNSIGNED_INT else np.float32)
+        cols = 1 if array.ndim == 1 else array.shape[1]
+        acc = gl.Accessor(
+            bufferView=self.buffer_view(array.tobytes(), target),
+            componentType=component,
+            count=len(array),
+            type=_TYPES[cols],
+        )
+        if bounds:
+            flat = array.reshape(len(array), cols)
+            acc.min, acc.max = flat.min(axis=0).tolist(), flat.max(axis=0).tolist()
+        self.gltf.accessors.append(acc)
+        return len(self.gltf.accessors) - 1
+
+    def texture(self, png: bytes) -> int:
+        if self._sampler is None:
+            sampler = gl.Sampler(magFilter=_LINEAR, minFilter=_LINEAR_MIPMAP_LINEAR, wrapS=_CLAMP, wrapT=_CLAMP)
+            self.gltf.samplers.append(sampler)
+            self._sampler = len(self.gltf.samplers) - 1
+        self.gltf.images.append(gl.Image(bufferView=self.buffer_view(png), mimeType="image/png"))
+        self.gltf.textures.append(gl.Texture(sampler=self._sampler, source=len(self.gltf.images) - 1))
+        return len(self.gltf.textures) - 1
+
+    # --- content ---------------------------------------------------------------------------------------------------
+    def add_mesh(self, frame: Frame, name: str) -> int | None:
+        """Add one frame's mesh and material; returns the glTF mesh index, or None for an empty frame."""
+        s = surface_arrays(frame)
+        if s.empty:
+            return None
+        attrs = gl.Attributes(
+            POSITION=self.accessor(s.positions, gl.ARRAY_BUFFER, bounds=True),
+            NORMAL=self.accessor(s.normals, gl.ARRAY_BUFFER),
+        )
+        if s.textured is None:
+            color = np.concatenate([srgb_to_linear(s.rgba[:, :3]), s.rgba[:, 3:]], axis=1)
+            attrs.COLOR_0 = self.accessor(color, gl.ARRAY_BUFFER)
+        else:
+            attrs.TEXCOORD_0 = self.accessor(s.uv, gl.ARRAY_BUFFER)
+        primitive = gl.Primitive(
+            attributes=attrs,
+            indices=self.accessor(s.faces.reshape(-1), gl.ELEMENT_ARRAY_BUFFER),
+            material=self._material(s, name),
+            mode=gl.TRIANGLES,
+        )
+        self.gltf.meshes.append(gl.Mesh(name=name, primitives=[primitive]))
+        return len(self.gltf.meshes) - 1
+
+    def add_node(self, node: gl.Node, root: bool = False) -> int:
+        self.gltf.nodes.append(node)
+        index = len(self.gltf.nodes) - 1
+        if root:
+            self.gltf.scenes[0].nodes.append(index)
+        return index
+
+    def to_glb(self) -> bytes:
+        """The GLB container: 12-byte header, JSON chunk, and a BIN chunk unless there is no binary data."""
+        self._blob.extend(b"\0" * (-len(self._blob) % 4))
+        self.gltf.buffers = [gl.Buffer(byteLength=len(self._blob))] if self._blob else []
+        text = self.gltf.gltf_to_json(separators=(",", ":"), indent=None).encode("utf-8")
+        chunks = [(text + b" " * (-len(text) % 4), b"JSON")]
+        if self._blob:
+            chunks.append((bytes(self._blob), b"BIN\0"))
+        body = b"".join(struct.pack("<I", len(data)) + kind + data for data, kind in chunks)
+        return b"glTF" + struct.pack("<II", 2, 12 + len(body)) + body
+
+    def _material(self, s: SurfaceArrays, name: str) -> int:
+        if s.textured is None:
+            pbr = gl.PbrMetallicRoughness(
+                baseColorFactor=[1.0, 1.0, 1.0, 1.0],
+                metallicFactor=float(s.metallic.mean()),
+                roughnessFactor=float(s.roughness.mean()),
+            )
+        else:
+            pbr = gl.PbrMetallicRoughness(
+                baseColorFactor=[1.0, 1.0, 1.0, 1.0],
+                baseColorTexture=gl.TextureInfo(index=self.texture(s.textured.base_color_png)),
+                metallicFactor=1.0,
+                roughnessFactor=1.0,
+                metallicRoughnessTexture=gl.TextureInfo(index=self.texture(s.textured.metallic_roughness_png)),
+            )
+        material = gl.Material(
+            name=name,
+            pbrMetallicRoughness=pbr,
+            alphaMode=gl.BLEND if s.transparent else gl.OPAQUE,
+            doubleSided=True,
+        )
+        self.gltf.materials.append(material)
+        return len(self.gltf.materials) - 1
+
+
+def write_glb(frame: Frame, path: str | os.PathLike) -> Path:
+    """Write one frame (vertex-coloured `trimesh.Trimesh` or `TexturedMesh`) as a self-contained .glb, atomically."""
+    builder = GltfBuilder()
+    builder.add_node(gl.Node(name="frame", mesh=builder.add_mesh(frame, "frame")), root=True)
+    return write_bytes_atomic(path, builder.to_glb())
