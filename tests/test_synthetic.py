@@ -165,3 +165,11 @@ def test_container_inner_object_visible_through_glass_in_render():
     assert differs.sum() >= 10
     seen_through = (glass[..., 3] > 0) & (glass[..., 3] < 255)
     assert seen_through[differs].mean() > 0.9  # those pixels are covered by the transparent container
+
+
+# The container's inner wall faces into the cavity on purpose; a sheet is open.
+@pytest.mark.parametrize("kind", [k for k in KINDS if k not in ("container", "sheet")])
+def test_closed_parts_face_outwards(kind):
+    mesh = build_frames(sample_scene(KINDS.index(kind), kind, frames=2))[0]
+    closed = [part for part in mesh.split(only_watertight=False) if part.is_watertight]
+    assert closed and all(part.volume > 0 for part in closed)

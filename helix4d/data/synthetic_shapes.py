@@ -239,6 +239,6 @@ def implicit_part(
     values[[0, -1], :, :] = values[:, [0, -1], :] = values[:, :, [0, -1]] = 0.0  # close the surface at the box
     if values.max() <= iso:
         raise ValueError("implicit surface is empty: the field never exceeds the iso level")
-    verts, faces, _, _ = marching_cubes(values, level=iso, spacing=(spacing,) * 3, gradient_direction="descent")
+    verts, faces, _, _ = marching_cubes(values, level=iso, spacing=(spacing,) * 3, gradient_direction="ascent")
     verts = verts + lo
     return Part(verts, faces.astype(np.int64), colour(verts))
