@@ -150,7 +150,9 @@ def generate_command(
              window=window, seed=seed, device=device, mode=mode, overwrite=overwrite)
 
 
-data_app = typer.Typer(help="Build 4D training datasets (O-Voxels + condition renders per frame).", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Build 4D training datasets (O-Voxels + condition renders per frame).", no_args_is_help=True
+)
 app.add_typer(data_app, name="data")
 
 
@@ -165,14 +167,18 @@ def _report_build(summary) -> None:
 
 @data_app.command("synth")
 def data_synth(
-    out: Path = typer.Option(..., "--out", "-o", help="Dataset folder (created; rerun with the same settings to resume)."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Dataset folder (created; rerun with the same settings to resume)."
+    ),
     count: int = typer.Option(..., "--count", "-n", min=1, help="Number of sequences to generate."),
     frames: int = typer.Option(16, "--frames", min=1, help="Frames per sequence."),
     resolution: int = typer.Option(64, "--resolution", min=2, help="O-Voxel grid resolution R."),
     image_size: int = typer.Option(128, "--image-size", min=8, help="Side of the square condition renders, pixels."),
     views: int = typer.Option(4, "--views", min=1, help="Rendered views per frame (view 0 = conditioning camera)."),
     seed: int = typer.Option(0, "--seed", help="Sequence i uses seed SEED + i."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Worker processes (default: all cores; 0: in-process)."),
+    workers: Optional[int] = typer.Option(
+        None, "--workers", min=0, help="Worker processes (default: all cores; 0: in-process)."
+    ),
     kinds: str = typer.Option("", "--kinds", help="Comma-separated phenomena to cycle through (default: all kinds)."),
 ) -> None:
     """Generate synthetic 4D sequences (every phenomenon in turn) into a dataset folder."""
@@ -186,12 +192,16 @@ def data_synth(
 @data_app.command("build")
 def data_build(
     assets: list[Path] = typer.Argument(..., help="Animated asset files (.glb/.gltf/.fbx/.blend)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Dataset folder (created; rerun with the same settings to resume)."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Dataset folder (created; rerun with the same settings to resume)."
+    ),
     frames: int = typer.Option(16, "--frames", min=1, help="Frames sampled evenly over each asset's animation."),
     resolution: int = typer.Option(64, "--resolution", min=2, help="O-Voxel grid resolution R."),
     image_size: int = typer.Option(128, "--image-size", min=8, help="Side of the square condition renders, pixels."),
     views: int = typer.Option(4, "--views", min=1, help="Rendered views per frame (view 0 = conditioning camera)."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Worker processes (default: all cores; 0: in-process)."),
+    workers: Optional[int] = typer.Option(
+        None, "--workers", min=0, help="Worker processes (default: all cores; 0: in-process)."
+    ),
 ) -> None:
     """Build a dataset from animated assets imported through Blender (needs the optional 'blender' extra)."""
     from helix4d.data.build import build_assets
