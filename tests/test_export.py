@@ -314,3 +314,15 @@ def test_export_asset_rejects_unknown_formats(tmp_path, frames):
     with pytest.raises(InputError, match="unknown export formats"):
         export_asset(frames, tmp_path / "out", FPS, formats={"fbx"})
     assert not (tmp_path / "out").exists()
+
+
+def test_empty_frames_keep_their_slot(tmp_path, frames, gltf_validator):
+    """A frame where the object vanished (no faces) still takes its time slot in every format."""
+    clip = [bake_textures(frames[0], size=32), trimesh.Trimesh(), bake_textures(frames[2], size=32)]
+    animated = write_animated_glb(clip, tmp_path / "animated.glb", FPS)
+    assert_valid(gltf_validator, animated)
+    gltf = pygltflib.GLTF2().load(str(animated))
+    assert [n.mesh is None for n in gltf.nodes if n.name.startswith("frame_")] == [False, True, False]
+    usdc, usdz = write_usd(clip, tmp_path / "asset.usdc", FPS, usdz_path=tmp_path / "asset.usdz")
+    assert check_usd(usdc) == [] and check_usd(usdz) == []
+    assert _read_usd_counts(usdc, 3)[0] == [len(clip[0].mesh.vertices), 0, len(clip[2].mesh.vertices)]
