@@ -89,8 +89,9 @@ def _checked(part: trimesh.Trimesh) -> tuple[trimesh.Trimesh | None, np.ndarray]
         v = np.asarray(part.vertices, np.float64)
     tri = v[f]  # (F, 3, 3)
     area2 = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)  # (F,)
-    scale = max(float(np.ptp(v, axis=0).max()), 1e-12)
-    keep = np.flatnonzero(area2 > 1e-14 * scale * scale)
+    longest2 = (np.diff(tri, axis=1, append=tri[:, :1]) ** 2).sum(axis=2).max(axis=1)  # (F,) squared edge length
+    # Zero area up to rounding: height below 1e-10 of the face's own longest edge (its normal is noise).
+    keep = np.flatnonzero(area2 > 1e-10 * longest2)
     if keep.shape[0] < f.shape[0]:
         warnings.warn(f"dropped {f.shape[0] - keep.shape[0]} zero-area (degenerate) faces of {f.shape[0]}",
                       stacklevel=3)

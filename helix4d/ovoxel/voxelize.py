@@ -6,7 +6,8 @@ R³.
 
 Ties (a lattice point exactly on the surface, a grid line exactly through a mesh edge or vertex) are resolved by
 symbolic perturbation: the lattice is treated as shifted by -(e1, e2, e3) with e1 >> e2 >> e3 > 0
-infinitesimal. Every predicate below uses that same shift, so each crossing is counted exactly once and crossing
+infinitesimal (lattice points on the far faces of the cube are shifted outward instead, see
+`edge_crossings`). Every predicate below uses that same shift, so each crossing is counted exactly once and crossing
 parities agree with one consistent inside/outside labelling of the lattice points — which is what keeps dual
 contouring of a closed mesh closed, even for boxes whose faces lie on lattice planes.
 """
@@ -21,6 +22,7 @@ import numpy as np
 CHUNK = 1 << 19  # candidate (triangle, voxel) pairs per vectorised batch
 MAX_EXTENT = 4.0  # triangles wider than this many voxels are subdivided before the box tests
 SNAP = 1e-9  # predicates closer to zero than this (grid units) count as exact ties
+PARALLEL = 1e-10  # normal components below this fraction of the largest count as zero (face parallel to the axis)
 
 
 @dataclass
@@ -71,6 +73,9 @@ def edge_crossings(tris: np.ndarray, resolution: int) -> Crossings:
     triangle projected along a, plus the line's parameter at the plane; both honour the perturbation rule.
     """
     normal = np.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0])  # (F, 3)
+    # A face within rounding of being parallel to an axis is treated as exactly parallel (skipped for that
+    # axis), as it would be for exact coordinates; its projection is a sliver that gives no stable answer.
+    normal[np.abs(normal) <= PARALLEL * np.abs(normal).max(axis=1, keepdims=True)] = 0.0
     unit = normal / np.linalg.norm(normal, axis=1, keepdims=True)
     lex = _lex_sign(normal)  # (F,) sign of normal·(e1, e2, e3)
     out: list[tuple[np.ndarray, ...]] = []
@@ -80,15 +85,21 @@ def edge_crossings(tris: np.ndarray, resolution: int) -> Crossings:
         if faces.size == 0:
             continue
         bc = tris[faces][:, :, [b, c]]  # (F', 3, 2)
-        lo = np.clip(np.ceil(bc.min(axis=1)).astype(np.int64), 0, resolution - 1)
-        hi = np.clip(np.floor(bc.max(axis=1)).astype(np.int64), 0, resolution - 1)
+        # Widened by a hair so that lines the snapped predicates treat as ties are always tested.
+        lo = np.clip(np.ceil(bc.min(axis=1) - 1e-6).astype(np.int64), 0, resolution - 1)
+        hi = np.clip(np.floor(bc.max(axis=1) + 1e-6).astype(np.int64), 0, resolution - 1)
         for t_local, q in _candidates(lo, hi - lo + 1):
             t = faces[t_local]
             hit, w = _line_hits(tris[t], q, a, b < c)
-            t, q, w = t[hit], q[hit], w[hit]
+            t, q = t[hit], q[hit]
+            w = np.clip(w[hit], tris[t, :, a].min(axis=1), tris[t, :, a].max(axis=1))
             k = np.rint(w)
             tie = np.abs(w - k) <= SNAP
             start = np.where(tie, k - (lex[t] * np.sign(normal[t, a]) < 0), np.floor(w)).astype(np.int64)
+            # Lattice points on the far face of the cube are perturbed outward (+e) instead: geometry never
+            # lies beyond them, and this keeps a face lying exactly on that boundary (a mesh normalised to
+            # fill the cube) inside the last edge rather than dropping it.
+            start[tie & (k == resolution)] = resolution - 1
             ok = (start >= 0) & (start < resolution)
             lattice = np.empty((int(ok.sum()), 3), np.int64)
             lattice[:, a], lattice[:, b], lattice[:, c] = start[ok], q[ok, 0], q[ok, 1]
@@ -123,8 +134,11 @@ def _line_hits(tri: np.ndarray, q: np.ndarray, a: int, b_dominates: bool) -> tup
     vb, vc = tri[:, :, b], tri[:, :, c]  # (M, 3)
     db, dc = np.roll(vb, -1, axis=1) - vb, np.roll(vc, -1, axis=1) - vc  # edge i runs v_i -> v_{i+1}
     edge_fn = db * (q[:, 1:2] - vc) - dc * (q[:, 0:1] - vb)  # (M, 3) twice the signed sub-areas
-    # Sign of the perturbation term -d_b·e_c + d_c·e_b, decided by the dominant infinitesimal.
-    tie = np.where(dc != 0, np.sign(dc), -np.sign(db)) if b_dominates else np.where(db != 0, -np.sign(db), np.sign(dc))
+    # Sign of the perturbation term -d_b·e_c + d_c·e_b, decided by the dominant infinitesimal; an edge within
+    # rounding of an axis direction counts as exactly along it, like the normals in `edge_crossings`.
+    flat = PARALLEL * np.maximum(np.abs(db), np.abs(dc))
+    sb, sc = np.where(np.abs(db) > flat, np.sign(db), 0.0), np.where(np.abs(dc) > flat, np.sign(dc), 0.0)
+    tie = np.where(sc != 0, sc, -sb) if b_dominates else np.where(sb != 0, -sb, sc)
     snap = np.abs(edge_fn) <= SNAP * (np.abs(db) + np.abs(dc))
     side = np.where(snap, tie, np.sign(edge_fn))  # (M, 3)
     area = edge_fn.sum(axis=1)  # (M,) twice the projected area = normal_a
@@ -204,8 +218,6 @@ def _candidates(lo: np.ndarray, dims: np.ndarray) -> Iterator[tuple[np.ndarray, 
 
 
 def _lex_sign(n: np.ndarray) -> np.ndarray:
-    """(F,) sign of the first non-zero component of each normal: the sign of n·(e1, e2, e3)."""
-    tiny = 1e-12 * np.abs(n).max(axis=1)
-    nz = np.abs(n) > tiny[:, None]
-    first = np.argmax(nz, axis=1)
+    """(F,) sign of the first non-zero component of each (snapped) normal: the sign of n·(e1, e2, e3)."""
+    first = np.argmax(n != 0, axis=1)
     return np.sign(n[np.arange(n.shape[0]), first])
