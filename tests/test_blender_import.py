@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +100,34 @@ def test_morph_target_animation_moves_the_mesh(tmp_path: Path) -> None:
         np.testing.assert_allclose(mesh.visual.vertex_colors[:, :3], [[255, 124, 89]] * 8, atol=1)
         np.testing.assert_allclose(mesh.vertex_attributes["metallic"], 0.3, atol=1e-6)
         np.testing.assert_allclose(mesh.vertex_attributes["roughness"], 0.6, atol=1e-6)
+
+
+RIGGED_CUBE_SCRIPT = """
+import sys, bpy
+bpy.ops.wm.read_factory_settings(use_empty=True)
+bpy.ops.mesh.primitive_cube_add(size=1)
+cube = bpy.context.active_object
+bpy.ops.object.armature_add()
+rig = bpy.context.active_object
+cube.select_set(True)
+bpy.ops.object.parent_set(type="ARMATURE_AUTO")
+bone = rig.pose.bones[0]
+bone.keyframe_insert("location", frame=1)
+bone.location = (0, 2, 0)  # along the bone, which points up (Blender +z)
+bone.keyframe_insert("location", frame=25)
+bpy.ops.export_scene.gltf(filepath=sys.argv[-1])
+"""
+
+
+def test_skinned_animation_follows_the_bone(tmp_path: Path) -> None:
+    pytest.importorskip("bpy")
+    glb = tmp_path / "rig.glb"
+    subprocess.run([sys.executable, "-c", RIGGED_CUBE_SCRIPT, str(glb)], check=True, capture_output=True)
+    asset = blender.import_animated(glb, frames=3)
+    np.testing.assert_allclose(asset.times, [0.0, 0.5, 1.0], atol=1e-6)  # 24 frames at 24 fps
+    # the cube rises by 2 (union box 3 high -> scale 0.3): its centre goes -0.3 -> 0 -> 0.3 along +y (up)
+    centres = np.array([m.vertices.mean(axis=0) for m in asset.meshes])
+    np.testing.assert_allclose(centres, [[0, -0.3, 0], [0, 0, 0], [0, 0.3, 0]], atol=1e-4)
 
 
 def test_base_colour_texture_is_sampled_at_the_uvs(tmp_path: Path) -> None:
