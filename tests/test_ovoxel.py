@@ -100,6 +100,29 @@ def test_box_on_lattice_planes_stays_closed():
     assert out.volume == pytest.approx(0.125, rel=0.01)
 
 
+def _lattice_cases():
+    """Closed meshes whose faces, edges or vertices lie exactly (or within rounding) on the grid at R = 16."""
+    filled = trimesh.creation.box(extents=[1.0, 1.0, 1.0])  # faces on the cube's own boundary
+    cyl = trimesh.creation.cylinder(radius=0.3, height=0.9, sections=32)  # vertical edges in the plane x = 0
+    snapped = trimesh.creation.icosphere(subdivisions=2, radius=0.4)
+    snapped.vertices = np.round(snapped.vertices * 16) / 16  # vertices on lattice points
+    noisy = trimesh.creation.box(extents=[0.5, 0.25, 0.375])
+    noisy.apply_transform(trimesh.transformations.rotation_matrix(np.pi / 4, [0, 0, 1]))
+    noisy.vertices = np.round(noisy.vertices * 32) / 32 + np.where(np.arange(24).reshape(8, 3) % 2, 1e-16, -1e-16)
+    return {"filled": filled, "cylinder": cyl, "snapped": trimesh.Trimesh(snapped.vertices, snapped.faces),
+            "noisy": noisy}
+
+
+@pytest.mark.parametrize("name", ["filled", "cylinder", "snapped", "noisy"])
+def test_lattice_aligned_closed_meshes_stay_closed(name):
+    mesh = _lattice_cases()[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # snapping may collapse faces
+        _, out = roundtrip(mesh, 16)
+    assert (edge_use(out) >= 2).all(), "a closed input must not gain boundary edges"
+    assert out.volume == pytest.approx(mesh.volume, rel=0.1)
+
+
 def test_open_cylinder_keeps_its_boundary():
     mesh = open_cylinder()
     _, out = roundtrip(mesh)
