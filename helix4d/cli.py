@@ -126,6 +126,20 @@ def model_init(
     typer.echo(f"wrote a random '{preset}' model to {out}")
 
 
+@model_app.command("encode-latents")
+def model_encode_latents(
+    model: Path = typer.Option(..., "--model", help="Model folder whose trained VAEs encode the data."),
+    data: Path = typer.Option(..., "--data", help="Dataset folder (from `helix4d data synth` or `data build`)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the per-sequence latents."),
+    device: str = typer.Option("cpu", "--device", help="'cpu' or 'cuda'."),
+) -> None:
+    """Pre-encode a dataset with the model's VAEs (flow training reads these) and store latent statistics."""
+    from helix4d.train.latents import encode_dataset
+
+    stats = encode_dataset(model, data, out, device)
+    typer.echo(f"encoded latents to {out}; stats written to {model / 'pipeline.json'} ({', '.join(stats)})")
+
+
 @app.command("generate")
 def generate_command(
     video: Path = typer.Argument(..., help="Input video (mp4/mov/webm/gif) or a folder of frames."),
@@ -142,12 +156,20 @@ def generate_command(
     device: str = typer.Option("auto", "--device", help="'auto', 'cpu' or 'cuda'."),
     mode: str = typer.Option("temporal", "--mode", help="'temporal' (Helix4D) or 'per-frame' (static model on each frame)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
+    formats: str = typer.Option(
+        "glb,animated,usdc,usdz,preview", "--formats",
+        help="What to write: any of glb (per-frame), animated (one GLB), usdc, usdz, preview (mp4).",
+    ),
+    texture_size: int = typer.Option(512, "--texture-size", help="Baked texture side per frame; 0 = vertex colours (fast)."),
+    max_faces: Optional[int] = typer.Option(None, "--max-faces", help="Simplify each frame's mesh to at most this many faces."),
 ) -> None:
-    """Turn a video into a 4D asset: one mesh per frame, written to OUT."""
+    """Turn a video into a 4D asset: textured per-frame GLB, an animated GLB, USD and a preview, in OUT."""
     from helix4d.pipeline.run import generate
 
     generate(video=video, out=out, model=model, frames=frames, fps=fps, start=start, end=end, steps=steps, cfg=cfg,
-             window=window, seed=seed, device=device, mode=mode, overwrite=overwrite)
+             window=window, seed=seed, device=device, mode=mode, overwrite=overwrite,
+             formats=tuple(f.strip() for f in formats.split(",") if f.strip()), texture_size=texture_size or None,
+             max_faces=max_faces)
 
 
 data_app = typer.Typer(

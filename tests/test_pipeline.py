@@ -157,21 +157,26 @@ def test_bad_videos_are_one_line_errors(case, model_dir, tmp_path) -> None:
 
 def test_cli_generate_writes_result_and_no_partial_on_failure(model_dir, video, tmp_path, monkeypatch) -> None:
     out = tmp_path / "result"
-    result = runner.invoke(app, ["generate", str(video), "-o", str(out), "--model", str(model_dir), "--steps", "1", "--frames", "3"])
+    result = runner.invoke(app, ["generate", str(video), "-o", str(out), "--model", str(model_dir), "--steps", "1",
+                                 "--frames", "3", "--texture-size", "64"])
     assert result.exit_code == 0, result.output
     meta = json.loads((out / "result.json").read_text())
     assert meta["frames"] == 3 and len(list((out / "frames").glob("*.glb"))) == 3
-    assert set(meta["seconds"]) >= {"ss", "geometry", "material", "total"}
+    for name in ("animated.glb", "asset.usdc", "asset.usdz", "preview.mp4"):
+        assert (out / name).is_file() and name in meta["files"]
+    assert set(meta["seconds"]) >= {"ss", "geometry", "material", "export", "total"}
     # A non-empty output folder is refused before any work.
     again = runner.invoke(app, ["generate", str(video), "-o", str(out), "--model", str(model_dir)])
     assert isinstance(again.exception, Helix4DError)
     # A failure while writing leaves nothing behind.
-    import trimesh
+    import helix4d.pipeline.output as output
 
-    def boom(*args, **kwargs):
+    def boom(meshes, out_dir, **kwargs):
+        (Path(out_dir) / "frames").mkdir()
+        (Path(out_dir) / "frames" / "frame_0000.glb").write_bytes(b"half")
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(trimesh.Trimesh, "export", boom)
+    monkeypatch.setattr(output, "export_asset", boom)
     failed = tmp_path / "failed"
     runner.invoke(app, ["generate", str(video), "-o", str(failed), "--model", str(model_dir), "--steps", "1", "--frames", "2"])
     assert not failed.exists()

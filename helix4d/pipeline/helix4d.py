@@ -48,6 +48,7 @@ class Asset4D:
     fps: float
     images: np.ndarray  # (F, 4, S, S) float32 condition images the model saw
     metadata: dict = field(default_factory=dict)  # settings and per-stage seconds
+    input_frames: np.ndarray | None = None  # (F, H, W, 4) uint8 decoded video frames, for previews
 
     @property
     def num_frames(self) -> int:
@@ -113,7 +114,7 @@ class Helix4DPipeline:
             video = read_video(video, fps=fps, max_frames=max_frames, start=start, end=end)
         images = preprocess_frames(video, size=self.config.image_size).images  # (F, 4, S, S)
         asset = self.generate(images, seed=seed, steps=steps, cfg=cfg, window=window, mode=mode, anchor=anchor, progress=progress)
-        asset.times, asset.fps = video.times, video.fps
+        asset.times, asset.fps, asset.input_frames = video.times, video.fps, video.frames
         asset.metadata["source"] = video.source
         return asset
 

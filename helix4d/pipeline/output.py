@@ -10,9 +10,11 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from helix4d.errors import InputError
+from helix4d.export import FORMATS, export_asset, ovoxel_sampler
 from helix4d.pipeline.helix4d import Asset4D
 
 
@@ -24,25 +26,31 @@ def prepare_output(out: Path, overwrite: bool) -> None:
         raise InputError(f"output folder {out} is not empty; pass --overwrite or choose another folder")
 
 
-def write_asset(asset: Asset4D, out: Path, settings: dict, overwrite: bool = False) -> Path:
-    """Per-frame meshes under `frames/` plus `result.json`; returns the final folder."""
+def write_asset(
+    asset: Asset4D, out: Path, settings: dict, overwrite: bool = False, formats: tuple[str, ...] = FORMATS,
+    texture_size: int | None = 512, max_faces: int | None = None,
+) -> Path:
+    """The export folder layout of `helix4d.export` (per-frame GLB, animated GLB, USD, preview) plus
+    `result.json`; textures are baked from the O-Voxels' own attributes. Returns the final folder."""
     prepare_output(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
-        frames_dir = tmp / "frames"
-        frames_dir.mkdir()
-        names = []
-        for i, mesh in enumerate(asset.meshes):
-            name = f"frames/frame_{i:04d}.glb"
-            mesh.export(tmp / name)
-            names.append(name)
+        clock = time.perf_counter()
+        export_asset(
+            asset.meshes, tmp, fps=asset.fps, formats=formats, texture_size=texture_size, max_faces=max_faces,
+            attribute_fns=[ovoxel_sampler(v) if len(v) else None for v in asset.ovoxels],
+            input_frames=asset.input_frames,
+        )
+        seconds = asset.metadata.setdefault("seconds", {})
+        seconds["export"] = time.perf_counter() - clock
+        seconds["total"] = seconds.get("load_and_generate", 0.0) + seconds["export"]
         result = {
             "settings": settings,
             "frames": len(asset.meshes),
             "fps": asset.fps,
             "times": [float(t) for t in asset.times],
-            "meshes": names,
+            "files": sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()),
             "faces_per_frame": [int(len(m.faces)) for m in asset.meshes],
             **asset.metadata,
         }

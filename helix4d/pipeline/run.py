@@ -12,6 +12,7 @@ from helix4d.io.video import read_video
 from helix4d.pipeline.helix4d import MODES, Helix4DPipeline
 from helix4d.pipeline.output import prepare_output, write_asset
 from helix4d.errors import InputError
+from helix4d.export import FORMATS
 
 console = Console(stderr=True)
 
@@ -20,12 +21,16 @@ def generate(
     video: Path, out: Path, model: Path | None = None, frames: int | None = None, fps: float | None = None,
     start: float | None = None, end: float | None = None, steps: int | None = None, cfg: float | None = None,
     window: int | None = None, seed: int = 0, device: str = "auto", mode: str = "temporal", overwrite: bool = False,
+    formats: tuple[str, ...] = FORMATS, texture_size: int | None = 512, max_faces: int | None = None,
 ) -> Path:
     """Run the whole job; every user mistake surfaces as a `Helix4DError` before anything is written."""
     if mode not in MODES:
         raise InputError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     if steps is not None and steps < 1:
         raise InputError(f"--steps must be >= 1, got {steps}")
+    unknown = set(formats) - set(FORMATS)
+    if unknown or not formats:
+        raise InputError(f"--formats takes a comma-separated subset of {','.join(FORMATS)}, got {','.join(formats)}")
     prepare_output(out, overwrite)
     started = time.perf_counter()
     clip = read_video(video, fps=fps, max_frames=frames, start=start, end=end)
@@ -45,9 +50,11 @@ def generate(
     settings = {
         "video": str(video), "model": str(model) if model else "demo (shipped)", "frames": frames, "fps": fps,
         "start": start, "end": end, "steps": steps, "cfg": cfg, "window": window, "seed": seed,
-        "device": str(pipe.device), "mode": mode,
+        "device": str(pipe.device), "mode": mode, "formats": list(formats), "texture_size": texture_size,
+        "max_faces": max_faces,
     }
-    asset.metadata["seconds"]["total"] = time.perf_counter() - started
-    write_asset(asset, out, settings, overwrite=overwrite)
-    console.print(f"wrote {asset.num_frames} frames to {out} in {asset.metadata['seconds']['total']:.1f} s")
+    asset.metadata["seconds"]["load_and_generate"] = time.perf_counter() - started
+    with console.status(f"writing {', '.join(formats)}"):
+        write_asset(asset, out, settings, overwrite, formats, texture_size, max_faces)
+    console.print(f"wrote {asset.num_frames} frames to {out} in {time.perf_counter() - started:.1f} s")
     return out

@@ -1,0 +1,321 @@
+"""The project's training tasks: every trainable part of a helix4d model folder.
+
+Each task trains one component of a model folder (`task_options.model`, made by `helix4d model init`) and writes
+it back into that folder when done (and into the run's `model/` folder), so the stages chain:
+
+    ss_vae, sc_vae (geometry, material)  on a dataset             (helix4d data synth)
+    -> helix4d model encode-latents                                (latents + statistics)
+    -> flow (stage ss with the image encoder, then geometry, material), static: F = 1
+    -> flow ... temporal: true                                     (only the temporal self-attention copies)
+
+Flow tasks follow DESIGN §3.2: the clip's first frame is the anchor (ground-truth latent, t = 0, never noised),
+the loss covers frames >= 1 only, and condition dropout (per frame, never the anchor) enables CFG.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from helix4d.data import layout
+from helix4d.errors import ConfigError
+from helix4d.models.flow import FlowTransformer
+from helix4d.models.image_encoder import ImageEncoder
+from helix4d.nn.blocks import freeze_all_but_temporal, init_temporal_from_base
+from helix4d.pipeline.config import PipelineConfig
+from helix4d.pipeline.folder import load_component, read_pipeline_config, save_component
+from helix4d.sparse import SparseTensor
+from helix4d.train.config import TrainConfig
+from helix4d.train.latents import INDEX, coarse_occupancy, fine_coords, write_json_atomic
+from helix4d.train.task import Task, register_task
+
+STAGE_FLOW = {"ss": "ss_flow", "geometry": "geometry_flow", "material": "material_flow"}
+
+
+# ------------------------------------------------------------------------------------------------ shared pieces
+def _model_folder(config: TrainConfig) -> Path:
+    folder = config.task_options.get("model")
+    if not folder:
+        raise ConfigError("task_options.model must name a model folder (create one with `helix4d model init`)")
+    return Path(folder)
+
+
+def install_component(module: nn.Module, config: Any, model_folder: Path, name: str, run_out: Path) -> None:
+    """Write the trained component into the run's output and replace it in the model folder atomically."""
+    save_component(module, config, run_out / name)
+    staging = model_folder / f".{name}.new"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(run_out / name, staging)
+    old = model_folder / f".{name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(model_folder / name, old)
+    os.replace(staging, model_folder / name)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+class LossModule(nn.Module):
+    """Wraps a VAE so DDP sees its loss as the forward pass (gradient sync hooks need forward)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, *args: Any, **kwargs: Any) -> tuple[Tensor, dict[str, float]]:
+        return self.inner.loss(*args, **kwargs)
+
+
+class VoxelFrames(Dataset):
+    """Every (sequence, frame) of a dataset, reading only the O-Voxels (no images): VAE training data."""
+
+    def __init__(self, root: Path) -> None:
+        manifest = layout.read_manifest(root)
+        self.root = root
+        self.paths = [root / s["path"] for s in manifest["sequences"]]
+        self.ends = np.cumsum([s["frames"] for s in manifest["sequences"]])
+
+    def __len__(self) -> int:
+        return int(self.ends[-1]) if len(self.ends) else 0
+
+    def __getitem__(self, index: int):
+        seq = int(np.searchsorted(self.ends, index, side="right"))
+        frame = index - (int(self.ends[seq - 1]) if seq else 0)
+        return _load_sequence_ovoxels(str(self.paths[seq]))[frame]
+
+
+@lru_cache(maxsize=64)
+def _load_sequence_ovoxels(path: str):
+    return layout.load_ovoxels(Path(path) / layout.OVOXELS)
+
+
+# ------------------------------------------------------------------------------------------------ VAEs
+@register_task("ss_vae")
+class SSVAETask(Task):
+    """Occupancy of the coarse grid (the parents of the O-Voxels) ↔ the stage-1 latent grid."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config, self.model_folder = config, _model_folder(config)
+        self.pipeline = read_pipeline_config(self.model_folder)
+
+    def build_model(self) -> nn.Module:
+        vae, self.vae_config = load_component("ss_vae", self.model_folder / "ss_vae")
+        geo_config = load_component("geometry_vae", self.model_folder / "geometry_vae")[1]
+        self.levels = len(geo_config.channels) - 1
+        return LossModule(vae.train())
+
+    def dataset(self) -> Dataset:
+        return VoxelFrames(Path(self.config.data))
+
+    def collate(self, batch: list) -> Tensor:
+        fine = fine_coords(batch)
+        return coarse_occupancy(fine, self.levels, len(batch), self.vae_config.resolution)  # (B, 1, R, R, R)
+
+    def loss(self, model: nn.Module, batch: Tensor, generator: torch.Generator):
+        return model(batch, generator=generator)
+
+    def save_artifact(self, model: nn.Module, out_dir: Path) -> None:
+        install_component(model.inner, self.vae_config, self.model_folder, "ss_vae", out_dir)
+
+
+@register_task("sc_vae")
+class SCVAETask(Task):
+    """Fine O-Voxel features ↔ coarse sparse latents; `task_options.component` = geometry_vae | material_vae."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config, self.model_folder = config, _model_folder(config)
+        self.component = config.task_options.get("component", "geometry_vae")
+        if self.component not in ("geometry_vae", "material_vae"):
+            raise ConfigError(f"task_options.component must be geometry_vae or material_vae, got {self.component!r}")
+
+    def build_model(self) -> nn.Module:
+        vae, self.vae_config = load_component(self.component, self.model_folder / self.component)
+        return LossModule(vae.train())
+
+    def dataset(self) -> Dataset:
+        return VoxelFrames(Path(self.config.data))
+
+    def collate(self, batch: list) -> tuple[Tensor, Tensor]:
+        if self.component == "geometry_vae":
+            feats = [v.geometry_features(oriented=True) for v in batch]
+        else:
+            feats = [v.material_features() for v in batch]
+        return torch.from_numpy(np.concatenate(feats)), fine_coords(batch)
+
+    def loss(self, model: nn.Module, batch: tuple[Tensor, Tensor], generator: torch.Generator):
+        feats, coords = batch
+        return model(feats, coords, generator=generator)
+
+    def save_artifact(self, model: nn.Module, out_dir: Path) -> None:
+        install_component(model.inner, self.vae_config, self.model_folder, self.component, out_dir)
+
+
+# ------------------------------------------------------------------------------------------------ flows
+class LatentClips(Dataset):
+    """Clips of pre-encoded sequences. Static training (clip_frames = 1) indexes every (sequence, frame); temporal
+    training draws one clip start per (sequence, index) from a seeded RNG, so item i is a function of i alone."""
+
+    def __init__(self, root: Path, clip_frames: int, seed: int, repeats: int = 1) -> None:
+        index_path = root / INDEX
+        if not index_path.is_file():
+            raise ConfigError(f"{root} holds no encoded latents; run `helix4d model encode-latents` first")
+        self.root, self.clip_frames, self.seed = root, clip_frames, seed
+        self.sequences = [s for s in json.loads(index_path.read_text())["sequences"] if s["frames"] >= clip_frames]
+        if not self.sequences:
+            raise ConfigError(f"no sequence in {root} has {clip_frames} frames")
+        self.ends = np.cumsum([s["frames"] if clip_frames == 1 else repeats for s in self.sequences])
+
+    def __len__(self) -> int:
+        return int(self.ends[-1])
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        seq = int(np.searchsorted(self.ends, index, side="right"))
+        entry = self.sequences[seq]
+        record = _load_latents(str(self.root / f"{entry['id']}.pt"))
+        if self.clip_frames == 1:
+            start = index - (int(self.ends[seq - 1]) if seq else 0)
+        else:
+            start = int(np.random.default_rng([self.seed, index]).integers(0, entry["frames"] - self.clip_frames + 1))
+        frames = list(range(start, start + self.clip_frames))
+        coarse = record["coarse"]
+        rows = [coarse[:, 0] == f for f in frames]
+        return {
+            "images": record["images"][frames],  # (F, 4, S, S) uint8
+            "ss": record["ss"][frames],  # (F, C, r, r, r)
+            "coarse": [coarse[m, 1:] for m in rows],  # per frame (n_f, 3)
+            "geometry": [record["geometry"][m] for m in rows],
+            "material": [record["material"][m] for m in rows],
+        }
+
+
+@lru_cache(maxsize=256)
+def _load_latents(path: str) -> dict[str, Any]:
+    return torch.load(path, weights_only=True)
+
+
+class FlowObjective(nn.Module):
+    """A flow transformer (and, for the first static stage, the image encoder trained with it) and its
+    rectified-flow loss, as one module so DDP wraps both."""
+
+    def __init__(self, flow: FlowTransformer, encoder: ImageEncoder, stage: str, pipeline: PipelineConfig,
+                 temporal: bool, cond_drop: float, window: int) -> None:
+        super().__init__()
+        self.flow, self.encoder = flow, encoder
+        self.stage, self.temporal, self.cond_drop, self.window = stage, temporal, cond_drop, window
+        for key in ("ss", "geometry"):
+            stats = pipeline.latent_stats[key]
+            self.register_buffer(f"{key}_mean", torch.tensor(stats.mean), persistent=False)
+            self.register_buffer(f"{key}_std", torch.tensor(stats.std), persistent=False)
+        stats = pipeline.latent_stats["material"]
+        self.register_buffer("material_mean", torch.tensor(stats.mean), persistent=False)
+        self.register_buffer("material_std", torch.tensor(stats.std), persistent=False)
+
+    def normalise(self, key: str, z: Tensor) -> Tensor:
+        return (z - getattr(self, f"{key}_mean")) / getattr(self, f"{key}_std")
+
+    def tokens(self, batch: list[dict[str, Any]]) -> tuple[SparseTensor, Tensor | None]:
+        """The clean latents of every clip as one batched SparseTensor (+ given inputs for stage 3)."""
+        seqs, extras = [], []
+        for item in batch:
+            if self.stage == "ss":
+                ss = item["ss"]  # (F, C, r, r, r)
+                st = SparseTensor.from_dense(ss)
+                seqs.append(st.replace(self.normalise("ss", st.feats)))
+            else:
+                feats = [self.normalise(self.stage, z) for z in item[self.stage]]
+                seqs.append(SparseTensor.from_frames(item["coarse"], feats))
+                if self.stage == "material":
+                    extras.append(torch.cat([self.normalise("geometry", z) for z in item["geometry"]]))
+        return SparseTensor.cat(seqs), (torch.cat(extras) if extras else None)
+
+    def forward(self, batch: list[dict[str, Any]], generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        device = self.ss_mean.device
+        x0, extra = self.tokens(batch)
+        x0 = x0.to(device)
+        extra = extra.to(device) if extra is not None else None
+        images = torch.cat([item["images"] for item in batch]).to(device).float() / 255.0  # (T, 4, S, S)
+        with torch.set_grad_enabled(any(p.requires_grad for p in self.encoder.parameters())):
+            cond = self.encoder(images)  # (T, L, C)
+        is_anchor_frame = torch.cat([torch.arange(n, device=device) == 0 for n in x0.frames_per_sequence])  # (T,)
+        drop = torch.rand(cond.shape[0], generator=generator, device=device) < self.cond_drop
+        if self.temporal:
+            drop &= ~is_anchor_frame
+        cond = torch.where(drop[:, None, None], torch.zeros_like(cond), cond)
+
+        # One t per sequence (logit-normal, as TRELLIS), shared by its frames; anchors stay clean at t = 0.
+        t_seq = torch.sigmoid(torch.randn(len(x0.frames_per_sequence), generator=generator, device=device) + 1.0)
+        seq_of_frame = torch.cat([torch.full((n,), i, device=device) for i, n in enumerate(x0.frames_per_sequence)])
+        frame = x0.global_frame_index.to(device)  # (N,)
+        t = t_seq[seq_of_frame][frame]  # (N,)
+        anchor_token = is_anchor_frame[frame] if self.temporal else torch.zeros_like(t, dtype=torch.bool)
+        t = torch.where(anchor_token, torch.zeros_like(t), t)
+        noise = torch.randn(x0.feats.shape, generator=generator, device=device)
+        xt = (1 - t[:, None]) * x0.feats + t[:, None] * noise
+        velocity = self.flow(x0.replace(xt), t, cond, window=self.window, extra=extra)
+        target = noise - x0.feats
+        per_token = (velocity - target).pow(2).mean(-1)  # (N,)
+        loss = per_token[~anchor_token].mean()
+        return loss, {"t_mean": t_seq.mean().item()}
+
+
+@register_task("flow")
+class FlowTask(Task):
+    """options: model, stage (ss | geometry | material), latents (folder), temporal (bool), clip_frames,
+    cond_drop, train_image_encoder (stage ss, static only), window, repeats (temporal items per sequence)."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        o = config.task_options
+        self.config, self.model_folder = config, _model_folder(config)
+        self.stage = o.get("stage", "ss")
+        if self.stage not in STAGE_FLOW:
+            raise ConfigError(f"task_options.stage must be one of {sorted(STAGE_FLOW)}, got {self.stage!r}")
+        self.temporal = bool(o.get("temporal", False))
+        self.clip_frames = int(o.get("clip_frames", 4)) if self.temporal else 1
+        self.train_encoder = bool(o.get("train_image_encoder", False)) and not self.temporal
+        self.latents = Path(o.get("latents") or config.data or "")
+        self.options = o
+
+    def build_model(self) -> nn.Module:
+        pipeline = read_pipeline_config(self.model_folder)
+        name = STAGE_FLOW[self.stage]
+        flow, self.flow_config = load_component(name, self.model_folder / name)
+        encoder, self.encoder_config = load_component("image_encoder", self.model_folder / "image_encoder")
+        if self.temporal:
+            init_temporal_from_base(flow)  # the temporal copies start as the trained static weights
+        window = int(self.options.get("window", pipeline.window))
+        cond_drop = float(self.options.get("cond_drop", 0.1))
+        return FlowObjective(flow.train(), encoder.train(self.train_encoder), self.stage, pipeline, self.temporal, cond_drop, window)
+
+    def trainable_parameters(self, model: nn.Module):
+        if self.temporal:
+            return freeze_all_but_temporal(model.flow)
+        # Static (F = 1): every token is an anchor token, so the temporal copies get no gradient; they are set
+        # equal to the trained base when saved (and again when the temporal fine-tune starts).
+        params = [p for n, p in model.flow.named_parameters() if "temporal_attn" not in n.split(".")]
+        return params + list(model.encoder.parameters()) if self.train_encoder else params
+
+    def dataset(self) -> Dataset:
+        return LatentClips(self.latents, self.clip_frames, self.config.seed, int(self.options.get("repeats", 8)))
+
+    def collate(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return batch
+
+    def loss(self, model: nn.Module, batch: list[dict[str, Any]], generator: torch.Generator):
+        return model(batch, generator)
+
+    def save_artifact(self, model: nn.Module, out_dir: Path) -> None:
+        if not self.temporal:
+            init_temporal_from_base(model.flow)
+        install_component(model.flow, self.flow_config, self.model_folder, STAGE_FLOW[self.stage], out_dir)
+        if self.train_encoder:
+            install_component(model.encoder, self.encoder_config, self.model_folder, "image_encoder", out_dir)
+        pipeline = read_pipeline_config(self.model_folder)
+        pipeline.trained = True
+        write_json_atomic(self.model_folder / "pipeline.json", pipeline.to_dict())
