@@ -74,7 +74,9 @@ def _material_values(visual: trimesh.visual.TextureVisuals, corners: np.ndarray,
     uv = None
     if visual.uv is not None and len(visual.uv):
         uv = _interp(np.asarray(visual.uv, np.float64), corners, bary)  # (K, 2)
-    factor = np.ones(4, np.float32) if mat.baseColorFactor is None else np.asarray(mat.baseColorFactor, np.float32) / 255
+    factor = np.ones(4, np.float32)
+    if mat.baseColorFactor is not None:
+        factor = np.asarray(mat.baseColorFactor, np.float32) / 255  # trimesh stores it as RGBA uint8
     rgba = np.tile(factor, (len(corners), 1))
     if mat.baseColorTexture is not None and uv is not None:
         rgba = rgba * _sample_texture(mat.baseColorTexture, uv)

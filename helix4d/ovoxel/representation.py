@@ -8,6 +8,7 @@ its crossing flag is stored on voxel c, the voxel whose min corner is c.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,7 +166,7 @@ class OVoxel:
             with np.load(path) as z:
                 arrays = {k: z[k] for k in ("coords", "dual", "edges", "edge_sign", "split", "attrs")}
                 return cls(resolution=int(z["resolution"]), oriented=bool(z["oriented"]), **arrays)
-        except (KeyError, ValueError, OSError) as exc:
+        except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
             raise InputError(f"{path} is not an O-Voxel .npz written by OVoxel.save ({exc})") from exc
 
 
