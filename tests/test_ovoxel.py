@@ -200,6 +200,15 @@ def test_material_factors_and_alpha(mode, cutoff, alpha):
     assert np.abs(vox.attrs - want).max() <= 2 / 255
 
 
+def test_defaults_and_face_colours():
+    plain = mesh_to_ovoxel(trimesh.creation.box(extents=[0.4, 0.4, 0.4]), 16)
+    assert np.allclose(plain.attrs, [102 / 255, 102 / 255, 102 / 255, 0.0, 1.0, 1.0], atol=1e-6)
+    painted = trimesh.creation.box(extents=[0.4, 0.4, 0.4])
+    painted.visual.face_colors = np.tile([10, 250, 30, 128], (12, 1)).astype(np.uint8)
+    vox = mesh_to_ovoxel(painted, 16)
+    assert np.abs(vox.attrs[:, [0, 1, 2, 5]] - np.array([10, 250, 30, 128]) / 255).max() <= 2 / 255
+
+
 def _half_textured_quad(material_kind: str) -> trimesh.Trimesh:
     """A quad in z = 0.1 textured red left and blue right of x = 1/64 (the middle of voxel 16 at R = 32)."""
     lo, hi = -0.4, 0.4 + 1 / 32

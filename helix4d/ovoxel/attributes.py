@@ -27,8 +27,10 @@ def surface_attributes(mesh: trimesh.Trimesh, face: np.ndarray, bary: np.ndarray
         rgba, metallic, roughness = _material_values(visual, corners, bary)
     elif visual.kind == "face":
         rgba = np.asarray(visual.face_colors, np.float32)[face] / 255.0
-    else:  # per-vertex colours, or trimesh's default grey when there are none
+    elif visual.kind == "vertex":
         rgba = _interp(np.asarray(visual.vertex_colors, np.float32) / 255.0, corners, bary)
+    else:  # no colours at all: trimesh's default grey
+        rgba = np.tile(np.asarray(visual.main_color, np.float32) / 255.0, (face.shape[0], 1))
     out[:, 0:3], out[:, 5] = rgba[:, :3], rgba[:, 3]
     attrs = getattr(mesh, "vertex_attributes", {}) or {}
     for col, name, fallback, default in ((3, "metallic", metallic, DEFAULT_METALLIC),
