@@ -232,6 +232,33 @@ def data_build(
                                views=views, workers=workers))
 
 
+@app.command("evaluate")
+def evaluate_command(
+    pred: Path = typer.Argument(..., help="Predictions: a `helix4d generate` output, a folder of per-frame meshes, "
+                                "or a folder of such folders named after the ground-truth sequences."),
+    gt: Path = typer.Argument(..., help="Ground truth: a dataset sequence folder or dataset root, or per-frame meshes."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    protocol: str = typer.Option("ours", "--protocol", help="'ours' (one alignment fitted on all frames) or "
+                                 "'actionbench' (the published ActionBench protocol)."),
+    no_align: bool = typer.Option(False, "--no-align", help="Compare the meshes as they are: no normalisation, no ICP."),
+    points: Optional[int] = typer.Option(None, "--points", help="Surface samples per frame (ours: 20000, actionbench: 100000)."),
+    images: bool = typer.Option(False, "--images", help="Also render the prediction from the input camera: "
+                                "silhouette IoU, PSNR, SSIM (dataset ground truth only)."),
+    clip: Optional[Path] = typer.Option(None, "--clip", help="Local transformers CLIP folder: adds CLIP similarity."),
+    i3d: Optional[Path] = typer.Option(None, "--i3d", help="Local I3D TorchScript file (i3d_torchscript.pt): adds FVD."),
+    device: str = typer.Option("cpu", "--device", help="Device for ActionBench ICP and feature extractors."),
+) -> None:
+    """Score predicted 4D sequences against ground truth (CD-3D, CD-4D, F-score, normals, jitter, images)."""
+    import json
+
+    from helix4d.eval.evaluate import run_evaluation
+    from helix4d.eval.protocols import make_protocol
+
+    report = run_evaluation(pred, gt, make_protocol(protocol, not no_align, points, device), images=images,
+                            clip=clip, i3d=i3d, device=device)
+    typer.echo(json.dumps(report.to_json(), indent=1) if json_out else report.table())
+
+
 def main() -> None:
     """Console entry point: user mistakes become one line on stderr and exit code 2."""
     try:
