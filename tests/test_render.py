@@ -179,3 +179,10 @@ def test_missing_egl_raises_backend_error(monkeypatch):
     monkeypatch.setattr(moderngl, "create_standalone_context", broken)
     with pytest.raises(BackendUnavailableError, match="apt-get install -y libegl1"):
         render_context.gl_context()
+
+
+def test_forked_process_gets_clear_error_instead_of_hang(monkeypatch):
+    monkeypatch.setattr(render_context, "_context", object())
+    monkeypatch.setattr(render_context, "_owner_pid", -1)  # "made by another process"
+    with pytest.raises(BackendUnavailableError, match="spawn"):
+        render_context.gl_context()
