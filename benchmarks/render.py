@@ -1,8 +1,9 @@
 """Renderer speed: milliseconds per 512x512 frame of a ~20k-face scene, opaque and depth-peeled.
 
 Run: python benchmarks/render.py [--size 512] [--repeats 30]
-"upload" rows include packing + uploading the meshes every frame (what `Renderer.render(meshes, cam)` does);
-"cached" rows render meshes uploaded once (`Renderer.upload`, as in turntables).
+"upload" columns include packing + uploading the meshes every frame (what `Renderer.render(meshes, cam)` does);
+"cached" columns render meshes uploaded once (`Renderer.upload`, as in turntables). Each frame is timed on its own
+(a render returns after the image is read back); median and best are printed because shared CPUs are noisy.
 """
 
 from __future__ import annotations
@@ -39,12 +40,15 @@ def scenes() -> dict[str, list[trimesh.Trimesh]]:
     }
 
 
-def _ms_per_frame(fn, repeats: int) -> float:
-    fn()  # warm-up (shader compile, buffer growth)
-    start = time.perf_counter()
+def _frame_ms(fn, repeats: int) -> tuple[float, float]:
+    """(median, best) milliseconds of one call, after a warm-up call (shader compile, buffer growth)."""
+    fn()
+    times = []
     for _ in range(repeats):
+        start = time.perf_counter()
         fn()
-    return 1000.0 * (time.perf_counter() - start) / repeats
+        times.append(1000.0 * (time.perf_counter() - start))
+    return float(np.median(times)), float(np.min(times))
 
 
 def main() -> None:
@@ -55,14 +59,14 @@ def main() -> None:
     renderer = Renderer(args.size, args.size)
     cam = front_camera()
     print(f"renderer: {renderer.ctx.info['GL_RENDERER']}, {args.size}x{args.size}, {args.repeats} repeats")
-    print(f"{'scene':<28}{'faces':>7}{'upload ms':>11}{'cached ms':>11}")
+    print(f"{'scene':<28}{'faces':>7}{'upload med':>12}{'best':>8}{'cached med':>12}{'best':>8}   (ms per frame)")
     for name, meshes in scenes().items():
         faces = sum(len(m.faces) for m in meshes)
-        with_upload = _ms_per_frame(lambda: renderer.render(meshes, cam), args.repeats)
+        with_upload = _frame_ms(lambda: renderer.render(meshes, cam), args.repeats)
         uploaded = renderer.upload(meshes)
-        cached = _ms_per_frame(lambda: renderer.render(uploaded, cam), args.repeats)
+        cached = _frame_ms(lambda: renderer.render(uploaded, cam), args.repeats)
         uploaded.release()
-        print(f"{name:<28}{faces:>7}{with_upload:>11.2f}{cached:>11.2f}")
+        print(f"{name:<28}{faces:>7}{with_upload[0]:>12.2f}{with_upload[1]:>8.2f}{cached[0]:>12.2f}{cached[1]:>8.2f}")
     renderer.release()
 
 
