@@ -4,6 +4,10 @@ A DiT over per-frame tokens (`SparseTensor`): input projection → timestep embe
 `TemporalDiTBlock`s (windowed anchored self-attention with 4D RoPE, per-frame cross-attention, MLP) → AdaLN
 output layer predicting the rectified-flow velocity. Stage 1 feeds dense latent grids as tokens, stages 2–3 the
 occupied coarse voxels. Stage 3 also gets the geometry latent as extra input channels (`extra_channels`).
+
+TRELLIS.2's trunk (the `trellis2` presets, `helix4d.trellis2`) is this model with `shared_modulation` (one AdaLN
+projection for all blocks + a learned bias per block), `modulated_output=False` (the output head is a plain
+LayerNorm, eps 1e-5, then a linear layer) and `rope_time_mode="add"` (same-frame attention is exactly its 3D RoPE).
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ class FlowConfig:
     rope_theta: float = 10000.0
     time_fraction: float = 0.25  # ρ of DESIGN §3.3; 0 = 3D RoPE (ablation)
     window: int = 1  # default window radius r at inference
+    rope_time_mode: str = "replace"  # "replace" | "add" (exact pretrained same-frame attention), see nn/rope.py
+    shared_modulation: bool = False  # TRELLIS.2 share_mod: model-level adaLN_modulation + per-block bias
+    modulated_output: bool = True  # False: TRELLIS output head (LayerNorm without AdaLN, then out_layer)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -57,18 +64,29 @@ class FlowTransformer(nn.Module):
     def __init__(self, config: FlowConfig) -> None:
         super().__init__()
         self.config = config
-        self.rope = RopeConfig(head_dim=config.dim // config.heads, theta=config.rope_theta, time_fraction=config.time_fraction)
+        self.rope = RopeConfig(
+            head_dim=config.dim // config.heads, theta=config.rope_theta, time_fraction=config.time_fraction,
+            time_mode=config.rope_time_mode,
+        )
         self.input_layer = nn.Linear(config.in_channels + config.extra_channels, config.dim)
         self.t_embedder = TimestepEmbedder(config.dim)
+        if config.shared_modulation:
+            self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(config.dim, 6 * config.dim))
         self.blocks = nn.ModuleList(
-            TemporalDiTBlock(config.dim, config.heads, config.cond_dim, config.mlp_ratio) for _ in range(config.depth)
+            TemporalDiTBlock(config.dim, config.heads, config.cond_dim, config.mlp_ratio, config.shared_modulation)
+            for _ in range(config.depth)
         )
-        self.out_norm = nn.LayerNorm(config.dim, elementwise_affine=False, eps=1e-6)
-        self.out_modulation = nn.Sequential(nn.SiLU(), nn.Linear(config.dim, 2 * config.dim))
+        out_eps = 1e-6 if config.modulated_output else 1e-5  # TRELLIS: F.layer_norm's default
+        self.out_norm = nn.LayerNorm(config.dim, elementwise_affine=False, eps=out_eps)
+        if config.modulated_output:
+            self.out_modulation = nn.Sequential(nn.SiLU(), nn.Linear(config.dim, 2 * config.dim))
         self.out_layer = nn.Linear(config.dim, config.in_channels)
         nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
         nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
-        for lin in (self.out_modulation[-1], self.out_layer):  # adaLN-Zero: the model starts predicting v = 0
+        zeroed = [self.out_layer]  # adaLN-Zero: the model starts predicting v = 0, every block the identity
+        zeroed += [self.out_modulation[-1]] if config.modulated_output else []
+        zeroed += [self.adaLN_modulation[-1]] if config.shared_modulation else []
+        for lin in zeroed:
             nn.init.zeros_(lin.weight)
             nn.init.zeros_(lin.bias)
 
@@ -96,13 +114,17 @@ class FlowTransformer(nn.Module):
         layout = FrameLayout.from_sparse(x, anchor_included=anchor_included)
         angles = rope_angles(x.coords.float(), self.rope)  # (N, Dh/2)
         h = self.input_layer(feats)  # (N, D)
-        c = self.t_embedder(t)  # (N, D)
+        t_emb = self.t_embedder(t)  # (N, D)
+        c = self.adaLN_modulation(t_emb) if self.config.shared_modulation else t_emb  # (N, 6D) or (N, D)
         w = self.config.window if window is None else window
         for i, block in enumerate(self.blocks):
             kv = anchor_cache[i] if anchor_cache is not None else None
             h = block(h, c, layout, angles, cond, w, anchor, kv, backend)  # (N, D)
-        shift, scale = self.out_modulation(c).chunk(2, dim=-1)  # (N, D) each
-        return self.out_layer(modulate(self.out_norm(h), shift, scale))  # (N, C_in)
+        h = self.out_norm(h)  # (N, D)
+        if self.config.modulated_output:
+            shift, scale = self.out_modulation(t_emb).chunk(2, dim=-1)  # (N, D) each
+            h = modulate(h, shift, scale)  # (N, D)
+        return self.out_layer(h)  # (N, C_in)
 
     def empty_anchor_cache(self) -> AnchorCache:
         return AnchorCache.empty(len(self.blocks))

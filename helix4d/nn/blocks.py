@@ -5,7 +5,9 @@ Per block (DESIGN §3.2, §5), tokens are flat (N, D) with a `FrameLayout`:
     x = x + CrossAttn(norm2(x), cond of the token's own frame)
     x = x + gate_mlp * MLP(modulate(norm3(x), shift_mlp, scale_mlp))
 with the six modulation vectors computed from a PER-TOKEN conditioning c (N, D): the anchor's tokens carry the
-t = 0 embedding, the other frames the sampling t.
+t = 0 embedding, the other frames the sampling t. With `shared_modulation` (TRELLIS.2's `share_mod`) the model
+computes one AdaLN projection for all blocks and hands each block c (N, 6D); the block adds its own learned bias
+`modulation` (6D,) instead of owning an `adaLN_modulation` layer.
 
 Dual weights: `self_attn` (the base/static model's projections) makes q/k/v and the output for frame-0 tokens,
 `temporal_attn` (a copy, `init_temporal_from_base`) does it for frames >= 1; both feed ONE windowed anchored
@@ -127,11 +129,14 @@ class FrameCrossAttention(nn.Module):
 class TemporalDiTBlock(nn.Module):
     """DiT block with AdaLN-Zero (per-token c), dual-weight windowed anchored self-attention, cross-attention, MLP."""
 
-    def __init__(self, dim: int, num_heads: int, cond_dim: int, mlp_ratio: float = 4.0) -> None:
+    def __init__(
+        self, dim: int, num_heads: int, cond_dim: int, mlp_ratio: float = 4.0, shared_modulation: bool = False
+    ) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
         self.num_heads, self.head_dim = num_heads, dim // num_heads
+        self.shared_modulation = shared_modulation
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.self_attn = SelfAttentionProjections(dim, num_heads)  # base: frame-0 tokens
         self.temporal_attn = SelfAttentionProjections(dim, num_heads)  # copy: frames >= 1
@@ -140,7 +145,10 @@ class TemporalDiTBlock(nn.Module):
         self.norm3 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim))
-        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
+        if shared_modulation:
+            self.modulation = nn.Parameter(torch.zeros(6 * dim))  # added to the model's shared projection
+        else:
+            self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -149,15 +157,19 @@ class TemporalDiTBlock(nn.Module):
         Linear layers: Xavier-uniform weights, zero biases. AdaLN-Zero: the modulation layer starts at zero, so
         every gate is 0 and the residual branches are off. The cross-attention output (ungated) also starts at
         zero, as in PixArt-α. Together a fresh block is exactly the identity map, which keeps a deep stack
-        stable at the start of training. The temporal copy starts equal to the base.
+        stable at the start of training. The temporal copy starts equal to the base. With shared modulation the
+        per-block bias starts at zero (the model zeroes the shared projection), with the same effect.
         """
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
-        for lin in (self.adaLN_modulation[-1], self.cross_attn.to_out):
+        zeroed = [self.cross_attn.to_out] + ([] if self.shared_modulation else [self.adaLN_modulation[-1]])
+        for lin in zeroed:
             nn.init.zeros_(lin.weight)
             nn.init.zeros_(lin.bias)
+        if self.shared_modulation:
+            nn.init.zeros_(self.modulation)
         self.init_temporal_from_base()
 
     @torch.no_grad()
@@ -217,14 +229,19 @@ class TemporalDiTBlock(nn.Module):
     ) -> Tensor:
         """One block.
 
-        x (N, D) tokens, c (N, D) per-token conditioning (timestep embedding), layout of x, rope_angles
+        x (N, D) tokens, c (N, D) per-token conditioning (timestep embedding; with shared modulation the shared
+        projection's output (N, 6D)), layout of x, rope_angles
         (N, Dh // 2) from `rope_angles(coords.float(), cfg)`, cond (T, L, C_cond) condition tokens of each frame
         in the layout. anchor_kv: if the layout includes the anchor frames, it is FILLED with this layer's
         anchor K/V; if it does not (`anchor_included=False`), it is READ as the anchor's K/V. -> (N, D).
         """
-        if x.shape != c.shape:
-            raise ValueError(f"c must be per token with the shape of x {tuple(x.shape)}, got {tuple(c.shape)}")
-        mod = self.adaLN_modulation(c).chunk(6, dim=1)  # 6 x (N, D)
+        width = 6 * x.shape[1] if self.shared_modulation else x.shape[1]
+        if c.shape != (x.shape[0], width):
+            raise ValueError(f"c must be per token, ({x.shape[0]}, {width}), got {tuple(c.shape)}")
+        if self.shared_modulation:
+            mod = (c + self.modulation).to(c.dtype).chunk(6, dim=1)  # 6 x (N, D)
+        else:
+            mod = self.adaLN_modulation(c).chunk(6, dim=1)  # 6 x (N, D)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mod
         h = modulate(self.norm1(x), shift_msa, scale_msa)  # (N, D)
         x = x + gate_msa * self.attention(h, layout, rope_angles, window, anchor, anchor_kv, backend)  # (N, D)

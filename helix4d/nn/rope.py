@@ -16,6 +16,14 @@ so neighbours in the window (|Δt| = 1, 2, ...) get clearly different scores; th
 below π for |Δt| up to ~200 frames, so every offset in a window (|Δt| ≤ 8) and the query-to-anchor offset
 (Δt = f, up to the clip length) stays unambiguous (no wrap-around aliasing). It is parameter-free and fixed.
 The rotation is block-diagonal, so ⟨R(p)q, R(p′)k⟩ depends only on p′ − p in 4D.
+
+`time_mode` says what the time pairs do with their spatial band:
+- "replace" (default, DESIGN §3.3 as written): the band stops encoding space. Same-frame attention then differs
+  from the pretrained 3D RoPE by the dropped bands' rotations (< 0.09 rad across a 64-voxel grid).
+- "add": the band keeps its spatial angle and the time angle is added to it (angle = ω_s·x + ω_t·t; rotations of
+  one plane commute, so the rotation stays block-diagonal and relative in 4D). At t = 0, and between any two
+  tokens of the same frame, this is the pretrained 3D RoPE EXACTLY; this is what loading Trellis2 weights needs
+  for the anchor frame to reproduce the static model.
 """
 
 from __future__ import annotations
@@ -27,6 +35,9 @@ import torch
 from torch import Tensor
 
 
+TIME_MODES = ("replace", "add")
+
+
 @dataclass(frozen=True)
 class RopeConfig:
     """4D RoPE settings. `time_fraction` is ρ, the share of each axis' bands given to time (0 = 3D RoPE)."""
@@ -36,8 +47,11 @@ class RopeConfig:
     time_fraction: float = 0.25
     time_omega_max: float = 1.0
     time_omega_min: float = 1.0 / 64.0
+    time_mode: str = "replace"  # "replace" | "add": see the module docstring
 
     def __post_init__(self) -> None:
+        if self.time_mode not in TIME_MODES:
+            raise ValueError(f"time_mode must be one of {TIME_MODES}, got {self.time_mode!r}")
         if self.head_dim % 2 or self.head_dim < 6:
             raise ValueError(f"head_dim must be even and >= 6, got {self.head_dim}")
         if not 0.0 <= self.time_fraction <= 1.0:
@@ -58,27 +72,39 @@ class RopeConfig:
         return math.ceil(self.time_fraction * self.bands_per_axis - 1e-9)
 
 
+def rope_time_table(config: RopeConfig) -> Tensor:
+    """ω_time of every rotation pair (P,) float32: geometric on the time pairs (pair order), 0 on the others."""
+    p, k, kt = config.num_pairs, config.bands_per_axis, config.time_bands_per_axis
+    omega = torch.zeros(p, dtype=torch.float32)
+    if kt == 0:
+        return omega
+    is_time = torch.ones(p, dtype=torch.bool)
+    for a in range(3):
+        is_time[a * k : (a + 1) * k - kt] = False  # keep the high spatial bands of each axis
+    m = int(is_time.sum())
+    ratio = config.time_omega_min / config.time_omega_max
+    omega[is_time] = (config.time_omega_max * ratio ** (torch.arange(m, dtype=torch.float64) / max(m - 1, 1))).float()
+    return omega
+
+
 def rope_pair_table(config: RopeConfig) -> tuple[Tensor, Tensor]:
     """Which position component drives each rotation pair, and at what frequency.
 
     Returns pair_axis (P,) int64 in {0: t, 1: x, 2: y, 3: z} and pair_omega (P,) float32 (0 = identity pair).
+    In "add" mode this is the pure 3D table; the time angles come on top (`rope_time_table`).
     """
-    p, k, kt = config.num_pairs, config.bands_per_axis, config.time_bands_per_axis
+    p, k = config.num_pairs, config.bands_per_axis
     spatial = 1.0 / config.theta ** (torch.arange(k, dtype=torch.float32) / k)  # (K,) highest first
     axis = torch.zeros(p, dtype=torch.int64)
     omega = torch.zeros(p, dtype=torch.float32)
     for a in range(3):
         axis[a * k : (a + 1) * k] = a + 1
         omega[a * k : (a + 1) * k] = spatial
-    if kt > 0:
-        is_time = torch.ones(p, dtype=torch.bool)
-        for a in range(3):
-            is_time[a * k : (a + 1) * k - kt] = False  # keep the high spatial bands of each axis
-        m = int(is_time.sum())
-        ratio = config.time_omega_min / config.time_omega_max
-        time_omega = config.time_omega_max * ratio ** (torch.arange(m, dtype=torch.float64) / max(m - 1, 1))
+    if config.time_mode == "replace":
+        time_omega = rope_time_table(config)
+        is_time = time_omega > 0
         axis[is_time] = 0
-        omega[is_time] = time_omega.float()
+        omega[is_time] = time_omega[is_time]
     return axis, omega
 
 
@@ -92,7 +118,10 @@ def rope_angles(positions: Tensor, config: RopeConfig) -> Tensor:
         raise ValueError(f"positions must be (N, 4) [t, x, y, z], got {tuple(positions.shape)}")
     axis, omega = rope_pair_table(config)
     pos = positions.float()
-    return pos[:, axis.to(pos.device)] * omega.to(pos.device)  # (N, P)
+    angles = pos[:, axis.to(pos.device)] * omega.to(pos.device)  # (N, P)
+    if config.time_mode == "add":
+        angles = angles + pos[:, :1] * rope_time_table(config).to(pos.device)  # (N, P)
+    return angles
 
 
 def apply_rope(x: Tensor, angles: Tensor) -> Tensor:

@@ -60,19 +60,24 @@ def save_component(module: nn.Module, config: Any, folder: Path) -> None:
     save_file(state, str(folder / "model.safetensors"))
 
 
-def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
-    """load_state_dict that reports every missing/unexpected/mis-shaped key at once."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
+def state_mismatches(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]]) -> list[str]:
+    """Every missing, unexpected and mis-shaped key (name -> shape maps), as parts of one error message."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
     shapes = sorted(
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in set(own) & set(state)
-        if state[k].shape != own[k].shape
+        f"{k}: file {tuple(found[k])} vs model {tuple(expected[k])}"
+        for k in set(expected) & set(found)
+        if tuple(found[k]) != tuple(expected[k])
     )
     problems = [f"missing {missing}" if missing else "", f"unexpected {unexpected}" if unexpected else "",
                 f"mis-shaped {shapes}" if shapes else ""]
-    problems = [p for p in problems if p]
+    return [p for p in problems if p]
+
+
+def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+    """load_state_dict that reports every missing/unexpected/mis-shaped key at once."""
+    own = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    problems = state_mismatches(own, {k: tuple(v.shape) for k, v in state.items()})
     if problems:
         raise ConfigError(f"weights in {where} do not match the model: " + "; ".join(problems))
     module.load_state_dict(state, strict=True)
