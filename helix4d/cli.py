@@ -172,6 +172,24 @@ def generate_command(
              max_faces=max_faces)
 
 
+convert_app = typer.Typer(help="Convert checkpoints of other projects into helix4d models.", no_args_is_help=True)
+app.add_typer(convert_app, name="convert")
+
+
+@convert_app.command("trellis2")
+def convert_trellis2_command(
+    src: Path = typer.Argument(..., help="TRELLIS.2 folder you downloaded (microsoft/TRELLIS.2-4B: pipeline.json + ckpts/)."),
+    out: Path = typer.Option(..., "--out", "-o", help="New folder for the converted flow models (must not exist or be empty)."),
+    resolution: int = typer.Option(512, "--resolution", help="Which TRELLIS.2 shape/texture flows to convert: 512 or 1024."),
+    dtype: str = typer.Option("bfloat16", "--dtype", help="Stored weight type: bfloat16 (as released), float16 or float32."),
+) -> None:
+    """Convert the three TRELLIS.2 flow models strictly (every tensor checked) into helix4d components."""
+    from helix4d.trellis2.convert import convert_trellis2
+
+    convert_trellis2(src, out, resolution=resolution, dtype=dtype)
+    typer.echo(f"wrote ss_flow, geometry_flow, material_flow and trellis2.json to {out}")
+
+
 data_app = typer.Typer(
     help="Build 4D training datasets (O-Voxels + condition renders per frame).", no_args_is_help=True
 )
