@@ -13,6 +13,8 @@ from helix4d.ovoxel.mesh_input import MeshParts, flatten
 from helix4d.ovoxel.representation import QUAD_OFFSETS, OVoxel
 from helix4d.ovoxel.voxelize import edge_crossings, key_to_voxel, surface_voxels, voxel_key
 
+SAMPLE_CHUNK = 1 << 20  # surface samples reduced per batch
+
 
 @dataclass
 class EncodeConfig:
@@ -66,7 +68,7 @@ def mesh_to_ovoxel(
 
     edges = np.zeros((n, 3), bool)
     sign = np.zeros((n, 3), bool)
-    slot = np.searchsorted(keys, edge_id[crossed] // 3)
+    slot = np.searchsorted(keys, edge_id[crossed] // 3)  # every crossed edge's own voxel is in the ring
     edges[slot, e_axis[crossed]] = True
     sign[slot, e_axis[crossed]] = positive[crossed]
 
@@ -76,8 +78,8 @@ def mesh_to_ovoxel(
 
 
 # ---------------------------------------------------------------------------------------------- internals
-def _around(lattice: np.ndarray, axis: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
-    """Keys of the in-grid voxels among the 4 around each edge (`QUAD_OFFSETS`) and the index of their edge.
+def _ring(lattice: np.ndarray, axis: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
+    """Keys (E, 4) of the 4 voxels around each edge (`QUAD_OFFSETS` order) and whether each is in the grid.
 
     lattice (E, 3) in [0, R-1], axis (E,). Only the -1 offsets can leave the grid, where the coordinate is 0.
     """
@@ -86,24 +88,42 @@ def _around(lattice: np.ndarray, axis: np.ndarray, r: int) -> tuple[np.ndarray, 
     step = QUAD_OFFSETS @ np.array([r * r, r, 1])  # (3, 4) key offset of each ring voxel
     ring = voxel_key(lattice, r)[:, None] + step[axis]  # (E, 4)
     zb, zc = lattice[e, (axis + 1) % 3] == 0, lattice[e, (axis + 2) % 3] == 0
-    valid = np.stack([np.ones_like(zb), ~zb, ~(zb | zc), ~zc], axis=1)  # (E, 4)
+    return ring, np.stack([np.ones_like(zb), ~zb, ~(zb | zc), ~zc], axis=1)  # (E, 4), (E, 4)
+
+
+def _around(lattice: np.ndarray, axis: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
+    """Keys of the in-grid voxels around each edge, flattened, and the index of their edge."""
+    ring, valid = _ring(lattice, axis, r)
     return ring[valid], np.nonzero(valid)[0]
 
 
+def _lookup(keys: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row of each query key in the sorted `keys` and whether it is there at all."""
+    slot = np.minimum(np.searchsorted(keys, query), keys.shape[0] - 1)
+    return slot, keys[slot] == query
+
+
 def _solve_qef(hits, keys: np.ndarray, coords: np.ndarray, mass: np.ndarray, r: int, reg: float) -> np.ndarray:
-    """(N, 3) dual offsets in [0, 1]: argmin Σ (n·(x - p))² + λ|x - m|² over the hits on each voxel's edges."""
+    """(N, 3) dual offsets in [0, 1]: argmin Σ (n·(x - p))² + λ|x - m|² over the hits on each voxel's edges.
+
+    Each hit counts for the 4 voxels around its edge; they are visited one ring position at a time so memory
+    stays at a few arrays of the hit count.
+    """
     n = keys.shape[0]
-    ring, src = _around(hits.lattice, hits.axis, r)
-    slot = np.minimum(np.searchsorted(keys, ring), n - 1)
-    ok = keys[slot] == ring
-    slot, nrm, pnt = slot[ok], hits.normal[src[ok]], hits.point[src[ok]]
+    nrm = hits.normal
+    d = (nrm * hits.point).sum(axis=1)  # (K,) plane offsets n·p
+    ring, valid = _ring(hits.lattice, hits.axis, r)
     ata = np.zeros((n, 3, 3))
     atb = np.zeros((n, 3))
-    d = (nrm * pnt).sum(axis=1)  # (K',) plane offsets
-    for i in range(3):
-        atb[:, i] = np.bincount(slot, weights=nrm[:, i] * d, minlength=n)
-        for j in range(i, 3):
-            ata[:, i, j] = ata[:, j, i] = np.bincount(slot, weights=nrm[:, i] * nrm[:, j], minlength=n)
+    for j in range(4):
+        slot, found = _lookup(keys, ring[:, j])
+        ok = valid[:, j] & found
+        slot = slot[ok]
+        for i in range(3):
+            atb[:, i] += np.bincount(slot, weights=nrm[ok, i] * d[ok], minlength=n)
+            for k in range(i, 3):
+                ata[:, i, k] += np.bincount(slot, weights=nrm[ok, i] * nrm[ok, k], minlength=n)
+    ata[:, 1, 0], ata[:, 2, 0], ata[:, 2, 1] = ata[:, 0, 1], ata[:, 0, 2], ata[:, 1, 2]
     lam = reg * np.trace(ata, axis1=1, axis2=2) / 3.0 + 1e-9  # (N,)
     lhs = ata + lam[:, None, None] * np.eye(3)
     rhs = atb - np.einsum("nij,nj->ni", ata, mass)
@@ -113,64 +133,69 @@ def _solve_qef(hits, keys: np.ndarray, coords: np.ndarray, mass: np.ndarray, r: 
 
 def _surface_statistics(src: MeshParts, tris: np.ndarray, keys: np.ndarray, coords: np.ndarray, owner: np.ndarray,
                         r: int, cfg: EncodeConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per voxel: mass point (N, 3) grid coords, attributes (N, 6), split weight (N,) from surface samples."""
+    """Per voxel: mass point (N, 3) grid coords, attributes (N, 6), split weight (N,) from surface samples.
+
+    Samples are generated and reduced in chunks of faces, so memory does not grow with the sample count.
+    """
     n = keys.shape[0]
-    face, bary, weight = _stratified_samples(tris, cfg)
-    t = tris[face]  # (K, 3, 3)
-    points = bary[:, 0:1] * t[:, 0] + bary[:, 1:2] * t[:, 1] + bary[:, 2:3] * t[:, 2]  # (K, 3)
-    del t
-    sample_key = voxel_key(np.clip(np.floor(points), 0, r - 1), r)
-    slot = np.minimum(np.searchsorted(keys, sample_key), n - 1)
-    ok = keys[slot] == sample_key
-    face, bary, weight, points, slot = face[ok], bary[ok], weight[ok], points[ok], slot[ok]
+    normal = np.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0])  # (F, 3)
+    area = 0.5 * np.linalg.norm(normal, axis=1)  # (F,) in voxel units
+    normal /= 2.0 * area[:, None]
+    density = min(cfg.samples_per_voxel, cfg.max_samples / max(float(area.sum()), 1e-12))
+    level = np.maximum(1, np.ceil(np.sqrt(area * density))).astype(np.int64)  # (F,) m: m² samples per face
+    weight_of = area / (level * level)  # (F,) area per sample
+    acc = np.zeros((n, 13))  # Σw, Σw·point (3), Σw·attributes (6), Σw·normal (3)
+
+    def accumulate(face: np.ndarray, bary: np.ndarray, points: np.ndarray, slot: np.ndarray) -> None:
+        values = np.empty((face.shape[0], 6), np.float32)
+        part = src.part_of[face]
+        for p, mesh in enumerate(src.parts):
+            sel = np.flatnonzero(part == p)
+            if sel.size:
+                values[sel] = surface_attributes(mesh, src.face_of[face[sel]], bary[sel])
+        w = weight_of[face]
+        columns = [np.ones_like(w), *points.T, *values.T, *normal[face].T]
+        for c, col in enumerate(columns):
+            acc[:, c] += np.bincount(slot, weights=w * col, minlength=n)
+
+    ends = np.cumsum(level * level)
+    first = 0
+    while first < tris.shape[0]:
+        stop = max(int(np.searchsorted(ends, ends[first] - level[first] ** 2 + SAMPLE_CHUNK, side="right")),
+                   first + 1)
+        face, bary = _stratified_samples(np.arange(first, stop), level[first:stop])
+        t = tris[face]  # (K, 3, 3)
+        points = bary[:, 0:1] * t[:, 0] + bary[:, 1:2] * t[:, 1] + bary[:, 2:3] * t[:, 2]  # (K, 3)
+        slot, found = _lookup(keys, voxel_key(np.clip(np.floor(points), 0, r - 1), r))
+        accumulate(face[found], bary[found], points[found], slot[found])
+        first = stop
 
     # Voxels that no sample landed in (the surface only grazes them): one sample at the point of a touching
     # triangle closest to the voxel centre, so every voxel gets a mass point and attributes.
-    empty = np.flatnonzero(np.bincount(slot, minlength=n) == 0)
+    empty = np.flatnonzero(acc[:, 0] == 0)
     if empty.size:
         t = tris[owner[empty]]
         near = trimesh.triangles.closest_point(t, coords[empty] + 0.5)
         nb = np.clip(trimesh.triangles.points_to_barycentric(t, near), 0.0, 1.0)
-        nb /= nb.sum(axis=1, keepdims=True)
-        face = np.concatenate([face, owner[empty]])
-        bary = np.concatenate([bary, nb])
-        weight = np.concatenate([weight, np.ones(empty.size)])
-        points = np.concatenate([points, near])
-        slot = np.concatenate([slot, empty])
+        accumulate(owner[empty], nb / nb.sum(axis=1, keepdims=True), near, empty)
 
-    values = np.empty((face.shape[0], 6), np.float32)
-    part = src.part_of[face]
-    for p, mesh in enumerate(src.parts):
-        sel = np.flatnonzero(part == p)
-        if sel.size:
-            values[sel] = surface_attributes(mesh, src.face_of[face[sel]], bary[sel])
-
-    total = np.bincount(slot, weights=weight, minlength=n)  # (N,) > 0 everywhere
-    normal = np.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0])
-    normal /= np.linalg.norm(normal, axis=1, keepdims=True)
-    mass = np.stack([np.bincount(slot, weights=weight * points[:, i], minlength=n) for i in range(3)], 1)
-    attrs = np.stack([np.bincount(slot, weights=weight * values[:, i], minlength=n) for i in range(6)], 1)
-    mean_n = np.stack([np.bincount(slot, weights=weight * normal[face, i], minlength=n) for i in range(3)], 1)
-    mass /= total[:, None]
-    mass = np.clip(mass, coords, coords + 1)
-    split = 1.0 - np.linalg.norm(mean_n, axis=1) / total  # 0 on flat patches, larger where the surface bends
-    return mass, (attrs / total[:, None]).astype(np.float32), np.clip(split, 0.0, 1.0).astype(np.float32)
+    total = acc[:, 0:1]  # (N, 1) > 0 everywhere
+    mass = np.clip(acc[:, 1:4] / total, coords, coords + 1)
+    attrs = (acc[:, 4:10] / total).astype(np.float32)
+    split = 1.0 - np.linalg.norm(acc[:, 10:13], axis=1) / total[:, 0]  # 0 on flat patches, more where it bends
+    return mass, attrs, np.clip(split, 0.0, 1.0).astype(np.float32)
 
 
-def _stratified_samples(tris: np.ndarray, cfg: EncodeConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Deterministic stratified samples: each face is cut into m² equal sub-triangles (m from its area) and
-    sampled at their centroids. Returns face (K,), barycentrics (K, 3), area weight (K,)."""
-    area = 0.5 * np.linalg.norm(np.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0]), axis=1)  # voxel units
-    density = min(cfg.samples_per_voxel, cfg.max_samples / max(float(area.sum()), 1e-12))
-    m = np.maximum(1, np.ceil(np.sqrt(area * density))).astype(np.int64)  # (F,) sub-division level
-    faces, barys = [], []
-    for level in np.unique(m):
-        ids = np.flatnonzero(m == level)
-        pattern = _centroid_pattern(int(level))  # (level², 3)
-        faces.append(np.repeat(ids, pattern.shape[0]))
-        barys.append(np.tile(pattern, (ids.shape[0], 1)))
-    face = np.concatenate(faces)
-    return face, np.concatenate(barys), (area / (m * m))[face]
+def _stratified_samples(faces: np.ndarray, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic stratified samples: face f is cut into level[f]² equal sub-triangles, sampled at their
+    centroids. Returns face (K,) and barycentrics (K, 3)."""
+    out_f, out_b = [], []
+    for m in np.unique(level):
+        ids = faces[level == m]
+        pattern = _centroid_pattern(int(m))  # (m², 3)
+        out_f.append(np.repeat(ids, pattern.shape[0]))
+        out_b.append(np.tile(pattern, (ids.shape[0], 1)))
+    return np.concatenate(out_f), np.concatenate(out_b)
 
 
 def _centroid_pattern(m: int) -> np.ndarray:
