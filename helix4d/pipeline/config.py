@@ -88,8 +88,10 @@ def preset(name: str) -> ModelPreset:
         vae_ch, ss = (8, 16), SSVAEConfig(resolution=8, latent_channels=4, channels=(8,))
         latent, enc = 4, ImageEncoderConfig(image_size=img, dim=enc_dim, grid=4, depth=1, heads=2)
     elif name == "demo":
-        res, img, enc_dim, flow = 32, 128, 128, dict(dim=192, depth=6, heads=3)
-        vae_ch, ss = (32, 64), SSVAEConfig(resolution=16, latent_channels=8, channels=(32, 64))
+        # Sized to train on a 2-core CPU within a working session: O-Voxels at 32³, latent tokens on the 8³
+        # coarse grid (≈ 100 per frame), 4-block flows of width 128 (head dim 64, the Trellis2 RoPE layout).
+        res, img, enc_dim, flow = 32, 128, 128, dict(dim=128, depth=4, heads=2)
+        vae_ch, ss = (16, 32, 64), SSVAEConfig(resolution=8, latent_channels=8, channels=(32,))
         latent, enc = 8, ImageEncoderConfig(image_size=img, dim=enc_dim, grid=8, depth=2, heads=4)
     else:
         raise ConfigError(f"unknown preset {name!r}; choose 'tiny' or 'demo'")

@@ -12,7 +12,8 @@ from torch.distributed.tensor import DTensor, distribute_tensor
 
 
 class EMA:
-    """ema <- decay * ema + (1 - decay) * weights, after every optimizer step."""
+    """ema <- d * ema + (1 - d) * weights after optimizer step n, with the usual warm-up
+    d = min(decay, (1 + n) / (10 + n)): a short run's average is not dominated by its random start."""
 
     def __init__(self, model: nn.Module, decay: float) -> None:
         self.decay = decay
@@ -20,9 +21,10 @@ class EMA:
         self.shadow = {n: p.detach().float().clone() for n, p in self.params.items()}
 
     @torch.no_grad()
-    def update(self) -> None:
+    def update(self, step: int) -> None:
+        decay = min(self.decay, (1 + step) / (10 + step))
         for name, p in self.params.items():
-            self.shadow[name].lerp_(p.detach().float(), 1.0 - self.decay)
+            self.shadow[name].lerp_(p.detach().float(), 1.0 - decay)
 
     @torch.no_grad()
     def copy_to_model(self) -> None:

@@ -112,7 +112,7 @@ def train(config: TrainConfig, resume: bool = False) -> nn.Module:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             if ema is not None:
-                ema.update()
+                ema.update(step)
             done = step + 1
 
             if done % config.log_every == 0 or done == config.steps:
