@@ -22,7 +22,7 @@ class EncodeConfig:
 
     samples_per_voxel: stratified surface samples per voxel-face of area (at least one per face); they give the
                        attributes, the split weights and the mass point the dual vertex is pulled toward.
-    max_samples:       cap on the total sample count (the density is lowered to fit).
+    max_samples:       cap on the total sample count, i.e. on time (the density is lowered to fit).
     regularisation:    QEF pull toward the mass point, relative to the mean Hermite-plane weight; keeps the dual
                        vertex well-defined on flat patches where the planes do not pin it down.
     """
@@ -41,6 +41,10 @@ def mesh_to_ovoxel(
     around every crossed edge; edge flags are exact crossing parities. Dual vertices minimise a QEF over the
     intersection points and normals on each voxel's 12 edges, regularised toward the voxel's surface mass
     point and clamped inside the voxel. Attributes are area-weighted averages of surface samples in the voxel.
+
+    A surface lying exactly on a voxel face touches the closed boxes on both sides, so both are active, but only
+    one side gets crossed edges (see `voxelize`): the other layer carries no quads. Features thinner than a
+    voxel edge whose two sides cross the same edge cancel there (even parity); a single open sheet does not.
     """
     cfg = config or EncodeConfig()
     if int(resolution) != resolution or resolution < 2:
