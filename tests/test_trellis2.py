@@ -19,11 +19,12 @@ from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from helix4d.cli import app
-from helix4d.errors import ConfigError
+from helix4d.errors import ConfigError, InputError
 from helix4d.models.flow import FlowTransformer
 from helix4d.nn.rope import RopeConfig, apply_rope, rope_angles
 from helix4d.pipeline.folder import load_component
 from helix4d.sparse import SparseTensor
+from helix4d.trellis2.dino import DINOV3, IMAGENET_MEAN, IMAGENET_STD, DinoEncoder
 from helix4d.trellis2.convert import convert_trellis2, load_trellis2_flow, read_trellis2_folder
 from helix4d.trellis2.names import is_temporal, to_trellis2
 from helix4d.trellis2.presets import trellis2_flow_config
@@ -374,3 +375,45 @@ def test_replace_mode_frame_zero_deviates_from_3d_by_the_dropped_bands_only() ->
     pos_f = pos.clone()
     pos_f[:, 0] = 7
     torch.testing.assert_close(_scores(q, k, pos_f, rep), _scores(q, k, pos, rep), rtol=1e-9, atol=1e-7)
+
+
+# ---------------------------------------------------------------------------------------------- 4. DINO
+def _normalised(images: torch.Tensor, size: int) -> torch.Tensor:
+    x = F.interpolate(images[:, :3], size=(size, size), mode="bicubic", antialias=True).clamp(0, 1)  # as PIL's uint8
+    return (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+
+
+def test_dinov3_tokens_are_the_last_layer_under_a_plain_layer_norm(tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.DINOv3ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                       intermediate_size=64, patch_size=16, image_size=64, num_register_tokens=4)
+    ref = transformers.DINOv3ViTModel(cfg).eval()
+    with torch.no_grad():  # a learned final affine that TRELLIS.2 does NOT apply
+        ref.norm.weight.normal_()
+        ref.norm.bias.normal_()
+    ref.save_pretrained(tmp_path / "dinov3")
+    encoder = DinoEncoder.from_folder(tmp_path / "dinov3", image_size=64)
+    images = torch.rand(3, 4, 48, 48)  # RGB + alpha at another size: resized, alpha unused
+    tokens = encoder(images, batch=2)
+    assert tokens.shape == (3, encoder.num_tokens, 32) == (3, 1 + 4 + 16, 32)
+    with torch.no_grad():
+        hidden = ref(pixel_values=_normalised(images, 64), output_hidden_states=True).hidden_states[-1]
+    torch.testing.assert_close(tokens, F.layer_norm(hidden, (32,)), rtol=1e-5, atol=1e-5)
+    assert torch.equal(DinoEncoder.uncond(tokens), torch.zeros_like(tokens))
+
+
+def test_dinov2_folder_also_works(tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                                    patch_size=14, image_size=56)
+    transformers.Dinov2Model(cfg).save_pretrained(tmp_path / "dinov2")
+    encoder = DinoEncoder.from_folder(tmp_path / "dinov2", image_size=56)
+    tokens = encoder(torch.rand(2, 3, 56, 56))
+    assert tokens.shape == (2, 1 + 16, 32)
+    torch.testing.assert_close(tokens.mean(-1), torch.zeros(2, 17), atol=1e-5, rtol=0)  # no affine after the norm
+
+
+def test_missing_dino_folder_names_what_to_download(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=f"download {DINOV3}"):
+        DinoEncoder.from_folder(tmp_path / "nowhere")
