@@ -139,6 +139,7 @@ class EvaluationReport:
     """Every sequence's scores and their means; `fvd` is set-level (all sequences), when requested."""
 
     protocol: str
+    units: str
     align: bool
     sequences: list[SequenceReport]
     unmatched: list[str] = field(default_factory=list)
@@ -156,6 +157,7 @@ class EvaluationReport:
         """JSON-ready dict; null where a value is undefined (NaN) or infinite (PSNR of identical images)."""
         return {
             "protocol": self.protocol,
+            "units": self.units,
             "align": self.align,
             "sequences": [{"name": s.name, "frames": s.scores.frames, **_finite(s.values())} for s in self.sequences],
             "mean": _finite(self.mean()),
@@ -166,7 +168,7 @@ class EvaluationReport:
     def table(self) -> str:
         """A markdown table: one row per sequence and a mean row, headed by the protocol that produced it."""
         columns = list(self.mean())
-        lines = [f"protocol: {self.protocol}" + ("" if self.align else " (no alignment: meshes' own units)"),
+        lines = [f"protocol: {self.protocol} ({self.units})",
                  "| sequence | frames | " + " | ".join(columns) + " |",
                  "|---" * (len(columns) + 2) + "|"]
         for s in self.sequences:
@@ -228,7 +230,8 @@ def run_evaluation(
     fvd_value = None
     if i3d_fn is not None:
         fvd_value = _fvd(videos, i3d_fn)
-    return EvaluationReport(protocol.name, protocol.align, reports, unmatched, fvd_value)
+    units = protocol.units if protocol.align else "no normalisation or alignment: the meshes' own units"
+    return EvaluationReport(protocol.name, units, protocol.align, reports, unmatched, fvd_value)
 
 
 def _mapped(mesh: trimesh.Trimesh, scores: SequenceScores) -> trimesh.Trimesh:

@@ -13,6 +13,7 @@ come from local files the user supplies (nothing is downloaded):
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -55,10 +56,12 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray, eps: float 
     mu_b, cov_b = gaussian_fit(features_b)
     if mu_a.shape != mu_b.shape:
         raise InputError(f"feature sizes differ: {mu_a.shape[0]} and {mu_b.shape[0]}")
-    root = scipy.linalg.sqrtm(cov_a @ cov_b)
-    if not np.isfinite(root).all():
-        offset = eps * np.eye(cov_a.shape[0])
-        root = scipy.linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
+    with warnings.catch_warnings():  # singular products are expected with few samples; checked below
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        root = scipy.linalg.sqrtm(cov_a @ cov_b)
+        if not np.isfinite(root).all():
+            offset = eps * np.eye(cov_a.shape[0])
+            root = scipy.linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
     root = root.real  # tiny imaginary parts are round-off
     value = np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2.0 * np.trace(root)
     return float(max(value, 0.0))

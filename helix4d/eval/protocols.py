@@ -40,7 +40,14 @@ from helix4d.eval.align import (
     fit_sequence_alignment,
     normalisation,
 )
-from helix4d.eval.metrics import WORKERS, PointSequence, match_frames, sample_sequence, space_time_chamfer, temporal_jitter
+from helix4d.eval.metrics import (
+    WORKERS,
+    PointSequence,
+    match_frames,
+    sample_sequence,
+    space_time_chamfer,
+    temporal_jitter,
+)
 
 # CD-4D time axis: frame f sits at w = FRAME_STEP * f, i.e. λ·t with t = f / (F - 1) and λ = FRAME_STEP * (F - 1).
 # 0.1 normalised units (a tenth of a typical object's diameter) is several times the F-score thresholds and a good
@@ -55,6 +62,7 @@ class OursProtocol:
     """Our protocol (see the module docstring); survives shapes that are symmetric in frame 0."""
 
     name: ClassVar[str] = "ours"
+    units: ClassVar[str] = "normalised: each sequence centred, RMS radius 0.5, one similarity fitted on all frames"
     points: int = 20_000
     align: bool = True
     icp: SequenceICPConfig = field(default_factory=SequenceICPConfig)
@@ -68,6 +76,7 @@ class ActionBenchProtocol:
     """The ActionBench protocol with its published defaults (see the module docstring)."""
 
     name: ClassVar[str] = "actionbench"
+    units: ClassVar[str] = ("ground-truth units; cd_3d: gradient ICP per frame, cd_4d: frame 0's ICP for all frames")
     samples: int = 100_000
     icp_points: int = 10_000
     chamfer_points: int = 10_000
@@ -116,7 +125,12 @@ class SequenceScores:
 def evaluate_sequence(
     pred: Sequence[trimesh.Trimesh], gt: Sequence[trimesh.Trimesh], protocol: Protocol = OursProtocol()
 ) -> SequenceScores:
-    """Score predicted per-frame meshes against ground-truth per-frame meshes (topology may change anywhere)."""
+    """Score predicted per-frame meshes against ground-truth per-frame meshes (topology may change anywhere).
+
+    Frames pair one to one; under actionbench, as in its reference script, extra predicted frames are dropped.
+    """
+    if isinstance(protocol, ActionBenchProtocol):
+        pred = pred[: len(gt)]
     if len(pred) != len(gt):
         raise InputError(f"the prediction has {len(pred)} frames and the ground truth {len(gt)}; frames are "
                          "compared one to one, so generate as many frames as the ground truth has")
