@@ -25,9 +25,15 @@ from helix4d.nn.rope import RopeConfig, apply_rope, rope_angles
 from helix4d.pipeline.folder import load_component
 from helix4d.sparse import SparseTensor
 from helix4d.trellis2.dino import DINOV3, IMAGENET_MEAN, IMAGENET_STD, DinoEncoder
-from helix4d.trellis2.convert import convert_trellis2, load_trellis2_flow, read_trellis2_folder
+from helix4d.trellis2.convert import (
+    convert_trellis2,
+    load_trellis2_flow,
+    load_trellis2_ss_decoder,
+    read_trellis2_folder,
+)
 from helix4d.trellis2.names import is_temporal, to_trellis2
 from helix4d.trellis2.presets import trellis2_flow_config
+from helix4d.trellis2.ss_decoder import Trellis2SSDecoder, Trellis2SSDecoderConfig, occupied_coords
 
 CKPTS = {
     "sparse_structure_flow_model": "ckpts/ss_flow_img_dit_1_3B_64_bf16",
@@ -155,9 +161,11 @@ def write_trellis2_folder(root: Path, depths: dict[str, int], widths: dict, seed
                 state[k] = torch.zeros(shape, dtype=torch.bfloat16)
             state |= extra or {}
         save_file(state, str(root / f"{ref}.safetensors"))
-    sampler = lambda s, r, i, shift: {"name": "FlowEulerGuidanceIntervalSampler", "args": {"sigma_min": 1e-5},  # noqa: E731
-                                       "params": {"steps": 12, "guidance_strength": s, "guidance_rescale": r,
-                                                  "guidance_interval": i, "rescale_t": shift}}
+    def sampler(strength: float, rescale: float, interval: list[float], shift: float) -> dict:
+        return {"name": "FlowEulerGuidanceIntervalSampler", "args": {"sigma_min": 1e-5},
+                "params": {"steps": 12, "guidance_strength": strength, "guidance_rescale": rescale,
+                           "guidance_interval": interval, "rescale_t": shift}}
+
     norm = {"mean": [0.1 * i for i in range(32)], "std": [1.0 + 0.01 * i for i in range(32)]}
     pipeline = {"name": "Trellis2ImageTo3DPipeline", "args": {
         "models": {"sparse_structure_decoder": "microsoft/TRELLIS-image-large/ckpts/ss_dec_conv3d_16l8_fp16",
@@ -219,6 +227,8 @@ def test_full_width_checkpoints_convert_strictly(full_width_folder: Path, tmp_pa
                                           "time_shift": 5.0, "cfg_rescale": 0.7}
     assert manifest["sampling"]["material"]["cfg_interval"] == [0.6, 0.9]
     assert len(manifest["latent_stats"]["geometry"]["mean"]) == 32
+    assert manifest["converted"] == ["ss_flow", "geometry_flow", "material_flow"]
+    assert "TRELLIS-image-large" in manifest["not_converted"]["sparse_structure_decoder"]
     for component, ref in (("ss_flow", CKPTS["sparse_structure_flow_model"]),
                            ("material_flow", CKPTS["tex_slat_flow_model_512"])):
         model, config = load_component(component, out / component)  # strict: zero missing / unexpected keys
@@ -417,3 +427,102 @@ def test_dinov2_folder_also_works(tmp_path: Path) -> None:
 def test_missing_dino_folder_names_what_to_download(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=f"download {DINOV3}"):
         DinoEncoder.from_folder(tmp_path / "nowhere")
+
+
+# ---------------------------------------------------------------------------------------------- 5. SS decoder
+SS_DEC = "ckpts/ss_dec_conv3d_16l8_fp16"
+
+
+def ss_decoder_shapes(channels: tuple[int, ...], latent: int = 8, res_blocks: int = 2, middle: int = 2
+                      ) -> dict[str, tuple[int, ...]]:
+    """Tensors of TRELLIS' SparseStructureDecoder (norm_type 'layer')."""
+    def res(prefix: str, c: int) -> dict[str, tuple[int, ...]]:
+        return {prefix + n: shape for n, shape in (
+            ("norm1.weight", (c,)), ("norm1.bias", (c,)), ("norm2.weight", (c,)), ("norm2.bias", (c,)),
+            ("conv1.weight", (c, c, 3, 3, 3)), ("conv1.bias", (c,)),
+            ("conv2.weight", (c, c, 3, 3, 3)), ("conv2.bias", (c,)))}
+    s = {"input_layer.weight": (channels[0], latent, 3, 3, 3), "input_layer.bias": (channels[0],)}
+    for i in range(middle):
+        s |= res(f"middle_block.{i}.", channels[0])
+    n = 0
+    for i, c in enumerate(channels):
+        for _ in range(res_blocks):
+            s |= res(f"blocks.{n}.", c)
+            n += 1
+        if i + 1 < len(channels):
+            up = channels[i + 1] * 8
+            s |= {f"blocks.{n}.conv.weight": (up, c, 3, 3, 3), f"blocks.{n}.conv.bias": (up,)}
+            n += 1
+    return s | {"out_layer.0.weight": (channels[-1],), "out_layer.0.bias": (channels[-1],),
+                "out_layer.2.weight": (1, channels[-1], 3, 3, 3), "out_layer.2.bias": (1,)}
+
+
+def reference_ss_decode(sd: dict[str, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+    """TRELLIS' decoder forward, written out (channel LayerNorm in float32, pixel_shuffle_3d as in trellis.modules)."""
+    sd = {k: v.float() for k, v in sd.items()}
+    conv = lambda p, x: F.conv3d(x, sd[p + ".weight"], sd[p + ".bias"], padding=1)  # noqa: E731
+    def norm(p: str, x: torch.Tensor) -> torch.Tensor:  # ChannelLayerNorm32
+        y = F.layer_norm(x.permute(0, 2, 3, 4, 1), x.shape[1:2], sd[p + ".weight"], sd[p + ".bias"])
+        return y.permute(0, 4, 1, 2, 3)
+
+    def res(p: str, x: torch.Tensor) -> torch.Tensor:
+        return x + conv(p + "conv2", F.silu(norm(p + "norm2", conv(p + "conv1", F.silu(norm(p + "norm1", x))))))
+
+    def shuffle(x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w, d = x.shape
+        x = x.reshape(b, c // 8, 2, 2, 2, h, w, d).permute(0, 1, 5, 2, 6, 3, 7, 4)
+        return x.reshape(b, c // 8, 2 * h, 2 * w, 2 * d)
+
+    h = conv("input_layer", z)
+    for i in range(1 + max(int(k.split(".")[1]) for k in sd if k.startswith("middle_block."))):
+        h = res(f"middle_block.{i}.", h)
+    for i in range(1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))):
+        h = shuffle(conv(f"blocks.{i}.conv", h)) if f"blocks.{i}.conv.weight" in sd else res(f"blocks.{i}.", h)
+    return conv("out_layer.2", F.silu(norm("out_layer.0", h)))
+
+
+def test_ss_decoder_full_size_names_and_shapes() -> None:
+    with torch.device("meta"):
+        model = Trellis2SSDecoder(Trellis2SSDecoderConfig())
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert ours == ss_decoder_shapes((512, 128, 32))
+    assert ours["blocks.2.conv.weight"] == (1024, 512, 3, 3, 3) and model.resolution == 64
+
+
+def test_ss_decoder_converts_and_decodes_like_trellis(small_folder: Path, tmp_path: Path) -> None:
+    src = tmp_path / "t2"
+    src.mkdir()
+    for p in small_folder.rglob("*"):  # the small TRELLIS.2 folder + the v1 decoder the user downloaded into ckpts/
+        if p.is_file():
+            (src / p.relative_to(small_folder)).parent.mkdir(parents=True, exist_ok=True)
+            (src / p.relative_to(small_folder)).write_bytes(p.read_bytes())
+    args = dict(out_channels=1, latent_channels=8, num_res_blocks=1, num_res_blocks_middle=1, channels=[16, 8],
+                use_fp16=True)
+    (src / f"{SS_DEC}.json").write_text(json.dumps({"name": "SparseStructureDecoder", "args": args}))
+    shapes = ss_decoder_shapes((16, 8), res_blocks=1, middle=1)
+    state = {k: v.to(torch.float16) for k, v in _random_state(shapes, 7).items()}  # released as fp16
+    save_file(state, str(src / f"{SS_DEC}.safetensors"))
+    out = convert_trellis2(src, tmp_path / "h4d")
+    manifest = json.loads((out / "trellis2.json").read_text())
+    assert "ss_decoder" in manifest["converted"] and "sparse_structure_decoder" not in manifest["not_converted"]
+    decoder, config = load_trellis2_ss_decoder(src / f"{SS_DEC}.json")
+    z = torch.randn(2, 8, 4, 4, 4)
+    with torch.no_grad():
+        logits = decoder.decode(z)
+        torch.testing.assert_close(logits, reference_ss_decode(state, z), rtol=1e-4, atol=1e-4)
+    assert logits.shape == (2, 1, 8, 8, 8)
+    stored = load_file(str(out / "ss_decoder" / "model.safetensors"))
+    assert set(stored) == set(state) and torch.equal(stored["input_layer.weight"], state["input_layer.weight"].float())
+    coarse = occupied_coords(logits, 4)  # TRELLIS.2's 512 mode: max-pool the occupancy by 2
+    expected = F.max_pool3d((logits > 0).float(), 2)
+    assert [c.shape[0] for c in coarse] == [int(e.sum()) for e in expected]
+
+
+def test_ss_decoder_mismatch_is_named(tmp_path: Path) -> None:
+    args = dict(out_channels=1, latent_channels=8, num_res_blocks=1, num_res_blocks_middle=1, channels=[16, 8])
+    (tmp_path / "dec.json").write_text(json.dumps({"name": "SparseStructureDecoder", "args": args}))
+    state = _random_state(ss_decoder_shapes((16, 8), res_blocks=1, middle=1), 1)
+    del state["blocks.1.conv.bias"]
+    save_file(state, str(tmp_path / "dec.safetensors"))
+    with pytest.raises(ConfigError, match=r"missing \['blocks.1.conv.bias'\]"):
+        load_trellis2_ss_decoder(tmp_path / "dec.json")

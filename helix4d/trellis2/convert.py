@@ -9,8 +9,9 @@ non-strict; ours never leaves a weight at its random initialisation. The tempora
 equal to the base weights, so a converted model reproduces the static model on the anchor frame.
 
 `convert_trellis2(src, out)` writes `ss_flow/`, `geometry_flow/`, `material_flow/` (our `config.json` +
-`model.safetensors` component format, loadable with `helix4d.pipeline.folder.load_component`) and
-`trellis2.json` (sampling settings, latent statistics, conditioning model, and what was not converted).
+`model.safetensors` component format, loadable with `helix4d.pipeline.folder.load_component`), `ss_decoder/`
+when the TRELLIS (v1) SS decoder checkpoint is present, and `trellis2.json` (sampling settings, latent
+statistics, conditioning model, and what was not converted).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from helix4d.models.flow import FlowConfig, FlowTransformer
 from helix4d.pipeline.folder import save_component, state_mismatches
 from helix4d.trellis2.names import DERIVED_SOURCE_KEYS, is_temporal, to_helix4d, to_trellis2
 from helix4d.trellis2.presets import STAGES, flow_config_from_trellis2
+from helix4d.trellis2.ss_decoder import Trellis2SSDecoder, Trellis2SSDecoderConfig
 
 RESOLUTIONS = (512, 1024)
 COMPONENT = {"ss": "ss_flow", "geometry": "geometry_flow", "material": "material_flow"}
@@ -88,18 +90,23 @@ def read_trellis2_folder(src: str | Path) -> Trellis2Folder:
     return Trellis2Folder(root, raw["args"])
 
 
-def read_flow_config(folder: Trellis2Folder, reference: str) -> tuple[FlowConfig, Path]:
-    """The FlowConfig of checkpoint `reference` and its safetensors path (both files must exist)."""
-    config_path, weights_path = folder.root / f"{reference}.json", folder.root / f"{reference}.safetensors"
-    for p in (config_path, weights_path):
+def read_checkpoint_config(config_path: Path) -> tuple[str, dict[str, Any]]:
+    """`ckpts/<name>.json` -> (model class name, args); the safetensors file beside it must exist too."""
+    for p in (config_path, config_path.with_suffix(".safetensors")):
         if not p.is_file():
             raise ConfigError(f"missing {p}; {DOWNLOAD_HINT}")
     try:
         raw = json.loads(config_path.read_text())
-        name, args = raw["name"], raw["args"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        return raw["name"], dict(raw["args"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{config_path} is not a TRELLIS.2 model config ({exc!r})") from None
-    return flow_config_from_trellis2(name, args, str(config_path)), weights_path
+
+
+def read_flow_config(folder: Trellis2Folder, reference: str) -> tuple[FlowConfig, Path]:
+    """The FlowConfig of checkpoint `reference` and its safetensors path (both files must exist)."""
+    config_path = folder.root / f"{reference}.json"
+    name, args = read_checkpoint_config(config_path)
+    return flow_config_from_trellis2(name, args, str(config_path)), config_path.with_suffix(".safetensors")
 
 
 def expected_trellis2_shapes(config: FlowConfig) -> dict[str, tuple[int, ...]]:
@@ -109,20 +116,25 @@ def expected_trellis2_shapes(config: FlowConfig) -> dict[str, tuple[int, ...]]:
     return {to_trellis2(k): tuple(v.shape) for k, v in model.state_dict().items() if not is_temporal(k)}
 
 
-def check_checkpoint(config: FlowConfig, weights: Path) -> None:
-    """Names, shapes and dtypes of a checkpoint against the model, read from its header only; one error for all."""
+def check_tensors(expected: dict[str, tuple[int, ...]], weights: Path) -> None:
+    """Names, shapes and dtypes of a checkpoint against a model, read from its header only; one error for all."""
     try:
         with safe_open(str(weights), framework="pt") as f:
             found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys() if k not in DERIVED_SOURCE_KEYS}
             dtypes = {k: f.get_slice(k).get_dtype() for k in found}
     except (SafetensorError, OSError) as exc:
         raise ConfigError(f"{weights} is not a readable safetensors file ({exc})") from None
-    problems = state_mismatches(expected_trellis2_shapes(config), found)
+    problems = state_mismatches(expected, found)
     not_float = sorted(f"{k}: {d}" for k, d in dtypes.items() if d not in ("BF16", "F16", "F32", "F64"))
     if not_float:
         problems.append(f"not floating point {not_float}")
     if problems:
         raise ConfigError(f"{weights} does not match the TRELLIS.2 model its config describes: " + "; ".join(problems))
+
+
+def check_checkpoint(config: FlowConfig, weights: Path) -> None:
+    """A flow checkpoint against the model its config describes (see `check_tensors`)."""
+    check_tensors(expected_trellis2_shapes(config), weights)
 
 
 def helix4d_state(config: FlowConfig, weights: Path, dtype: torch.dtype) -> dict[str, torch.Tensor]:
@@ -146,6 +158,30 @@ def load_trellis2_flow(folder: Trellis2Folder, reference: str, dtype: torch.dtyp
         model = FlowTransformer(config)
     model.load_state_dict(state, strict=True, assign=True)
     return model.to(device).eval(), config
+
+
+def find_ss_decoder(folder: Trellis2Folder) -> Path | None:
+    """The SS decoder's `<name>.json`: pipeline.json points it into microsoft/TRELLIS-image-large, so look for that
+    path under the folder and for `ckpts/<name>.json` beside the flows; None when the user has not downloaded it."""
+    reference = folder.args.get("models", {}).get("sparse_structure_decoder")
+    if not reference:
+        return None
+    candidates = (folder.root / f"{reference}.json", folder.root / "ckpts" / f"{Path(reference).name}.json")
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def load_trellis2_ss_decoder(config_path: str | Path, dtype: torch.dtype = torch.float32
+                             ) -> tuple[Trellis2SSDecoder, Trellis2SSDecoderConfig]:
+    """TRELLIS' `SparseStructureDecoder` checkpoint (`<name>.json` + `<name>.safetensors`), checked strictly."""
+    config_path = Path(config_path)
+    name, args = read_checkpoint_config(config_path)
+    config = Trellis2SSDecoderConfig.from_trellis(name, args, str(config_path))
+    weights = config_path.with_suffix(".safetensors")
+    with torch.device("meta"):
+        model = Trellis2SSDecoder(config)
+    check_tensors({k: tuple(v.shape) for k, v in model.state_dict().items()}, weights)
+    model.load_state_dict({k: v.to(dtype) for k, v in load_file(str(weights)).items()}, strict=True, assign=True)
+    return model.eval(), config
 
 
 def load_trellis2_flows(src: str | Path, resolution: int = 512, dtype: torch.dtype = torch.bfloat16,
@@ -172,6 +208,7 @@ def convert_trellis2(src: str | Path, out: str | Path, resolution: int = 512, dt
     configs = {s: read_flow_config(folder, ref) for s, ref in references.items()}
     for config, weights in configs.values():  # fail on any checkpoint before the slow part
         check_checkpoint(config, weights)
+    ss_decoder = find_ss_decoder(folder)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -179,7 +216,9 @@ def convert_trellis2(src: str | Path, out: str | Path, resolution: int = 512, dt
             model, _ = load_trellis2_flow(folder, references[stage], DTYPES[dtype])
             save_component(model, config, tmp / COMPONENT[stage])
             del model
-        manifest = _manifest(folder, resolution, dtype, references)
+        if ss_decoder is not None:  # stored in float32: fp16 3D convolutions are slow or missing on CPUs
+            save_component(*load_trellis2_ss_decoder(ss_decoder), tmp / "ss_decoder")
+        manifest = _manifest(folder, resolution, dtype, references, ss_decoder is not None)
         (tmp / "trellis2.json").write_text(json.dumps(manifest, indent=2))
         if out.exists():
             out.rmdir()
@@ -195,8 +234,19 @@ def _check_resolution(resolution: int) -> None:
         raise ConfigError(f"resolution must be one of {RESOLUTIONS} (TRELLIS.2's 512 or 1024 models), got {resolution}")
 
 
-def _manifest(folder: Trellis2Folder, resolution: int, dtype: str, references: dict[str, str]) -> dict[str, Any]:
-    cond = folder.args.get("image_cond_model", {})
+def _manifest(folder: Trellis2Folder, resolution: int, dtype: str, references: dict[str, str],
+              with_ss_decoder: bool) -> dict[str, Any]:
+    cond, models = folder.args.get("image_cond_model", {}), folder.args.get("models", {})
+    not_converted = {
+        "image_encoder": "DINOv3 is loaded from its own folder (helix4d.trellis2.dino.DinoEncoder)",
+        "shape_slat_decoder": f"{models.get('shape_slat_decoder')}: TRELLIS.2 SC-VAE, not implemented yet",
+        "tex_slat_decoder": f"{models.get('tex_slat_decoder')}: TRELLIS.2 SC-VAE, not implemented yet",
+    }
+    if not with_ss_decoder:
+        not_converted["sparse_structure_decoder"] = (
+            f"{models.get('sparse_structure_decoder')} not found: download it (microsoft/TRELLIS-image-large) "
+            "into the TRELLIS.2 folder's ckpts/ and convert again"
+        )
     return {
         "source": str(folder.root.resolve()),
         "resolution": resolution,
@@ -205,10 +255,6 @@ def _manifest(folder: Trellis2Folder, resolution: int, dtype: str, references: d
         "sampling": {s: folder.sampling(s) for s in STAGES},
         "latent_stats": {s: st for s in STAGES if (st := folder.latent_stats(s)) is not None},
         "image_encoder": {"name": cond.get("name"), **cond.get("args", {})},
-        "not_converted": {
-            "image_encoder": "DINOv3 is loaded from its own folder (helix4d.trellis2.dino.DinoEncoder)",
-            "sparse_structure_decoder": str(folder.args.get("models", {}).get("sparse_structure_decoder")),
-            "shape_slat_decoder": str(folder.args.get("models", {}).get("shape_slat_decoder")),
-            "tex_slat_decoder": str(folder.args.get("models", {}).get("tex_slat_decoder")),
-        },
+        "converted": [COMPONENT[s] for s in STAGES] + (["ss_decoder"] if with_ss_decoder else []),
+        "not_converted": not_converted,
     }
