@@ -186,8 +186,13 @@ def convert_trellis2_command(
     """Convert the three TRELLIS.2 flow models strictly (every tensor checked) into helix4d components."""
     from helix4d.trellis2.convert import convert_trellis2
 
+    import json
+
     convert_trellis2(src, out, resolution=resolution, dtype=dtype)
-    typer.echo(f"wrote ss_flow, geometry_flow, material_flow and trellis2.json to {out}")
+    manifest = json.loads((out / "trellis2.json").read_text())
+    typer.echo(f"wrote {', '.join(manifest['converted'])} and trellis2.json to {out}")
+    for name, why in manifest["not_converted"].items():
+        typer.echo(f"not converted: {name}: {why}")
 
 
 data_app = typer.Typer(
