@@ -172,6 +172,20 @@ def generate_command(
              max_faces=max_faces)
 
 
+@app.command("app")
+def app_command(
+    model: Optional[Path] = typer.Option(None, "--model", help="Model folder; default: the shipped demo model."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to serve on (0.0.0.0: reachable from other machines)."),
+    port: int = typer.Option(7860, "--port", help="Port to serve on."),
+    share: bool = typer.Option(False, "--share/--no-share", help="Also open a temporary public gradio.live link."),
+    device: str = typer.Option("auto", "--device", help="'auto', 'cpu' or 'cuda'."),
+) -> None:
+    """Start the web app: upload a video, generate, scrub the frames in 3D, download the files."""
+    from helix4d.app import launch
+
+    launch(model=model, host=host, port=port, share=share, device=device)
+
+
 convert_app = typer.Typer(help="Convert checkpoints of other projects into helix4d models.", no_args_is_help=True)
 app.add_typer(convert_app, name="convert")
 
