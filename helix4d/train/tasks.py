@@ -91,7 +91,7 @@ class VoxelFrames(Dataset):
         return _load_sequence_ovoxels(str(self.paths[seq]))[frame]
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=4096)  # a whole demo-size dataset fits; random access must not re-read npz files
 def _load_sequence_ovoxels(path: str):
     return layout.load_ovoxels(Path(path) / layout.OVOXELS)
 
@@ -195,7 +195,7 @@ class LatentClips(Dataset):
         }
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=4096)
 def _load_latents(path: str) -> dict[str, Any]:
     return torch.load(path, weights_only=True)
 
