@@ -15,7 +15,6 @@ conditioning camera (view 0) and compared with the rendered input frames `views/
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -161,7 +160,7 @@ class EvaluationReport:
             "align": self.align,
             "sequences": [{"name": s.name, "frames": s.scores.frames, **_finite(s.values())} for s in self.sequences],
             "mean": _finite(self.mean()),
-            "fvd": _finite({"fvd": self.fvd})["fvd"] if self.fvd is not None else None,
+            "fvd": None if self.fvd is None else _finite({"fvd": self.fvd})["fvd"],
             "unmatched": self.unmatched,
         }
 
