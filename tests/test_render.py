@@ -1,8 +1,10 @@
 """Renderer: colours, alpha/mask/depth, order-independent transparency (against a sorted reference), cameras."""
 
 import math
+import threading
 
 import numpy as np
+
 import pytest
 import trimesh
 
@@ -175,14 +177,27 @@ def test_missing_egl_raises_backend_error(monkeypatch):
     def broken(*args, **kwargs):
         raise Exception("libEGL.so: cannot open shared object file")
 
-    monkeypatch.setattr(render_context, "_context", None)
+    monkeypatch.setattr(render_context, "_local", threading.local())  # no context in this thread yet
     monkeypatch.setattr(moderngl, "create_standalone_context", broken)
     with pytest.raises(BackendUnavailableError, match="apt-get install -y libegl1"):
         render_context.gl_context()
 
 
+def test_each_thread_renders_with_its_own_context():
+    mesh = sphere()
+    results = []
+
+    def render() -> None:
+        results.append(Renderer(32, 32).render([mesh], front_camera())[16, 16])
+
+    render()
+    worker = threading.Thread(target=render)
+    worker.start()
+    worker.join()
+    assert len(results) == 2 and np.array_equal(results[0], results[1]) and results[0][3] == 255
+
+
 def test_forked_process_gets_clear_error_instead_of_hang(monkeypatch):
-    monkeypatch.setattr(render_context, "_context", object())
-    monkeypatch.setattr(render_context, "_owner_pid", -1)  # "made by another process"
+    monkeypatch.setattr(render_context, "_created_pid", -1)  # "made by another process"
     with pytest.raises(BackendUnavailableError, match="spawn"):
         render_context.gl_context()
