@@ -277,13 +277,16 @@ class _Run:
             return torch.cat([static(f) for f in range(frames)])
 
         first = static(0)  # the anchor: the static model alone
-        cache = flow.empty_anchor_cache()
-        anchor_tokens = SparseTensor.from_frames([coords[0].to(self.device)], [first])
-        ex0 = extra[rows(0)] if extra is not None else None
-        flow(anchor_tokens, first.new_zeros(first.shape[0]), cond[:1], self.window, self.anchor, cache, True, ex0)
         rest = tokens.select_frames(list(range(1, frames)))
-        ex_rest = extra[starts[1]:] if extra is not None else None
-        velocity = _velocity(flow, rest, cond[1:], ex_rest, self.window, self.anchor, cache)
+        if self.anchor:
+            cache = flow.empty_anchor_cache()
+            anchor_tokens = SparseTensor.from_frames([coords[0].to(self.device)], [first])
+            ex0 = extra[rows(0)] if extra is not None else None
+            flow(anchor_tokens, first.new_zeros(first.shape[0]), cond[:1], self.window, True, cache, True, ex0)
+            ex_rest = extra[starts[1]:] if extra is not None else None
+            velocity = _velocity(flow, rest, cond[1:], ex_rest, self.window, True, cache)
+        else:
+            velocity = _velocity_without_anchor(flow, tokens, first, cond, extra, self.window)
 
         def step(_: int) -> None:
             nonlocal done
@@ -302,6 +305,23 @@ def _velocity(flow: FlowTransformer, tokens: SparseTensor, cond: Tensor, extra: 
     def velocity(x: Tensor, t: float, conditioned: bool) -> Tensor:
         tt = x.new_full((x.shape[0],), t)
         return flow(tokens.replace(x), tt, cond if conditioned else uncond, window, anchor, cache, cache is None, extra)
+
+    return velocity
+
+
+def _velocity_without_anchor(flow: FlowTransformer, tokens: SparseTensor, first: Tensor, cond: Tensor,
+                             extra: Tensor | None, window: int):
+    """The "no anchor" ablation's velocity for frames 1..F-1: the clean static frame 0 (t = 0) stays in the array as
+    an ordinary member of the sliding window (as in training, where the clip's first frame is clean), so it is seen
+    only by frames within `window` of it and, seeing them too, is recomputed at every step. The unconditional pass
+    keeps frame 0's condition, as training never drops the first frame's."""
+    n0 = first.shape[0]
+    uncond = torch.cat([cond[:1], torch.zeros_like(cond[1:])])
+
+    def velocity(x: Tensor, t: float, conditioned: bool) -> Tensor:
+        tt = torch.cat([x.new_zeros(n0), x.new_full((x.shape[0],), t)])  # (N,) frame 0 at t = 0
+        full = tokens.replace(torch.cat([first, x]))  # (N, C) frames 0..F-1
+        return flow(full, tt, cond if conditioned else uncond, window, False, None, True, extra)[n0:]
 
     return velocity
 
