@@ -93,6 +93,63 @@ def bench_attention(
         print_attention_table(rows)
 
 
+def _print_bench_row(row) -> None:
+    err_console.print(f"measured F={row.frames} on {row.device}: {row.total:.2f} s", highlight=False)
+
+
+@bench_app.command("pipeline")
+def bench_pipeline(
+    frames: str = typer.Option("4,8,16,32", "--frames", help="Comma-separated frame counts F."),
+    steps: int = typer.Option(1, "--steps", min=1, help="Sampling steps per stage (models default to 25)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, or auto (CPU, plus CUDA when available)."),
+    preset: str = typer.Option("tiny", "--preset", help="Size of the random model timed without --model: tiny or demo."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Model folder to time instead of a random preset."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads (default: torch's)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Pipeline per-stage seconds, frames/s and peak memory for each F, each in a fresh process; frame scaling."""
+    import json
+
+    from helix4d.eval.bench import BenchReport, machine_info, pipeline_table, resolve_devices, run_pipeline_benchmark
+
+    devices, counts = resolve_devices(device), _int_list(frames, "--frames")
+    rows = run_pipeline_benchmark(counts, steps, devices, model, preset, threads=threads, on_row=_print_bench_row)
+    settings = {"devices": ",".join(devices), "model": str(model) if model else f"random '{preset}' preset", "steps": steps}
+    report = BenchReport(machine_info(), settings, rows)
+    typer.echo(json.dumps(report.to_json(), indent=1) if as_json else pipeline_table(rows))
+
+
+@bench_app.command("all")
+def bench_all(
+    frames: str = typer.Option("4,8,16,32", "--frames", help="Comma-separated frame counts F for the pipeline."),
+    steps: int = typer.Option(1, "--steps", min=1, help="Sampling steps per stage (models default to 25)."),
+    device: str = typer.Option("auto", "--device", help="auto (CPU, plus CUDA when available), cpu or cuda."),
+    preset: str = typer.Option("tiny", "--preset", help="Size of the random model timed without --model: tiny or demo."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Model folder to time instead of a random preset."),
+    resolutions: str = typer.Option("32,64", "--resolutions", help="Comma-separated O-Voxel resolutions R."),
+    attention_frames: str = typer.Option("8", "--attention-frames", help="Comma-separated frame counts for attention."),
+    attention_tokens: str = typer.Option(
+        "", "--attention-tokens", help="Comma-separated tokens per frame for attention (default cpu 256,512; cuda 1024,4096)."
+    ),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads in the pipeline rows."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """The full speed report: attention backends, pipeline stages and memory, frame and resolution scaling."""
+    import json
+
+    from helix4d.eval.bench import print_report, run_report
+
+    report = run_report(
+        _int_list(frames, "--frames"), steps, device, model, preset, _int_list(resolutions, "--resolutions"),
+        _int_list(attention_frames, "--attention-frames"),
+        _int_list(attention_tokens, "--attention-tokens") if attention_tokens else None, threads, _print_bench_row,
+    )
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=1))
+    else:
+        print_report(report)
+
+
 @app.command("train")
 def train_command(
     config: str = typer.Argument(..., help="JSON training config (see the README's Training section)."),
@@ -293,6 +350,41 @@ def evaluate_command(
 
     report = run_evaluation(pred, gt, make_protocol(protocol, not no_align, points, device), images=images,
                             clip=clip, i3d=i3d, device=device)
+    typer.echo(json.dumps(report.to_json(), indent=1) if json_out else report.table())
+
+
+@app.command("ablate")
+def ablate_command(
+    dataset: Path = typer.Argument(..., help="Dataset folder with ground truth (from `helix4d data synth` / `data build`)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Model folder; default: the shipped demo model."),
+    sequences: Optional[int] = typer.Option(None, "--sequences", help="Use the first N sequences (default: all)."),
+    frames: Optional[int] = typer.Option(None, "--frames", help="Use the first F frames of each sequence (default: all)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Sampling steps per stage (default: the model's)."),
+    seed: int = typer.Option(0, "--seed", help="Seed shared by every variant, so all start from the same noise."),
+    variants: str = typer.Option(
+        "", "--variants", help="Comma-separated subset of full,no-anchor,no-rope4d,full-attention,per-frame (default: all)."
+    ),
+    protocol: str = typer.Option("ours", "--protocol", help="Metric protocol: 'ours' or 'actionbench' (see evaluate)."),
+    no_align: bool = typer.Option(False, "--no-align", help="Score the meshes as generated: no normalisation, no ICP."),
+    points: Optional[int] = typer.Option(None, "--points", help="Surface samples per frame (default: the protocol's)."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON (per-sequence rows and per-kind means) instead."),
+    device: str = typer.Option("auto", "--device", help="'auto', 'cpu' or 'cuda'."),
+) -> None:
+    """The paper's ablations with one model: full method, no anchor, no 4D RoPE, full attention, per-frame."""
+    import json
+
+    from rich.progress import Progress
+
+    from helix4d.eval.ablate import run_ablation, variants_by_name
+    from helix4d.eval.protocols import make_protocol
+
+    chosen = variants_by_name([v.strip() for v in variants.split(",") if v.strip()])
+    with Progress(console=err_console, transient=True) as bar:
+        task = bar.add_task("ablation", total=None)
+        report = run_ablation(
+            dataset, model, sequences, frames, steps, seed, device, make_protocol(protocol, not no_align, points, device),
+            chosen, lambda what, done, total: bar.update(task, description=what, completed=done, total=total),
+        )
     typer.echo(json.dumps(report.to_json(), indent=1) if json_out else report.table())
 
 

@@ -1,0 +1,357 @@
+"""`helix4d bench`: the speed and memory report (pipeline stages, frame-count scaling, O-Voxel resolutions, and
+the attention backends of `helix4d.nn.attention_bench`), on the CPU and, where CUDA exists, the GPU.
+
+Pipeline rows: `Helix4DPipeline.generate` on F synthetic condition images (a disc moving across the frames),
+each (device, F) in a FRESH process (spawned), so nothing leaks from one row into the next, after a warm-up
+generate of the same images with 1 step: steady state, as for a loaded model (a cold first call pays kernel
+set-up per new tensor shape, seconds on a CPU). Per-stage seconds are the pipeline's own
+`metadata["seconds"]`; total is the wall time of the measured call (CUDA-synchronised).
+
+Peak memory, labelled in every table:
+- CPU: the process's resident-set high-water mark during the measured call (`VmHWM` of /proc/self/status, reset
+  just before the call through /proc/self/clear_refs), model and torch runtime included, and its growth over the
+  RSS right before the call ("Δ gen"). Not `ru_maxrss`: Linux carries it across exec, so a spawned child would
+  report at least its parent's RSS. tracemalloc cannot see torch's allocations.
+- CUDA: `torch.cuda.max_memory_allocated` during the call (tensors only; the allocator's cache and the CUDA
+  context are not counted), and its growth over the memory allocated before it.
+
+O-Voxel rows reuse `benchmarks/ovoxel.py` (its ~100k-face mesh and its fresh-process measurement), so they are
+available from a source checkout only. Its measurement reads `ru_maxrss`, so it is launched from a small
+intermediate process (not from this one, which holds torch and the attention tensors).
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing as mp
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from helix4d.errors import BackendUnavailableError, InputError
+
+STAGE_ORDER = ("encode_images", "ss", "geometry", "material", "meshing")
+MEMORY_LABELS = {
+    "cpu": "peak RSS during generate (VmHWM, fresh process per row: model + torch runtime included)",
+    "cuda": "torch.cuda.max_memory_allocated during generate (tensors only)",
+}
+
+
+@dataclass
+class PipelineBenchRow:
+    """One (device, F) measurement. seconds: per stage; peak/delta MiB as described by `memory`."""
+
+    device: str
+    frames: int
+    steps: int
+    voxels_per_frame: float  # mean O-Voxels per output frame (how much geometry the run produced)
+    seconds: dict[str, float]
+    total: float
+    peak_mib: float
+    delta_mib: float
+    memory: str
+
+    @property
+    def seconds_per_frame(self) -> float:
+        return self.total / self.frames
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.total
+
+
+@dataclass
+class OVoxelBenchRow:
+    resolution: int
+    direction: str  # "mesh->ovoxel" | "ovoxel->mesh"
+    seconds: float
+    peak_mib: float  # RSS growth over the RSS right before the call, fresh process (benchmarks/ovoxel.py)
+    result: str
+
+
+@dataclass
+class BenchReport:
+    machine: dict[str, Any]
+    settings: dict[str, Any]
+    pipeline: list[PipelineBenchRow] = field(default_factory=list)
+    ovoxel: list[OVoxelBenchRow] = field(default_factory=list)
+    ovoxel_note: str = ""
+    attention: list[Any] = field(default_factory=list)  # helix4d.nn.attention_bench.AttentionBenchRow
+
+    def to_json(self) -> dict[str, Any]:
+        pipeline = [{**asdict(r), "seconds_per_frame": r.seconds_per_frame, "fps": r.fps} for r in self.pipeline]
+        out: dict[str, Any] = {"machine": self.machine, "settings": self.settings, "pipeline": pipeline,
+                               "scaling": scaling(self.pipeline)}
+        if self.ovoxel or self.ovoxel_note:
+            out["ovoxel"] = {"rows": [asdict(r) for r in self.ovoxel], "note": self.ovoxel_note}
+        if self.attention:
+            out["attention"] = [asdict(r) for r in self.attention]
+        return out
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+
+
+def machine_info() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    import torch
+
+    info = {"cpu": platform.processor() or platform.machine(), "cpu_cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def resolve_devices(device: str) -> list[str]:
+    """'auto' -> cpu (and cuda where available); 'cpu'; 'cuda' (an error without CUDA)."""
+    import torch
+
+    if device == "auto":
+        return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+    if device not in ("cpu", "cuda"):
+        raise InputError(f"--device must be auto, cpu or cuda (got {device!r})")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailableError("CUDA is not available here; run with --device cpu")
+    return [device]
+
+
+def bench_images(frames: int, size: int) -> np.ndarray:
+    """(F, 4, S, S) float32 condition images: a shaded disc moving left to right, RGB over black + alpha."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size  # (S, S)
+    out = np.zeros((frames, 4, size, size), np.float32)
+    for f in range(frames):
+        cx = 0.35 + 0.3 * f / max(frames - 1, 1)
+        alpha = (((xx - cx) ** 2 + (yy - 0.5) ** 2) < 0.2**2).astype(np.float32)
+        out[f, 0], out[f, 1], out[f, 2], out[f, 3] = 0.8 * alpha, yy * alpha, 0.3 * alpha, alpha
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ pipeline
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def _reset_peak_rss() -> None:
+    """Set VmHWM to the current RSS (Linux >= 4.0); harmless where not allowed (the peak then also covers the warm-up:
+    the same images with fewer steps)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _peak_rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # no /proc: the process-wide maximum
+
+
+def _pipeline_child(model: str, frames: int, steps: int, device: str, seed: int, threads: int | None) -> dict:
+    """Runs in a fresh process: load, warm up, measure one generate of `frames` frames."""
+    import torch
+
+    from helix4d.pipeline.helix4d import Helix4DPipeline
+
+    if threads:
+        torch.set_num_threads(threads)
+    pipe = Helix4DPipeline.from_pretrained(model, device=device)
+    images = bench_images(frames, pipe.config.image_size)
+    pipe.generate(images, seed=seed, steps=1)  # warm-up: lazy imports, first-call kernels of these shapes
+    cuda = pipe.device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated() / 2**20
+    else:
+        _reset_peak_rss()
+        before = _rss_mib()
+    clock = time.perf_counter()
+    asset = pipe.generate(images, seed=seed, steps=steps)
+    if cuda:
+        torch.cuda.synchronize()
+    total = time.perf_counter() - clock
+    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else _peak_rss_mib()
+    seconds = asset.metadata["seconds"]
+    return {
+        "device": pipe.device.type, "frames": frames, "steps": steps,
+        "voxels_per_frame": float(np.mean([len(v) for v in asset.ovoxels])),
+        "seconds": {k: float(seconds[k]) for k in STAGE_ORDER if k in seconds}, "total": total,
+        "peak_mib": peak, "delta_mib": max(0.0, peak - before), "memory": MEMORY_LABELS[pipe.device.type],
+    }
+
+
+def measure_pipeline(model: str | Path, frames: int, steps: int, device: str = "cpu", seed: int = 0,
+                     threads: int | None = None) -> PipelineBenchRow:
+    """One pipeline row, measured in a fresh spawned process (see the module docstring)."""
+    with mp.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
+        raw = pool.apply(_pipeline_child, (str(model), frames, steps, device, seed, threads))
+    return PipelineBenchRow(**raw)
+
+
+def run_pipeline_benchmark(
+    frames: list[int], steps: int = 1, devices: list[str] = ("cpu",), model: str | Path | None = None,
+    preset: str = "tiny", seed: int = 0, threads: int | None = None,
+    on_row: Callable[[PipelineBenchRow], None] | None = None,
+) -> list[PipelineBenchRow]:
+    """Rows for every device × frame count. Without `model`, a randomly initialised `preset` folder is timed
+    (its outputs are noise, but a random model runs the same code on a comparable number of voxels)."""
+    if not frames or min(frames) < 1:
+        raise InputError(f"frame counts must be >= 1, got {frames}")
+    if steps < 1:
+        raise InputError(f"--steps must be >= 1, got {steps}")
+    with tempfile.TemporaryDirectory(prefix="helix4d-bench-") as tmp:
+        if model is None:
+            from helix4d.pipeline.config import preset as get_preset
+            from helix4d.pipeline.folder import init_model_folder
+
+            model = Path(tmp) / preset
+            init_model_folder(get_preset(preset), model, seed=0)
+        elif not (Path(model) / "pipeline.json").is_file():
+            raise InputError(f"--model {model} is not a model folder (no pipeline.json)")
+        rows = []
+        for device in devices:
+            for f in sorted(frames):
+                row = measure_pipeline(model, f, steps, device, seed, threads)
+                rows.append(row)
+                if on_row:
+                    on_row(row)
+    return rows
+
+
+def scaling(rows: list[PipelineBenchRow]) -> list[dict[str, float | str]]:
+    """Per device, each frame count against the smallest: time ratio vs frame ratio ('× linear' = 1: linear)."""
+    out = []
+    for device in dict.fromkeys(r.device for r in rows):
+        mine = sorted((r for r in rows if r.device == device), key=lambda r: r.frames)
+        base = mine[0]
+        for r in mine:
+            time_ratio, frame_ratio = r.total / base.total, r.frames / base.frames
+            out.append({"device": device, "frames": r.frames, "seconds_per_frame": r.seconds_per_frame,
+                        "time_ratio": time_ratio, "frame_ratio": frame_ratio, "vs_linear": time_ratio / frame_ratio})
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ O-Voxels
+
+
+def ovoxel_benchmark_module() -> Any | None:
+    """`benchmarks/ovoxel.py` of the source checkout this package runs from, or None (installed without it)."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "benchmarks" / "ovoxel.py").is_file():
+        return None
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))  # spawned children inherit sys.path, so they find it too
+    return importlib.import_module("benchmarks.ovoxel")
+
+
+def run_ovoxel_benchmark(resolutions: list[int], repeat: int = 1) -> tuple[list[OVoxelBenchRow], str]:
+    """Mesh -> O-Voxel and back at each resolution on benchmarks/ovoxel.py's mesh; (rows, note)."""
+    bench = ovoxel_benchmark_module()
+    if bench is None:
+        return [], "skipped: benchmarks/ovoxel.py not found (run from a source checkout)"
+    mesh = bench.bench_mesh()
+    rows = []
+    launcher = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"))  # small, so children inherit little
+    with launcher, tempfile.TemporaryDirectory(prefix="helix4d-bench-") as tmp:
+        mesh_path = str(Path(tmp) / "mesh.ply")
+        mesh.export(mesh_path)
+        for r in resolutions:
+            out = str(Path(tmp) / f"r{r}.npz")
+            for direction, job in (("mesh->ovoxel", "ovoxel_encode"), ("ovoxel->mesh", "ovoxel_decode")):
+                seconds, peak, note = launcher.submit(bench.measure, job, mesh_path, r, out, repeat).result()
+                rows.append(OVoxelBenchRow(r, direction, seconds, peak, note))
+    note = (f"mesh: {len(mesh.faces):,} faces (benchmarks/ovoxel.py); fastest of {repeat}; peak MiB = RSS growth "
+            "over the RSS right before the call, fresh process; chamfer in voxels (/R)")
+    return rows, note
+
+
+# ------------------------------------------------------------------------------------------------ printing
+
+
+def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    line = lambda cells: "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    return "\n".join([line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
+
+
+def pipeline_table(rows: list[PipelineBenchRow]) -> str:
+    """Per-stage seconds, totals, throughput and memory per row, then the frame-count scaling per device."""
+    parts = []
+    for device in dict.fromkeys(r.device for r in rows):
+        mine = [r for r in rows if r.device == device]
+        stages = [s for s in STAGE_ORDER if any(s in r.seconds for r in mine)]
+        headers = ["F", "steps", *[f"{s} s" for s in stages], "total s", "s/frame", "frames/s", "vox/frame",
+                   "peak MiB", "Δ gen MiB"]
+        body = [[str(r.frames), str(r.steps), *[f"{r.seconds.get(s, float('nan')):.3f}" for s in stages],
+                 f"{r.total:.2f}", f"{r.seconds_per_frame:.3f}", f"{r.fps:.2f}", f"{r.voxels_per_frame:.0f}",
+                 f"{r.peak_mib:.0f}", f"{r.delta_mib:.0f}"] for r in mine]
+        parts += [f"pipeline on {device}; memory: {mine[0].memory}", markdown_table(headers, body), ""]
+        scale = [s for s in scaling(rows) if s["device"] == device]
+        parts += [f"scaling with frame count on {device} (× linear = time ratio / frame ratio; 1.00 = linear)",
+                  markdown_table(["F", "s/frame", "time ratio", "frame ratio", "× linear"],
+                                 [[str(s["frames"]), f"{s['seconds_per_frame']:.3f}", f"{s['time_ratio']:.2f}",
+                                   f"{s['frame_ratio']:.2f}", f"{s['vs_linear']:.2f}"] for s in scale]), ""]
+    return "\n".join(parts).rstrip()
+
+
+def ovoxel_table(rows: list[OVoxelBenchRow], note: str) -> str:
+    body = [[str(r.resolution), r.direction, f"{r.seconds:.3f}", f"{r.peak_mib:.0f}", r.result] for r in rows]
+    table = markdown_table(["R", "direction", "seconds", "peak MiB", "result"], body) if rows else ""
+    return "\n".join(p for p in ("O-Voxel conversion by resolution (CPU)", note, table) if p)
+
+
+def header(machine: dict[str, Any], settings: dict[str, Any]) -> str:
+    return ("machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()) + "\nsettings: "
+            + ", ".join(f"{k} {v}" for k, v in settings.items()))
+
+
+# ------------------------------------------------------------------------------------------------ the full report
+
+
+def run_report(
+    frames: list[int], steps: int = 1, device: str = "auto", model: str | Path | None = None, preset: str = "tiny",
+    resolutions: list[int] = (32, 64), attention_frames: list[int] = (8,), attention_tokens: list[int] | None = None,
+    threads: int | None = None, on_row: Callable[[PipelineBenchRow], None] | None = None,
+) -> BenchReport:
+    """Everything `helix4d bench all` prints: attention backends and the pipeline per device, O-Voxels on the CPU."""
+    from helix4d.nn.attention_bench import run_attention_benchmark
+
+    devices = resolve_devices(device)
+    settings = {"devices": ",".join(devices), "model": str(model) if model else f"random '{preset}' preset",
+                "steps": steps, "frames": ",".join(map(str, frames)), "resolutions": ",".join(map(str, resolutions))}
+    report = BenchReport(machine_info(), settings)
+    for dev in devices:
+        report.attention += run_attention_benchmark(dev, list(attention_frames), attention_tokens)
+    report.pipeline = run_pipeline_benchmark(frames, steps, devices, model, preset, threads=threads, on_row=on_row)
+    report.ovoxel, report.ovoxel_note = run_ovoxel_benchmark(list(resolutions))
+    return report
+
+
+def print_report(report: BenchReport) -> None:
+    """The whole report on stdout: attention tables (rich), then the pipeline and O-Voxel tables (markdown)."""
+    from helix4d.nn.attention_bench import print_attention_table
+
+    print(header(report.machine, report.settings))
+    for dev in dict.fromkeys(r.device for r in report.attention):
+        print_attention_table([r for r in report.attention if r.device == dev])
+    print()
+    print(pipeline_table(report.pipeline))
+    print()
+    print(ovoxel_table(report.ovoxel, report.ovoxel_note))
