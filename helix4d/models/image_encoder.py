@@ -28,11 +28,14 @@ class ImageEncoder(nn.Module):
         super().__init__()
         self.config = config
         stride_total = config.image_size // config.grid
-        layers: list[nn.Module] = []
-        ch_in, ch = config.in_channels, 32
+        # A 4×4 patchify convolution first (cheap at full resolution), then ×2 strided convolutions to the grid.
+        first = 4 if stride_total >= 4 else stride_total
+        layers: list[nn.Module] = [nn.Conv2d(config.in_channels, 32, first, stride=first), nn.GroupNorm(8, 32), nn.GELU()]
+        ch_in, stride_total = 32, stride_total // first
         while stride_total > 1:
+            ch = min(ch_in * 2, config.dim)
             layers += [nn.Conv2d(ch_in, ch, 4, stride=2, padding=1), nn.GroupNorm(8, ch), nn.GELU()]
-            ch_in, ch, stride_total = ch, min(ch * 2, config.dim), stride_total // 2
+            ch_in, stride_total = ch, stride_total // 2
         layers.append(nn.Conv2d(ch_in, config.dim, 1))
         self.stem = nn.Sequential(*layers)
         self.global_token = nn.Parameter(torch.zeros(1, 1, config.dim))
