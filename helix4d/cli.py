@@ -104,7 +104,10 @@ def bench_pipeline(
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, or auto (CPU, plus CUDA when available)."),
     preset: str = typer.Option("tiny", "--preset", help="Size of the random model timed without --model: tiny or demo."),
     model: Optional[Path] = typer.Option(None, "--model", help="Model folder to time instead of a random preset."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads (default: torch's)."),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", min=1, help="torch CPU threads (default: torch's; 1 on a CPU shared with busy processes)."
+    ),
+    repeat: int = typer.Option(1, "--repeat", min=1, help="Measured runs per size after the warm-up; the fastest is kept."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Pipeline per-stage seconds, frames/s and peak memory for each F, each in a fresh process; frame scaling."""
@@ -113,8 +116,9 @@ def bench_pipeline(
     from helix4d.eval.bench import BenchReport, machine_info, pipeline_table, resolve_devices, run_pipeline_benchmark
 
     devices, counts = resolve_devices(device), _int_list(frames, "--frames")
-    rows = run_pipeline_benchmark(counts, steps, devices, model, preset, threads=threads, on_row=_print_bench_row)
-    settings = {"devices": ",".join(devices), "model": str(model) if model else f"random '{preset}' preset", "steps": steps}
+    rows = run_pipeline_benchmark(counts, steps, devices, model, preset, 0, threads, repeat, _print_bench_row)
+    settings = {"devices": ",".join(devices), "model": str(model) if model else f"random '{preset}' preset",
+                "steps": steps, "repeat": repeat}
     report = BenchReport(machine_info(), settings, rows)
     typer.echo(json.dumps(report.to_json(), indent=1) if as_json else pipeline_table(rows))
 
@@ -131,7 +135,10 @@ def bench_all(
     attention_tokens: str = typer.Option(
         "", "--attention-tokens", help="Comma-separated tokens per frame for attention (default cpu 256,512; cuda 1024,4096)."
     ),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads in the pipeline rows."),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", min=1, help="torch CPU threads for attention and pipeline rows (1 on a CPU shared with busy processes)."
+    ),
+    repeat: int = typer.Option(1, "--repeat", min=1, help="Measured runs per pipeline size / O-Voxel job; fastest kept."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """The full speed report: attention backends, pipeline stages and memory, frame and resolution scaling."""
@@ -142,7 +149,8 @@ def bench_all(
     report = run_report(
         _int_list(frames, "--frames"), steps, device, model, preset, _int_list(resolutions, "--resolutions"),
         _int_list(attention_frames, "--attention-frames"),
-        _int_list(attention_tokens, "--attention-tokens") if attention_tokens else None, threads, _print_bench_row,
+        _int_list(attention_tokens, "--attention-tokens") if attention_tokens else None, threads, repeat,
+        _print_bench_row,
     )
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=1))

@@ -41,6 +41,15 @@ def _model(folder: Path, time_mode: str) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: on a CPU shared with busy processes the thread pool stalls (see helix4d.eval.bench)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
     """RoPE in "add" time mode: there 3D RoPE (time_fraction 0) is exactly 4D RoPE at t = 0."""

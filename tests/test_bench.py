@@ -25,11 +25,12 @@ runner = CliRunner()
 
 
 def _row(frames: int, total: float) -> PipelineBenchRow:
-    return PipelineBenchRow("cpu", frames, 1, 100.0, {s: total / 5 for s in STAGE_ORDER}, total, 300.0, 10.0, "rss")
+    seconds = {s: total / 5 for s in STAGE_ORDER}
+    return PipelineBenchRow("cpu", frames, 1, 1, 100.0, seconds, total, total, 300.0, 10.0, "rss")
 
 
 def test_cli_bench_pipeline_json_and_table() -> None:
-    result = runner.invoke(app, ["bench", "pipeline", "--frames", "2,4", "--steps", "1", "--json"])
+    result = runner.invoke(app, ["bench", "pipeline", "--frames", "2,4", "--steps", "1", "--threads", "1", "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert {"machine", "settings", "pipeline", "scaling"} <= set(out)
@@ -38,6 +39,7 @@ def test_cli_bench_pipeline_json_and_table() -> None:
         assert set(r["seconds"]) == set(STAGE_ORDER)
         assert r["total"] >= sum(r["seconds"].values()) * 0.99 and r["peak_mib"] > 50 and r["voxels_per_frame"] > 0
         assert r["fps"] == pytest.approx(r["frames"] / r["total"])
+        assert r["threads"] == 1 and r["cpu_seconds"] > 0
     assert out["scaling"][1]["frame_ratio"] == 2.0
     rows = [PipelineBenchRow(**{k: v for k, v in r.items() if k not in ("seconds_per_frame", "fps")})
             for r in out["pipeline"]]

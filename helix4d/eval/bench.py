@@ -4,14 +4,16 @@ the attention backends of `helix4d.nn.attention_bench`), on the CPU and, where C
 Pipeline rows: `Helix4DPipeline.generate` on F synthetic condition images (a disc moving across the frames),
 each (device, F) in a FRESH process (spawned), so nothing leaks from one row into the next, after a warm-up
 generate of the same images with 1 step: steady state, as for a loaded model (a cold first call pays kernel
-set-up per new tensor shape, seconds on a CPU). Per-stage seconds are the pipeline's own
+set-up per new tensor shape, seconds on a CPU). On a CPU shared with other busy processes, pass `--threads 1`:
+torch's thread pool waits at every barrier for its preempted threads, which can slow small models 10-50x. Per-stage seconds are the pipeline's own
 `metadata["seconds"]`; total is the wall time of the measured call (CUDA-synchronised).
 
 Peak memory, labelled in every table:
 - CPU: the process's resident-set high-water mark during the measured call (`VmHWM` of /proc/self/status, reset
   just before the call through /proc/self/clear_refs), model and torch runtime included, and its growth over the
-  RSS right before the call ("Δ gen"). Not `ru_maxrss`: Linux carries it across exec, so a spawned child would
-  report at least its parent's RSS. tracemalloc cannot see torch's allocations.
+  RSS right before the call ("Δ gen": memory the allocator kept from the warm-up is not counted again, so this is
+  a lower bound on the call's working set). Not `ru_maxrss`: Linux carries it across exec, so a spawned child
+  would report at least its parent's RSS. tracemalloc cannot see torch's allocations.
 - CUDA: `torch.cuda.max_memory_allocated` during the call (tensors only; the allocator's cache and the CUDA
   context are not counted), and its growth over the memory allocated before it.
 
@@ -54,9 +56,11 @@ class PipelineBenchRow:
     device: str
     frames: int
     steps: int
+    threads: int  # torch CPU threads
     voxels_per_frame: float  # mean O-Voxels per output frame (how much geometry the run produced)
     seconds: dict[str, float]
-    total: float
+    total: float  # wall seconds
+    cpu_seconds: float  # process CPU seconds, all threads (far below threads × total: the process was starved)
     peak_mib: float
     delta_mib: float
     memory: str
@@ -163,8 +167,10 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # no /proc: the process-wide maximum
 
 
-def _pipeline_child(model: str, frames: int, steps: int, device: str, seed: int, threads: int | None) -> dict:
-    """Runs in a fresh process: load, warm up, measure one generate of `frames` frames."""
+def _pipeline_child(model: str, frames: int, steps: int, device: str, seed: int, threads: int | None,
+                    repeat: int) -> dict:
+    """Runs in a fresh process: load, warm up, then `repeat` measured generates of `frames` frames (the fastest
+    is kept: robust to a busy machine); the peak covers all of them."""
     import torch
 
     from helix4d.pipeline.helix4d import Helix4DPipeline
@@ -182,40 +188,44 @@ def _pipeline_child(model: str, frames: int, steps: int, device: str, seed: int,
     else:
         _reset_peak_rss()
         before = _rss_mib()
-    clock = time.perf_counter()
-    asset = pipe.generate(images, seed=seed, steps=steps)
-    if cuda:
-        torch.cuda.synchronize()
-    total = time.perf_counter() - clock
+    runs = []  # (wall s, process CPU s, asset)
+    for _ in range(repeat):
+        clock, cpu_clock = time.perf_counter(), time.process_time()
+        asset = pipe.generate(images, seed=seed, steps=steps)
+        if cuda:
+            torch.cuda.synchronize()
+        runs.append((time.perf_counter() - clock, time.process_time() - cpu_clock, asset))
     peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else _peak_rss_mib()
+    total, cpu_seconds, asset = min(runs, key=lambda run: run[0])
     seconds = asset.metadata["seconds"]
     return {
-        "device": pipe.device.type, "frames": frames, "steps": steps,
+        "device": pipe.device.type, "frames": frames, "steps": steps, "threads": torch.get_num_threads(),
         "voxels_per_frame": float(np.mean([len(v) for v in asset.ovoxels])),
         "seconds": {k: float(seconds[k]) for k in STAGE_ORDER if k in seconds}, "total": total,
-        "peak_mib": peak, "delta_mib": max(0.0, peak - before), "memory": MEMORY_LABELS[pipe.device.type],
+        "cpu_seconds": cpu_seconds, "peak_mib": peak, "delta_mib": max(0.0, peak - before),
+        "memory": MEMORY_LABELS[pipe.device.type],
     }
 
 
 def measure_pipeline(model: str | Path, frames: int, steps: int, device: str = "cpu", seed: int = 0,
-                     threads: int | None = None) -> PipelineBenchRow:
+                     threads: int | None = None, repeat: int = 1) -> PipelineBenchRow:
     """One pipeline row, measured in a fresh spawned process (see the module docstring)."""
     with mp.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
-        raw = pool.apply(_pipeline_child, (str(model), frames, steps, device, seed, threads))
+        raw = pool.apply(_pipeline_child, (str(model), frames, steps, device, seed, threads, repeat))
     return PipelineBenchRow(**raw)
 
 
 def run_pipeline_benchmark(
     frames: list[int], steps: int = 1, devices: list[str] = ("cpu",), model: str | Path | None = None,
-    preset: str = "tiny", seed: int = 0, threads: int | None = None,
+    preset: str = "tiny", seed: int = 0, threads: int | None = None, repeat: int = 1,
     on_row: Callable[[PipelineBenchRow], None] | None = None,
 ) -> list[PipelineBenchRow]:
     """Rows for every device × frame count. Without `model`, a randomly initialised `preset` folder is timed
     (its outputs are noise, but a random model runs the same code on a comparable number of voxels)."""
     if not frames or min(frames) < 1:
         raise InputError(f"frame counts must be >= 1, got {frames}")
-    if steps < 1:
-        raise InputError(f"--steps must be >= 1, got {steps}")
+    if steps < 1 or repeat < 1:
+        raise InputError(f"--steps and --repeat must be >= 1, got {steps} and {repeat}")
     with tempfile.TemporaryDirectory(prefix="helix4d-bench-") as tmp:
         if model is None:
             from helix4d.pipeline.config import preset as get_preset
@@ -228,7 +238,7 @@ def run_pipeline_benchmark(
         rows = []
         for device in devices:
             for f in sorted(frames):
-                row = measure_pipeline(model, f, steps, device, seed, threads)
+                row = measure_pipeline(model, f, steps, device, seed, threads, repeat)
                 rows.append(row)
                 if on_row:
                     on_row(row)
@@ -297,12 +307,13 @@ def pipeline_table(rows: list[PipelineBenchRow]) -> str:
     for device in dict.fromkeys(r.device for r in rows):
         mine = [r for r in rows if r.device == device]
         stages = [s for s in STAGE_ORDER if any(s in r.seconds for r in mine)]
-        headers = ["F", "steps", *[f"{s} s" for s in stages], "total s", "s/frame", "frames/s", "vox/frame",
-                   "peak MiB", "Δ gen MiB"]
+        headers = ["F", "steps", *[f"{s} s" for s in stages], "total s", "CPU s", "s/frame", "frames/s",
+                   "vox/frame", "peak MiB", "Δ gen MiB"]
         body = [[str(r.frames), str(r.steps), *[f"{r.seconds.get(s, float('nan')):.3f}" for s in stages],
-                 f"{r.total:.2f}", f"{r.seconds_per_frame:.3f}", f"{r.fps:.2f}", f"{r.voxels_per_frame:.0f}",
-                 f"{r.peak_mib:.0f}", f"{r.delta_mib:.0f}"] for r in mine]
-        parts += [f"pipeline on {device}; memory: {mine[0].memory}", markdown_table(headers, body), ""]
+                 f"{r.total:.3f}", f"{r.cpu_seconds:.3f}", f"{r.seconds_per_frame:.4f}", f"{r.fps:.2f}",
+                 f"{r.voxels_per_frame:.0f}", f"{r.peak_mib:.0f}", f"{r.delta_mib:.0f}"] for r in mine]
+        parts += [f"pipeline on {device} ({mine[0].threads} torch threads; CPU s = process CPU time, all threads); "
+                  f"memory: {mine[0].memory}", markdown_table(headers, body), ""]
         scale = [s for s in scaling(rows) if s["device"] == device]
         parts += [f"scaling with frame count on {device} (× linear = time ratio / frame ratio; 1.00 = linear)",
                   markdown_table(["F", "s/frame", "time ratio", "frame ratio", "× linear"],
@@ -328,19 +339,24 @@ def header(machine: dict[str, Any], settings: dict[str, Any]) -> str:
 def run_report(
     frames: list[int], steps: int = 1, device: str = "auto", model: str | Path | None = None, preset: str = "tiny",
     resolutions: list[int] = (32, 64), attention_frames: list[int] = (8,), attention_tokens: list[int] | None = None,
-    threads: int | None = None, on_row: Callable[[PipelineBenchRow], None] | None = None,
+    threads: int | None = None, repeat: int = 1, on_row: Callable[[PipelineBenchRow], None] | None = None,
 ) -> BenchReport:
     """Everything `helix4d bench all` prints: attention backends and the pipeline per device, O-Voxels on the CPU."""
     from helix4d.nn.attention_bench import run_attention_benchmark
 
+    import torch
+
     devices = resolve_devices(device)
+    if threads:
+        torch.set_num_threads(threads)  # the attention rows run in this process
     settings = {"devices": ",".join(devices), "model": str(model) if model else f"random '{preset}' preset",
-                "steps": steps, "frames": ",".join(map(str, frames)), "resolutions": ",".join(map(str, resolutions))}
+                "steps": steps, "frames": ",".join(map(str, frames)), "repeat": repeat,
+                "resolutions": ",".join(map(str, resolutions))}
     report = BenchReport(machine_info(), settings)
     for dev in devices:
         report.attention += run_attention_benchmark(dev, list(attention_frames), attention_tokens)
-    report.pipeline = run_pipeline_benchmark(frames, steps, devices, model, preset, threads=threads, on_row=on_row)
-    report.ovoxel, report.ovoxel_note = run_ovoxel_benchmark(list(resolutions))
+    report.pipeline = run_pipeline_benchmark(frames, steps, devices, model, preset, 0, threads, repeat, on_row)
+    report.ovoxel, report.ovoxel_note = run_ovoxel_benchmark(list(resolutions), repeat)
     return report
 
 
