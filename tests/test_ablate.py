@@ -90,6 +90,7 @@ def test_ablation_runs_every_variant_with_finite_metrics(model_dir, dataset) -> 
             assert s.frames == 3 and s.seconds > 0
             assert all(math.isfinite(s.metrics[m]) for m in SCORED), (v.variant.name, s.metrics)
     assert report.variants[3].settings["window"] == 3  # full attention: window = F
+    assert report.variants[4].settings == {"mode": "per-frame"}
     table = report.table()
     assert "protocol ours" in table and all(f"| {v.name} |" in table for v in VARIANTS)
     out = report.to_json()

@@ -50,6 +50,9 @@ class Variant:
     rope_4d: bool = True
 
     def settings(self, frames: int, default_window: int) -> dict[str, Any]:
+        """What `generate` is called with for a clip of `frames` frames (per-frame mode has no temporal settings)."""
+        if self.mode == "per-frame":
+            return {"mode": self.mode}
         window = frames if self.full_window else default_window
         return {"mode": self.mode, "anchor": self.anchor, "window": window, "rope": "4d" if self.rope_4d else "3d"}
 
@@ -93,8 +96,8 @@ def rope_3d(pipe: Any) -> Iterator[None]:
 
 def generate_variant(pipe: Any, images: np.ndarray, variant: Variant, seed: int = 0, steps: int | None = None) -> Any:
     """`pipe.generate` under `variant` for condition images (F, 4, S, S) -> Asset4D."""
-    settings = variant.settings(images.shape[0], pipe.config.window)
-    kwargs = dict(seed=seed, steps=steps, window=settings["window"], mode=variant.mode, anchor=variant.anchor)
+    window = images.shape[0] if variant.full_window else None  # None: the model's window
+    kwargs = dict(seed=seed, steps=steps, window=window, mode=variant.mode, anchor=variant.anchor)
     if variant.rope_4d:
         return pipe.generate(images, **kwargs)
     with rope_3d(pipe):
