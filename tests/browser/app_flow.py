@@ -40,7 +40,7 @@ def find_chromium() -> str | None:
     return None
 
 
-def drive_app(url: str, video: Path, screenshot: Path, steps: int | None = None, timeout_s: float = 45.0) -> FlowResult:
+def drive_app(url: str, video: Path, screenshot: Path, steps: int | None = None, timeout_s: float = 180.0) -> FlowResult:
     """Upload `video`, set the steps, click Generate, wait for the frame viewer's canvas, save `screenshot`, then
     move the frame slider to frame 1 and wait for its GLB (a TimeoutError when any step does not happen)."""
     from playwright.sync_api import sync_playwright
