@@ -37,17 +37,31 @@ class PackedGeometry:
     transparent_faces: np.ndarray
 
 
+def _linear_to_srgb255(rgba: np.ndarray) -> np.ndarray:
+    """Linear RGBA in [0, 1] -> sRGB-encoded RGBA in [0, 255] (alpha stays linear)."""
+    rgb = np.clip(rgba[:, :3], 0.0, 1.0)
+    srgb = np.where(rgb <= 0.0031308, 12.92 * rgb, 1.055 * np.power(rgb, 1 / 2.4) - 0.055)
+    return np.concatenate([srgb, np.clip(rgba[:, 3:4], 0.0, 1.0)], axis=1) * 255.0
+
+
 def mesh_pbr(mesh: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-vertex (rgba (V, 4) float32 in [0, 1], metallic (V,), roughness (V,)) by the project convention.
 
-    Textured meshes are converted to vertex colours (`visual.to_color()`); missing metallic / roughness default to
-    0 / 0.5.
+    Textured meshes are converted to vertex colours (`visual.to_color()`); a glTF file's COLOR_0 (linear, as
+    trimesh loads it) is converted back to sRGB; one material colour applies to every vertex. Missing metallic /
+    roughness default to 0 / 0.5.
     """
     visual = mesh.visual
-    if isinstance(visual, trimesh.visual.TextureVisuals):
-        visual = visual.to_color()
     count = len(mesh.vertices)
-    rgba = np.asarray(visual.vertex_colors, dtype=np.float32).reshape(-1, 4)
+    color0 = getattr(visual, "vertex_attributes", {}).get("color") if isinstance(visual, trimesh.visual.TextureVisuals) else None
+    if color0 is not None and len(color0) == count:
+        rgba = _linear_to_srgb255(np.asarray(color0, dtype=np.float32) / (255.0 if np.asarray(color0).dtype == np.uint8 else 1.0))
+    else:
+        if isinstance(visual, trimesh.visual.TextureVisuals):
+            visual = visual.to_color()
+        rgba = np.asarray(visual.vertex_colors, dtype=np.float32).reshape(-1, 4)
+        if len(rgba) == 1:
+            rgba = np.repeat(rgba, count, axis=0)
     if len(rgba) != count:
         raise InputError(
             f"mesh has {count} vertices but {len(rgba)} vertex colours: rebuild it with one RGBA per vertex."
