@@ -197,11 +197,12 @@ def model_encode_latents(
     data: Path = typer.Option(..., "--data", help="Dataset folder (from `helix4d data synth` or `data build`)."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the per-sequence latents."),
     device: str = typer.Option("cpu", "--device", help="'cpu' or 'cuda'."),
+    only: str = typer.Option("ss,geometry,material", "--only", help="Stages to (re-)encode, e.g. 'material' after retraining that VAE."),
 ) -> None:
     """Pre-encode a dataset with the model's VAEs (flow training reads these) and store latent statistics."""
     from helix4d.train.latents import encode_dataset
 
-    stats = encode_dataset(model, data, out, device)
+    stats = encode_dataset(model, data, out, device, only=tuple(s.strip() for s in only.split(",") if s.strip()))
     typer.echo(f"encoded latents to {out}; stats written to {model / 'pipeline.json'} ({', '.join(stats)})")
 
 

@@ -54,6 +54,11 @@ def test_recipe_trains_every_part(workspace: Path) -> None:
     assert set(stats) == {"ss", "geometry", "material"}
     pipeline = json.loads((root / "model" / "pipeline.json").read_text())
     assert pipeline["latent_stats"]["geometry"]["std"] != [1.0] * len(pipeline["latent_stats"]["geometry"]["std"])
+    record = torch.load(next((root / "latents").glob("*.pt")), weights_only=True)
+    encode_dataset(root / "model", root / "data", root / "latents", only=("material",))  # after retraining one VAE
+    again = torch.load(next((root / "latents").glob("*.pt")), weights_only=True)
+    assert torch.equal(record["geometry"], again["geometry"]) and torch.equal(record["images"], again["images"])
+    assert torch.allclose(record["material"], again["material"])
 
     losses = _run(root, "ss_flow", "flow", 20, stage="ss", latents=str(root / "latents"), train_image_encoder=True)
     assert np.mean(losses[-5:]) < np.mean(losses[:5])

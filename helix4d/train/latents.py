@@ -17,6 +17,7 @@ from rich.progress import Progress
 from torch import Tensor
 
 from helix4d.data.dataset import SequenceDataset
+from helix4d.data.layout import OVOXELS, load_ovoxels
 from helix4d.errors import InputError
 from helix4d.ovoxel import OVoxel
 from helix4d.pipeline.config import LatentStats
@@ -45,9 +46,21 @@ def coarse_occupancy(fine: Tensor, levels: int, frames: int, resolution: int) ->
     return occ
 
 
+STAGES = ("ss", "geometry", "material")
+
+
 @torch.no_grad()
-def encode_dataset(model: Path, data: Path, out: Path, device: str = "cpu") -> dict[str, LatentStats]:
-    """Encode every sequence of `data` with the VAEs of `model`; returns (and saves) the latent statistics."""
+def encode_dataset(model: Path, data: Path, out: Path, device: str = "cpu", only: tuple[str, ...] = STAGES) -> dict[str, LatentStats]:
+    """Encode every sequence of `data` with the VAEs of `model`; returns (and saves) the latent statistics.
+
+    `only` re-encodes a subset of stages into existing latents (after retraining one VAE): the other stages'
+    latents and statistics are kept.
+    """
+    unknown = set(only) - set(STAGES)
+    if unknown or not only:
+        raise InputError(f"stages to encode must be among {', '.join(STAGES)}, got {', '.join(only) or 'none'}")
+    if set(only) != set(STAGES) and not (out / INDEX).is_file():
+        raise InputError(f"{out} holds no latents to update; encode every stage first")
     pipeline = read_pipeline_config(model)
     ss_vae = load_component("ss_vae", model / "ss_vae")[0].to(device)
     geo_vae = load_component("geometry_vae", model / "geometry_vae")[0].to(device)
@@ -60,34 +73,41 @@ def encode_dataset(model: Path, data: Path, out: Path, device: str = "cpu") -> d
         )
     out.mkdir(parents=True, exist_ok=True)
     levels = len(geo_vae.config.channels) - 1
-    sums: dict[str, list[Tensor]] = {"ss": [], "geometry": [], "material": []}
+    sums: dict[str, list[Tensor]] = {stage: [] for stage in only}
     index = []
     with Progress() as bar:
         task = bar.add_task("encoding latents", total=len(dataset))
-        for i in range(len(dataset)):
-            sample = dataset[i]
-            ovoxels, frames = sample["ovoxels"], len(sample["ovoxels"])
+        for i, entry in enumerate(dataset.sequences):
+            path = out / f"{entry['id']}.pt"
+            if set(only) == set(STAGES):  # a fresh record: images framed as inference frames them
+                sample = dataset[i]
+                ovoxels = sample["ovoxels"]
+                record = {"images": (sample["images"] * 255).round().to(torch.uint8), "id": entry["id"], "kind": entry["kind"]}
+            else:  # update the stored record; images and the other stages stay
+                ovoxels = load_ovoxels(data / entry["path"] / OVOXELS)
+                record = torch.load(path, weights_only=True)
+            frames = len(ovoxels)
             fine = fine_coords(ovoxels).to(device)
-            occ = coarse_occupancy(fine.cpu(), levels, frames, ss_vae.config.resolution).to(device)
-            ss = ss_vae.encode(occ)[0]  # (F, C, r, r, r)
-            geo_feats = torch.cat([torch.from_numpy(v.geometry_features(oriented=True)) for v in ovoxels]).to(device)
-            mat_feats = torch.cat([torch.from_numpy(v.material_features()) for v in ovoxels]).to(device)
-            geo, _, coarse = geo_vae.encode(geo_feats, fine)
-            mat, _, coarse_m = mat_vae.encode(mat_feats, fine)
-            if not torch.equal(coarse, coarse_m):
-                raise RuntimeError("geometry and material encoders disagree on the coarse voxels")
-            record = {
-                "images": (sample["images"] * 255).round().to(torch.uint8),  # (F, 4, S, S)
-                "ss": ss.cpu(), "coarse": coarse.cpu(), "geometry": geo.cpu(), "material": mat.cpu(),
-                "id": sample["id"], "kind": sample["kind"],
-            }
-            atomic_save(record, out / f"{sample['id']}.pt")
-            index.append({"id": sample["id"], "kind": sample["kind"], "frames": frames})
-            sums["ss"].append(ss.permute(0, 2, 3, 4, 1).reshape(-1, ss.shape[1]).cpu())
-            sums["geometry"].append(geo.cpu())
-            sums["material"].append(mat.cpu())
+            if "ss" in only:
+                occ = coarse_occupancy(fine.cpu(), levels, frames, ss_vae.config.resolution).to(device)
+                record["ss"] = ss_vae.encode(occ)[0].cpu()  # (F, C, r, r, r)
+                sums["ss"].append(record["ss"].permute(0, 2, 3, 4, 1).reshape(-1, record["ss"].shape[1]))
+            if "geometry" in only:
+                geo_feats = torch.cat([torch.from_numpy(v.geometry_features(oriented=True)) for v in ovoxels]).to(device)
+                geo, _, coarse = geo_vae.encode(geo_feats, fine)
+                record["geometry"], record["coarse"] = geo.cpu(), coarse.cpu()
+                sums["geometry"].append(record["geometry"])
+            if "material" in only:
+                mat_feats = torch.cat([torch.from_numpy(v.material_features()) for v in ovoxels]).to(device)
+                mat, _, coarse_m = mat_vae.encode(mat_feats, fine)
+                if not torch.equal(record["coarse"].to(device), coarse_m):
+                    raise RuntimeError("geometry and material encoders disagree on the coarse voxels")
+                record["material"] = mat.cpu()
+                sums["material"].append(record["material"])
+            atomic_save(record, path)
+            index.append({"id": entry["id"], "kind": entry["kind"], "frames": frames})
             bar.advance(task)
-    stats = {}
+    stats = dict(pipeline.latent_stats)
     for stage, parts in sums.items():
         x = torch.cat(parts)
         stats[stage] = LatentStats(x.mean(0).tolist(), x.std(0).clamp(min=1e-3).tolist())
