@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from helix4d.errors import ConfigError
+from helix4d.export.files import atomic_dir
 from helix4d.models.flow import FlowTransformer
 from helix4d.models.image_encoder import ImageEncoder
 from helix4d.models.sc_vae import SCVAE
@@ -118,18 +116,10 @@ def write_model_folder(out: Path, pipeline: PipelineConfig, modules: dict[str, n
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} exists and is not empty; choose a new folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         for name in COMPONENTS:
             save_component(modules[name], configs[name], tmp / name)
         (tmp / "pipeline.json").write_text(json.dumps(pipeline.to_dict(), indent=2))
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def init_model_folder(spec: ModelPreset, out: Path, seed: int = 0) -> None:

@@ -7,14 +7,12 @@ every file is written, so a failed or interrupted run never leaves partial resul
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 from helix4d.errors import InputError
 from helix4d.export import FORMATS, export_asset, ovoxel_sampler
+from helix4d.export.files import atomic_dir
 from helix4d.pipeline.helix4d import Asset4D
 
 
@@ -33,9 +31,7 @@ def write_asset(
     """The export folder layout of `helix4d.export` (per-frame GLB, animated GLB, USD, preview) plus
     `result.json`; textures are baked from the O-Voxels' own attributes. Returns the final folder."""
     prepare_output(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         clock = time.perf_counter()
         export_asset(
             asset.meshes, tmp, fps=asset.fps, formats=formats, texture_size=texture_size, max_faces=max_faces,
@@ -55,10 +51,4 @@ def write_asset(
             **asset.metadata,
         }
         (tmp / "result.json").write_text(json.dumps(result, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

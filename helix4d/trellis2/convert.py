@@ -17,9 +17,6 @@ statistics, conditioning model, and what was not converted).
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +26,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from helix4d.errors import ConfigError
+from helix4d.export.files import atomic_dir
 from helix4d.models.flow import FlowConfig, FlowTransformer
 from helix4d.pipeline.folder import save_component, state_mismatches
 from helix4d.trellis2.names import DERIVED_SOURCE_KEYS, is_temporal, to_helix4d, to_trellis2
@@ -209,9 +207,7 @@ def convert_trellis2(src: str | Path, out: str | Path, resolution: int = 512, dt
     for config, weights in configs.values():  # fail on any checkpoint before the slow part
         check_checkpoint(config, weights)
     ss_decoder = find_ss_decoder(folder)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         for stage, (config, _) in configs.items():
             model, _ = load_trellis2_flow(folder, references[stage], DTYPES[dtype])
             save_component(model, config, tmp / COMPONENT[stage])
@@ -220,12 +216,6 @@ def convert_trellis2(src: str | Path, out: str | Path, resolution: int = 512, dt
             save_component(*load_trellis2_ss_decoder(ss_decoder), tmp / "ss_decoder")
         manifest = _manifest(folder, resolution, dtype, references, ss_decoder is not None)
         (tmp / "trellis2.json").write_text(json.dumps(manifest, indent=2))
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
