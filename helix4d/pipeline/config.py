@@ -45,6 +45,7 @@ class StageSampling:
     cfg_strength: float = 3.0
     cfg_interval: tuple[float, float] = (0.0, 1.0)
     time_shift: float = 3.0
+    cfg_rescale: float = 0.0  # CFG-rescale φ (TRELLIS.2 uses 0.7 / 0.5 / 0); 0 = plain guidance
 
 
 @dataclass

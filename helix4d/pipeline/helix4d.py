@@ -209,7 +209,7 @@ class _Run:
         s = self.pipe.config.sampling[stage]
         return SamplerConfig(
             steps=self.steps or s.steps, cfg_strength=s.cfg_strength if self.cfg is None else self.cfg,
-            cfg_interval=tuple(s.cfg_interval), time_shift=s.time_shift,
+            cfg_interval=tuple(s.cfg_interval), time_shift=s.time_shift, cfg_rescale=s.cfg_rescale,
         )
 
     def normalise(self, stage: str, z: Tensor, inverse: bool = False) -> Tensor:
@@ -293,7 +293,7 @@ class _Run:
             done += frames - 1
             report()
 
-        others = sample(velocity, rest.feats, config, on_step=step)
+        others = sample(velocity, rest.feats, config, on_step=step, groups=sizes[1:])
         return torch.cat([first, others])
 
 

@@ -59,7 +59,7 @@ class Trellis2Folder:
         return str(models[key])
 
     def sampling(self, stage: str) -> dict[str, Any]:
-        """The stage's sampler settings in helix4d terms (`StageSampling` fields + the CFG rescale we do not apply)."""
+        """The stage's sampler settings as `StageSampling` fields."""
         p = self.args.get(SAMPLER_KEY[stage], {}).get("params", {})
         return {
             "steps": int(p.get("steps", 12)), "cfg_strength": float(p.get("guidance_strength", 1.0)),
