@@ -258,21 +258,27 @@ app.add_typer(convert_app, name="convert")
 
 @convert_app.command("trellis2")
 def convert_trellis2_command(
-    src: Path = typer.Argument(..., help="TRELLIS.2 folder you downloaded (microsoft/TRELLIS.2-4B: pipeline.json + ckpts/)."),
-    out: Path = typer.Option(..., "--out", "-o", help="New folder for the converted flow models (must not exist or be empty)."),
+    src: Path = typer.Argument(..., help="TRELLIS.2 folder you downloaded (microsoft/TRELLIS.2-4B: pipeline.json + ckpts/, "
+                               "with ss_dec_conv3d_16l8_fp16.* from microsoft/TRELLIS-image-large copied into ckpts/)."),
+    out: Path = typer.Option(..., "--out", "-o", help="New helix4d model folder (must not exist or be empty)."),
+    dino: Optional[Path] = typer.Option(None, "--dino", help="DINOv3 folder you downloaded (facebook/dinov3-vitl16-pretrain-"
+                                        "lvd1689m); copied into OUT/image_encoder so OUT is self-contained."),
     resolution: int = typer.Option(512, "--resolution", help="Which TRELLIS.2 shape/texture flows to convert: 512 or 1024."),
-    dtype: str = typer.Option("bfloat16", "--dtype", help="Stored weight type: bfloat16 (as released), float16 or float32."),
+    dtype: str = typer.Option("bfloat16", "--dtype", help="Stored flow weight type: bfloat16 (as released), float16 or float32."),
 ) -> None:
-    """Convert the three TRELLIS.2 flow models strictly (every tensor checked) into helix4d components."""
+    """Convert TRELLIS.2 (flows, stage-1 decoder, shape and texture decoders) strictly into a helix4d model folder.
+
+    Every tensor is checked by name and shape before anything is written. The temporal self-attention copies
+    start equal to the pretrained ones, so frame 0 is exactly TRELLIS.2's output; run it with
+    `helix4d generate VIDEO --model OUT`, fine-tune it with `helix4d train`.
+    """
     from helix4d.trellis2.convert import convert_trellis2
 
-    import json
-
-    convert_trellis2(src, out, resolution=resolution, dtype=dtype)
-    manifest = json.loads((out / "trellis2.json").read_text())
-    typer.echo(f"wrote {', '.join(manifest['converted'])} and trellis2.json to {out}")
-    for name, why in manifest["not_converted"].items():
-        typer.echo(f"not converted: {name}: {why}")
+    convert_trellis2(src, out, resolution=resolution, dtype=dtype, dino=dino)
+    components = sorted(p.name for p in out.iterdir() if p.is_dir())
+    typer.echo(f"wrote {', '.join(components)}, pipeline.json and trellis2.json to {out}")
+    if dino is None:
+        typer.echo(f"no --dino given: copy the DINOv3 folder into {out / 'image_encoder'} before generating")
 
 
 data_app = typer.Typer(

@@ -110,7 +110,9 @@ class FlowTransformer(nn.Module):
         t: (N,) per-token time (anchor tokens 0). cond: (T, L, cond_dim) condition tokens per frame of x.
         extra: (N, extra_channels) given per-token inputs. -> (N, C_in).
         """
-        feats = x.feats if extra is None else torch.cat([x.feats, extra], dim=-1)
+        dtype = self.input_layer.weight.dtype  # weights may be bf16 (TRELLIS.2 size); callers pass float32
+        feats = (x.feats if extra is None else torch.cat([x.feats, extra], dim=-1)).to(dtype)
+        cond = cond.to(dtype)
         layout = FrameLayout.from_sparse(x, anchor_included=anchor_included)
         angles = rope_angles(x.coords.float(), self.rope)  # (N, Dh/2)
         h = self.input_layer(feats)  # (N, D)
@@ -124,7 +126,7 @@ class FlowTransformer(nn.Module):
         if self.config.modulated_output:
             shift, scale = self.out_modulation(t_emb).chunk(2, dim=-1)  # (N, D) each
             h = modulate(h, shift, scale)  # (N, D)
-        return self.out_layer(h)  # (N, C_in)
+        return self.out_layer(h).to(x.feats.dtype)  # (N, C_in)
 
     def empty_anchor_cache(self) -> AnchorCache:
         return AnchorCache.empty(len(self.blocks))

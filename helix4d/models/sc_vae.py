@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from helix4d.ovoxel.representation import OVoxel
 from helix4d.sparse.conv import (
     Downsample,
     SubMConv3d,
@@ -98,12 +99,15 @@ class SCVAE(nn.Module):
         mean, logvar = self.enc_out(x).chunk(2, dim=-1)
         return mean, logvar.clamp(-30.0, 20.0), coords
 
-    def decode(self, latent: Tensor, coords: Tensor, fine_coords: Tensor | None = None) -> DecoderOutput:
+    def decode(self, latent: Tensor, coords: Tensor, fine_coords: Tensor | None = None,
+               guide: DecoderOutput | None = None) -> DecoderOutput:
         """latent (M, C_lat) on coarse coords (M, 4) -> fine outputs.
 
-        With `fine_coords` (training, or the material decoder given the geometry's voxels) the children kept at
-        each level are the ancestors of those voxels; without, the children whose existence logit is positive.
+        With `fine_coords` (training) or a `guide` (the material decoder given the geometry decoder's output) the
+        children kept at each level are the ancestors of those fine voxels; without, the children whose existence
+        logit is positive.
         """
+        fine_coords = guide.coords if guide is not None else fine_coords
         targets = self._ancestor_sets(fine_coords) if fine_coords is not None else None
         x = self.dec_in(latent)  # (M, c_last)
         logits_all, targets_all = [], []
@@ -131,6 +135,11 @@ class SCVAE(nn.Module):
     def features(self, raw: Tensor) -> Tensor:
         """Map raw decoder outputs to O-Voxel features in [0, 1] (flags thresholded by the caller)."""
         return torch.sigmoid(raw)
+
+    @staticmethod
+    def ovoxel(resolution: int, coords: Tensor, geometry: Tensor, material: Tensor) -> OVoxel:
+        """One frame's O-Voxel from this (geometry) decoder's `features` and the material decoder's."""
+        return OVoxel.from_features(resolution, coords, geometry, material)
 
     def loss(self, feats: Tensor, coords: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, float]]:
         """Reconstruction of fine features + child-existence BCE + KL; feats (N, C_in) in [0, 1]."""

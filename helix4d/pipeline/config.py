@@ -19,6 +19,7 @@ from helix4d.ovoxel.representation import MATERIAL_CHANNELS, ORIENTED_GEOMETRY_C
 # Geometry features are (dual 3, edges 3, split 1, edge signs 3); edges and signs are flags trained with BCE.
 GEOMETRY_BINARY_CHANNELS = (3, 4, 5, 7, 8, 9)
 
+ARCHITECTURES = ("helix4d", "trellis2")
 COMPONENTS = ("image_encoder", "ss_vae", "geometry_vae", "material_vae", "ss_flow", "geometry_flow", "material_flow")
 CONFIG_TYPES = {
     "image_encoder": ImageEncoderConfig,
@@ -58,6 +59,11 @@ class PipelineConfig:
     latent_stats: dict[str, LatentStats] = field(default_factory=dict)  # keyed "ss", "geometry", "material"
     sampling: dict[str, StageSampling] = field(default_factory=dict)  # keyed "ss", "geometry", "material"
     trained: bool = False  # False for a freshly initialised folder: its outputs are noise
+    architecture: str = "helix4d"  # "helix4d" (our components) | "trellis2" (converted TRELLIS.2 weights)
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigError(f"unknown architecture {self.architecture!r}; expected one of {ARCHITECTURES}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

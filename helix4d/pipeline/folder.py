@@ -40,9 +40,9 @@ def build_component(name: str, config: Any) -> nn.Module:
     return MODEL_TYPES[name](config)
 
 
-def config_from_dict(name: str, raw: dict) -> Any:
-    """Rebuild a component config, turning JSON lists back into the tuples the dataclasses declare."""
-    cls = CONFIG_TYPES[name]
+def config_from_dict(name: str, raw: dict, cls: type | None = None) -> Any:
+    """Rebuild a component config (of type `cls`, default: our component's), JSON lists back into tuples."""
+    cls = cls or CONFIG_TYPES[name]
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = set(raw) - fields
     if unknown:
@@ -81,22 +81,34 @@ def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], where: 
     module.load_state_dict(state, strict=True)
 
 
-def load_component(name: str, folder: Path) -> tuple[nn.Module, Any]:
+def load_component(name: str, folder: Path, types: tuple[type, type[nn.Module]] | None = None
+                   ) -> tuple[nn.Module, Any]:
+    """One component folder, strictly; `types` = (config class, module class) when not our own component's."""
+    config_type, model_type = types or (CONFIG_TYPES[name], MODEL_TYPES[name])
     config_path, weights_path = folder / "config.json", folder / "model.safetensors"
     for p in (config_path, weights_path):
         if not p.is_file():
             raise ConfigError(f"model folder is missing {p}; is this a helix4d model folder?")
     try:
-        config = config_from_dict(name, json.loads(config_path.read_text()))
+        config = config_from_dict(name, json.loads(config_path.read_text()), config_type)
     except (json.JSONDecodeError, TypeError, ValueError) as exc:
         raise ConfigError(f"{config_path} is not a valid {name} config ({exc})") from None
-    module = build_component(name, config)
+    module = model_type(config)
     try:
         state = load_file(str(weights_path))
     except (SafetensorError, OSError) as exc:
         raise ConfigError(f"{weights_path} is not a readable safetensors file ({exc})") from None
     load_state_strict(module, state, str(weights_path))
     return module.eval(), config
+
+
+def load_components(folder: Path, config: PipelineConfig) -> dict[str, nn.Module]:
+    """Every component of a model folder, by the architecture its pipeline.json names."""
+    if config.architecture == "trellis2":
+        from helix4d.trellis2.folder import load_trellis2_components  # optional extra (transformers); no cycle
+
+        return load_trellis2_components(folder, config)
+    return {name: load_component(name, folder / name)[0] for name in COMPONENTS}
 
 
 def read_pipeline_config(folder: Path) -> PipelineConfig:

@@ -19,14 +19,16 @@ import numpy as np
 import torch
 import trimesh
 from torch import Tensor
+from torch.nn import functional as F
 
 from helix4d.errors import InputError
 from helix4d.io.preprocess import preprocess_frames
 from helix4d.io.video import Video, read_video
 from helix4d.models.flow import FlowTransformer
+from helix4d.models.sc_vae import DecoderOutput
 from helix4d.ovoxel import OVoxel, ovoxel_to_mesh
-from helix4d.pipeline.config import COMPONENTS, PipelineConfig
-from helix4d.pipeline.folder import load_component, read_pipeline_config
+from helix4d.pipeline.config import PipelineConfig
+from helix4d.pipeline.folder import load_components, read_pipeline_config
 from helix4d.pipeline.sampler import SamplerConfig, sample
 from helix4d.sparse import SparseTensor
 from helix4d.sparse.conv import row_index
@@ -83,8 +85,21 @@ class Helix4DPipeline:
         """Load a model folder (default: the shipped demo model)."""
         folder = Path(folder) if folder is not None else DEMO_MODEL
         config = read_pipeline_config(folder)
-        components = {name: load_component(name, folder / name)[0] for name in COMPONENTS}
-        return cls(config, components, resolve_device(device))
+        return cls(config, load_components(folder, config), resolve_device(device))
+
+    @classmethod
+    def from_trellis2(cls, folder: str | Path, dino: str | Path, resolution: int = 512,
+                      dtype: torch.dtype = torch.bfloat16, device: str | torch.device = "cpu") -> Helix4DPipeline:
+        """Run on the official TRELLIS.2 weights the user downloaded (`folder`: microsoft/TRELLIS.2-4B plus the
+        stage-1 decoder of microsoft/TRELLIS-image-large in its ckpts/; `dino`: facebook/dinov3-vitl16-pretrain-
+        lvd1689m). Every checkpoint is checked strictly; flows are held in `dtype` (bf16: ~7.8 GB for three)."""
+        from helix4d.trellis2.convert import plan_trellis2
+        from helix4d.trellis2.dino import DinoEncoder
+
+        plan = plan_trellis2(folder, resolution)
+        components = {name: module for name, module, _ in plan.components(dtype)}
+        components["image_encoder"] = DinoEncoder.from_folder(dino)
+        return cls(plan.pipeline_config(), components, resolve_device(device))
 
     def __getattr__(self, name: str) -> torch.nn.Module:
         components = self.__dict__.get("components", {})
@@ -163,18 +178,20 @@ class Helix4DPipeline:
         timings["ss"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        geo_latent, geo_fine, geo_feats = run.geometry(cond, coarse)
+        geo_latent, geometry = run.geometry(cond, coarse)
         timings["geometry"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        mat_feats = run.material(cond, coarse, geo_latent, geo_fine)
+        material = run.material(cond, coarse, geo_latent, geometry)
         timings["material"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
+        vae, features = self.geometry_vae, self.geometry_vae.features(geometry.raw)
         ovoxels = []
         for f in range(images.shape[0]):
-            rows = geo_fine[:, 0] == f
-            ovoxels.append(OVoxel.from_features(self.config.resolution, geo_fine[rows, 1:].cpu(), geo_feats[rows].cpu(), mat_feats[rows].cpu()))
+            rows = geometry.coords[:, 0] == f
+            ovoxels.append(vae.ovoxel(self.config.resolution, geometry.coords[rows, 1:].cpu(), features[rows].cpu(),
+                                      material[rows].cpu()))
         meshes = [ovoxel_to_mesh(v) for v in ovoxels]
         timings["meshing"] = time.perf_counter() - clock
 
@@ -228,24 +245,27 @@ class _Run:
         latent = self.normalise("ss", latent, inverse=True)
         dense = SparseTensor.from_frames(coords, list(latent.split(r**3))).to_dense((r, r, r))
         logits = ss_vae.decode(dense)[:, 0]  # (F, R, R, R)
+        grid = self.pipe.config.resolution // self.pipe.geometry_vae.downsampling  # the latent grid of stages 2-3
+        if logits.shape[-1] > grid:  # TRELLIS.2: the 64³ occupancy max-pooled onto the 32³ grid of its 512 models
+            logits = F.max_pool3d(logits[:, None], logits.shape[-1] // grid)[:, 0]
         occupied = []
         for f in range(frames):
             idx = (logits[f] > self.pipe.config.occupancy_threshold).nonzero()  # (n_f, 3)
             occupied.append(idx.cpu())
         return occupied
 
-    def geometry(self, cond: Tensor, coarse: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    def geometry(self, cond: Tensor, coarse: list[Tensor]) -> tuple[Tensor, DecoderOutput]:
+        """The geometry latent (normalised, as sampled) and the decoder's fine voxels."""
         latent = self.sample_stage("geometry", self.pipe.geometry_flow, coarse, cond)  # (N, C), normalised
         vae = self.pipe.geometry_vae
-        out = vae.decode(self.normalise("geometry", latent, inverse=True), _with_frame(coarse, self.device))
-        return latent, out.coords, vae.features(out.raw)
+        return latent, vae.decode(self.normalise("geometry", latent, inverse=True), _with_frame(coarse, self.device))
 
-    def material(self, cond: Tensor, coarse: list[Tensor], geo_latent: Tensor, geo_fine: Tensor) -> Tensor:
+    def material(self, cond: Tensor, coarse: list[Tensor], geo_latent: Tensor, geometry: DecoderOutput) -> Tensor:
+        """(N, 6) PBR attributes of the geometry's fine voxels, in its row order."""
         latent = self.sample_stage("material", self.pipe.material_flow, coarse, cond, extra=geo_latent)
         vae = self.pipe.material_vae
-        out = vae.decode(self.normalise("material", latent, inverse=True), _with_frame(coarse, self.device), fine_coords=geo_fine)
-        feats = vae.features(out.raw)
-        return feats[row_index(geo_fine, out.coords)]  # material rows in the geometry's voxel order
+        out = vae.decode(self.normalise("material", latent, inverse=True), _with_frame(coarse, self.device), guide=geometry)
+        return vae.features(out.raw)[row_index(geometry.coords, out.coords)]
 
     # ---------------------------------------------------------------- the shared sampling logic
     def sample_stage(self, stage: str, flow: FlowTransformer, coords: list[Tensor], cond: Tensor, extra: Tensor | None = None) -> Tensor:

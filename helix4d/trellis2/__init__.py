@@ -1,12 +1,10 @@
 """TRELLIS.2 compatibility: full-size presets, official checkpoint conversion, DINOv3/DINOv2 conditioning.
 
-    from helix4d.trellis2 import convert_trellis2, load_trellis2_flows
-    convert_trellis2("TRELLIS.2-4B", "helix4d-trellis2")   # or: helix4d convert trellis2 SRC --out DST
+    from helix4d.pipeline import Helix4DPipeline
+    pipe = Helix4DPipeline.from_trellis2("TRELLIS.2-4B", dino="dinov3-vitl16", device="cuda")
+    # or once, to a self-contained helix4d model folder:
+    #   helix4d convert trellis2 TRELLIS.2-4B --dino dinov3-vitl16 --out helix4d-trellis2
 
-Heavy imports (transformers) stay inside `helix4d.trellis2.dino`.
+Nothing is imported here: `convert` needs `helix4d.pipeline`, which imports this package lazily, and `dino`
+needs the optional `transformers`.
 """
-
-from helix4d.trellis2.convert import convert_trellis2, load_trellis2_flows, read_trellis2_folder
-from helix4d.trellis2.presets import trellis2_flow_config
-
-__all__ = ["convert_trellis2", "load_trellis2_flows", "read_trellis2_folder", "trellis2_flow_config"]

@@ -1,22 +1,26 @@
-"""Official TRELLIS.2 checkpoints → helix4d flow models, strictly.
+"""Official TRELLIS.2 checkpoints → a helix4d model folder, strictly.
 
 A TRELLIS.2 folder (microsoft/TRELLIS.2-4B, downloaded by the user) holds `pipeline.json` and, per model,
-`ckpts/<name>.json` (`{"name", "args"}`) + `ckpts/<name>.safetensors`. For each stage's flow model we build the
-helix4d `FlowTransformer` its args describe (`presets.flow_config_from_trellis2`), rename the tensors
-(`names.py`), and check names and shapes against the model BEFORE loading anything: every missing, unexpected
-or mis-shaped tensor is listed (in the checkpoint's own names) in one `ConfigError`. TRELLIS.2's own loader is
-non-strict; ours never leaves a weight at its random initialisation. The temporal self-attention copies start
-equal to the base weights, so a converted model reproduces the static model on the anchor frame.
+`ckpts/<name>.json` (`{"name", "args"}`) + `ckpts/<name>.safetensors`; its stage-1 decoder comes from
+microsoft/TRELLIS-image-large. For every model we build the helix4d module its args describe (flows:
+`presets.flow_config_from_trellis2`, SC-VAE decoders: `sc_vae`, SS decoder: `ss_decoder`), rename tensors where
+our names differ (`names.py`), and check names and shapes against the module BEFORE loading anything: every
+missing, unexpected or mis-shaped tensor is listed (in the checkpoint's own names) in one `ConfigError`.
+TRELLIS.2's own loader is non-strict; ours never leaves a weight at its random initialisation. The temporal
+self-attention copies start equal to the base weights, so a converted model reproduces the static model on the
+anchor frame.
 
-`convert_trellis2(src, out)` writes `ss_flow/`, `geometry_flow/`, `material_flow/` (our `config.json` +
-`model.safetensors` component format, loadable with `helix4d.pipeline.folder.load_component`), `ss_decoder/`
-when the TRELLIS (v1) SS decoder checkpoint is present, and `trellis2.json` (sampling settings, latent
-statistics, conditioning model, and what was not converted).
+`convert_trellis2(src, out)` writes a model folder in our format (`pipeline.json` with `architecture:
+"trellis2"`, one `config.json` + `model.safetensors` per component, `image_encoder/` = the user's DINOv3 folder
+when given) plus `trellis2.json` (where each component came from); `Helix4DPipeline.from_trellis2` builds the
+same pipeline in memory.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,13 +28,17 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
+from torch import nn
 
 from helix4d.errors import ConfigError
 from helix4d.export.files import atomic_dir
 from helix4d.models.flow import FlowConfig, FlowTransformer
+from helix4d.pipeline.config import LatentStats, PipelineConfig, StageSampling
 from helix4d.pipeline.folder import save_component, state_mismatches
+from helix4d.trellis2.dino import DINO_IMAGE_SIZE, IMAGE_ENCODER, dino_folder_files
 from helix4d.trellis2.names import DERIVED_SOURCE_KEYS, is_temporal, to_helix4d, to_trellis2
 from helix4d.trellis2.presets import STAGES, flow_config_from_trellis2
+from helix4d.trellis2.sc_vae import Trellis2SCVAEConfig, Trellis2SCVAEDecoder
 from helix4d.trellis2.ss_decoder import Trellis2SSDecoder, Trellis2SSDecoderConfig
 
 RESOLUTIONS = (512, 1024)
@@ -147,39 +155,130 @@ def helix4d_state(config: FlowConfig, weights: Path, dtype: torch.dtype) -> dict
     return state
 
 
-def load_trellis2_flow(folder: Trellis2Folder, reference: str, dtype: torch.dtype = torch.bfloat16,
-                       device: str | torch.device = "cpu") -> tuple[FlowTransformer, FlowConfig]:
-    """One TRELLIS.2 flow checkpoint as a ready `FlowTransformer` (its tensors are used in place, no fp32 copy)."""
-    config, weights = read_flow_config(folder, reference)
+def _flow_from_checked(config: FlowConfig, weights: Path, dtype: torch.dtype) -> FlowTransformer:
+    """Our flow model from a TRELLIS.2 checkpoint (its tensors are used in place, no fp32 copy)."""
     state = helix4d_state(config, weights, dtype)
     with torch.device("meta"):
         model = FlowTransformer(config)
     model.load_state_dict(state, strict=True, assign=True)
-    return model.to(device).eval(), config
+    return model.eval()
 
 
-def find_ss_decoder(folder: Trellis2Folder) -> Path | None:
+def load_trellis2_flow(folder: Trellis2Folder, reference: str, dtype: torch.dtype = torch.bfloat16,
+                       device: str | torch.device = "cpu") -> tuple[FlowTransformer, FlowConfig]:
+    """One TRELLIS.2 flow checkpoint as a ready `FlowTransformer`."""
+    config, weights = read_flow_config(folder, reference)
+    return _flow_from_checked(config, weights, dtype).to(device), config
+
+
+def find_ss_decoder(folder: Trellis2Folder) -> Path:
     """The SS decoder's `<name>.json`: pipeline.json points it into microsoft/TRELLIS-image-large, so look for that
-    path under the folder and for `ckpts/<name>.json` beside the flows; None when the user has not downloaded it."""
+    path under the folder and for `ckpts/<name>.json` beside the flows."""
     reference = folder.args.get("models", {}).get("sparse_structure_decoder")
     if not reference:
-        return None
+        raise ConfigError(f"{folder.root / 'pipeline.json'} names no 'sparse_structure_decoder'; {DOWNLOAD_HINT}")
     candidates = (folder.root / f"{reference}.json", folder.root / "ckpts" / f"{Path(reference).name}.json")
-    return next((c for c in candidates if c.is_file()), None)
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        raise ConfigError(
+            f"TRELLIS.2's stage-1 decoder {reference} is missing: it is released with microsoft/TRELLIS-image-large; "
+            f"download {Path(reference).name}.json and .safetensors into {folder.root / 'ckpts'}"
+        )
+    return found
+
+
+def load_checked(model_type: type[nn.Module], config: Any, weights: Path, dtype: torch.dtype) -> nn.Module:
+    """A module whose checkpoint matched `config` by name and shape (header first), loaded strictly in `dtype`."""
+    with torch.device("meta"):
+        model = model_type(config)
+    check_tensors({k: tuple(v.shape) for k, v in model.state_dict().items()}, weights)
+    model.load_state_dict({k: v.to(dtype) for k, v in load_file(str(weights)).items()}, strict=True, assign=True)
+    return model.eval()
+
+
+def read_ss_decoder_config(config_path: Path) -> tuple[Trellis2SSDecoderConfig, Path]:
+    name, args = read_checkpoint_config(config_path)
+    return Trellis2SSDecoderConfig.from_trellis(name, args, str(config_path)), config_path.with_suffix(".safetensors")
 
 
 def load_trellis2_ss_decoder(config_path: str | Path, dtype: torch.dtype = torch.float32
                              ) -> tuple[Trellis2SSDecoder, Trellis2SSDecoderConfig]:
     """TRELLIS' `SparseStructureDecoder` checkpoint (`<name>.json` + `<name>.safetensors`), checked strictly."""
-    config_path = Path(config_path)
+    config, weights = read_ss_decoder_config(Path(config_path))
+    return load_checked(Trellis2SSDecoder, config, weights, dtype), config
+
+
+def read_sc_vae_config(folder: Trellis2Folder, key: str, role: str) -> tuple[Trellis2SCVAEConfig, Path]:
+    """The config of the SC-VAE decoder that pipeline.json names under `key`, and its weights."""
+    reference = folder.args.get("models", {}).get(key)
+    if not reference:
+        raise ConfigError(f"{folder.root / 'pipeline.json'} names no '{key}'; {DOWNLOAD_HINT}")
+    config_path = folder.root / f"{reference}.json"
     name, args = read_checkpoint_config(config_path)
-    config = Trellis2SSDecoderConfig.from_trellis(name, args, str(config_path))
-    weights = config_path.with_suffix(".safetensors")
-    with torch.device("meta"):
-        model = Trellis2SSDecoder(config)
-    check_tensors({k: tuple(v.shape) for k, v in model.state_dict().items()}, weights)
-    model.load_state_dict({k: v.to(dtype) for k, v in load_file(str(weights)).items()}, strict=True, assign=True)
-    return model.eval(), config
+    config = Trellis2SCVAEConfig.from_trellis(name, args, str(config_path))
+    if config.role != role:
+        raise ConfigError(f"{config_path}: {name} is an SC-VAE {config.role}, but '{key}' must be a {role}")
+    return config, config_path.with_suffix(".safetensors")
+
+
+@dataclass
+class Trellis2Plan:
+    """Everything a TRELLIS.2 folder provides for one resolution, every checkpoint checked by name and shape."""
+
+    folder: Trellis2Folder
+    resolution: int
+    flows: dict[str, tuple[FlowConfig, Path]]  # keyed by stage
+    ss_decoder: tuple[Trellis2SSDecoderConfig, Path]
+    decoders: dict[str, tuple[Trellis2SCVAEConfig, Path]]  # "geometry_vae" (shape), "material_vae" (texture)
+
+    def pipeline_config(self) -> PipelineConfig:
+        """Our pipeline settings for these models: TRELLIS.2's samplers and latent statistics."""
+        identity = LatentStats([0.0] * self.flows["ss"][0].in_channels, [1.0] * self.flows["ss"][0].in_channels)
+        stats = {s: LatentStats(**st) for s in STAGES if (st := self.folder.latent_stats(s)) is not None}
+        sampling = {}
+        for s in STAGES:
+            raw = self.folder.sampling(s)
+            sampling[s] = StageSampling(**{**raw, "cfg_interval": tuple(raw["cfg_interval"])})
+        return PipelineConfig(
+            preset="trellis2", architecture="trellis2", resolution=self.resolution, image_size=DINO_IMAGE_SIZE,
+            latent_stats={"ss": identity, **stats}, sampling=sampling, trained=True,
+        )
+
+    def components(self, dtype: torch.dtype) -> Iterator[tuple[str, nn.Module, Any]]:
+        """(component name, module, config) one at a time, so a converter holds one 1.3 B model at once.
+
+        Flows come in `dtype`; the decoders in float32 (fp16 3D convolutions are slow or missing on CPUs)."""
+        for stage, (config, weights) in self.flows.items():
+            yield COMPONENT[stage], _flow_from_checked(config, weights, dtype), config
+        yield "ss_vae", load_checked(Trellis2SSDecoder, self.ss_decoder[0], self.ss_decoder[1], torch.float32), \
+            self.ss_decoder[0]
+        for name, (config, weights) in self.decoders.items():
+            yield name, load_checked(Trellis2SCVAEDecoder, config, weights, torch.float32), config
+
+
+def plan_trellis2(src: str | Path, resolution: int = 512) -> Trellis2Plan:
+    """Read a TRELLIS.2 folder and check every checkpoint it needs (headers only) before anything is loaded."""
+    _check_resolution(resolution)
+    folder = read_trellis2_folder(src)
+    flows = {s: read_flow_config(folder, folder.flow_reference(s, resolution)) for s in STAGES}
+    ss_decoder = read_ss_decoder_config(find_ss_decoder(folder))
+    decoders = {"geometry_vae": read_sc_vae_config(folder, "shape_slat_decoder", "decoder"),
+                "material_vae": read_sc_vae_config(folder, "tex_slat_decoder", "decoder")}
+    for config, weights in flows.values():
+        check_checkpoint(config, weights)
+    for model_type, (config, weights) in [(Trellis2SSDecoder, ss_decoder)] + [
+            (Trellis2SCVAEDecoder, d) for d in decoders.values()]:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in model_type(config).state_dict().items()}
+        check_tensors(expected, weights)
+    if decoders["geometry_vae"][0].geometry is False or decoders["material_vae"][0].pred_subdiv:
+        raise ConfigError("shape_slat_decoder must be a FlexiDualGridVaeDecoder and tex_slat_decoder a guided "
+                          "SparseUnetVaeDecoder (pred_subdiv false), as TRELLIS.2 releases them")
+    coarse = resolution // decoders["geometry_vae"][0].downsampling
+    if ss_decoder[0].resolution % coarse:
+        raise ConfigError(f"the stage-1 decoder's {ss_decoder[0].resolution}³ grid does not pool onto the "
+                          f"{coarse}³ latent grid of the {resolution} models")
+    return Trellis2Plan(folder, resolution, flows, ss_decoder, decoders)
 
 
 def load_trellis2_flows(src: str | Path, resolution: int = 512, dtype: torch.dtype = torch.bfloat16,
@@ -191,31 +290,30 @@ def load_trellis2_flows(src: str | Path, resolution: int = 512, dtype: torch.dty
             for s in STAGES}
 
 
-def convert_trellis2(src: str | Path, out: str | Path, resolution: int = 512, dtype: str = "bfloat16") -> Path:
-    """Write the three flows of a TRELLIS.2 folder as helix4d components + `trellis2.json`; returns `out`.
+def convert_trellis2(src: str | Path, out: str | Path, resolution: int = 512, dtype: str = "bfloat16",
+                     dino: str | Path | None = None) -> Path:
+    """Write a TRELLIS.2 folder as a helix4d model folder (`helix4d generate --model OUT`); returns `out`.
 
-    All checkpoints are checked before anything is written; the folder appears complete or not at all.
+    All checkpoints are checked before anything is written; the folder appears complete or not at all. With
+    `dino` (a DINOv3 folder the user downloaded) its files are copied into `image_encoder/`, which makes the
+    folder self-contained.
     """
-    _check_resolution(resolution)
     if dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    folder, out = read_trellis2_folder(src), Path(out)
+    plan, out = plan_trellis2(src, resolution), Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"{out} exists and is not an empty folder; choose a new folder")
-    references = {s: folder.flow_reference(s, resolution) for s in STAGES}
-    configs = {s: read_flow_config(folder, ref) for s, ref in references.items()}
-    for config, weights in configs.values():  # fail on any checkpoint before the slow part
-        check_checkpoint(config, weights)
-    ss_decoder = find_ss_decoder(folder)
+    dino_files = dino_folder_files(Path(dino)) if dino is not None else []
     with atomic_dir(out) as tmp:
-        for stage, (config, _) in configs.items():
-            model, _ = load_trellis2_flow(folder, references[stage], DTYPES[dtype])
-            save_component(model, config, tmp / COMPONENT[stage])
-            del model
-        if ss_decoder is not None:  # stored in float32: fp16 3D convolutions are slow or missing on CPUs
-            save_component(*load_trellis2_ss_decoder(ss_decoder), tmp / "ss_decoder")
-        manifest = _manifest(folder, resolution, dtype, references, ss_decoder is not None)
-        (tmp / "trellis2.json").write_text(json.dumps(manifest, indent=2))
+        for name, module, config in plan.components(DTYPES[dtype]):
+            save_component(module, config, tmp / name)
+            del module
+        if dino_files:
+            (tmp / IMAGE_ENCODER).mkdir()
+            for f in dino_files:
+                shutil.copy2(f, tmp / IMAGE_ENCODER / f.name)
+        (tmp / "pipeline.json").write_text(json.dumps(plan.pipeline_config().to_dict(), indent=2))
+        (tmp / "trellis2.json").write_text(json.dumps(_manifest(plan, dtype, bool(dino_files)), indent=2))
     return out
 
 
@@ -224,27 +322,16 @@ def _check_resolution(resolution: int) -> None:
         raise ConfigError(f"resolution must be one of {RESOLUTIONS} (TRELLIS.2's 512 or 1024 models), got {resolution}")
 
 
-def _manifest(folder: Trellis2Folder, resolution: int, dtype: str, references: dict[str, str],
-              with_ss_decoder: bool) -> dict[str, Any]:
+def _manifest(plan: Trellis2Plan, dtype: str, with_dino: bool) -> dict[str, Any]:
+    folder = plan.folder
     cond, models = folder.args.get("image_cond_model", {}), folder.args.get("models", {})
-    not_converted = {
-        "image_encoder": "DINOv3 is loaded from its own folder (helix4d.trellis2.dino.DinoEncoder)",
-        "shape_slat_decoder": f"{models.get('shape_slat_decoder')}: TRELLIS.2 SC-VAE, not implemented yet",
-        "tex_slat_decoder": f"{models.get('tex_slat_decoder')}: TRELLIS.2 SC-VAE, not implemented yet",
-    }
-    if not with_ss_decoder:
-        not_converted["sparse_structure_decoder"] = (
-            f"{models.get('sparse_structure_decoder')} not found: download it (microsoft/TRELLIS-image-large) "
-            "into the TRELLIS.2 folder's ckpts/ and convert again"
-        )
     return {
         "source": str(folder.root.resolve()),
-        "resolution": resolution,
+        "resolution": plan.resolution,
         "dtype": dtype,
-        "checkpoints": {COMPONENT[s]: ref for s, ref in references.items()},
-        "sampling": {s: folder.sampling(s) for s in STAGES},
-        "latent_stats": {s: st for s in STAGES if (st := folder.latent_stats(s)) is not None},
-        "image_encoder": {"name": cond.get("name"), **cond.get("args", {})},
-        "converted": [COMPONENT[s] for s in STAGES] + (["ss_decoder"] if with_ss_decoder else []),
-        "not_converted": not_converted,
+        "checkpoints": {COMPONENT[s]: str(w.with_suffix("")) for s, (_, w) in plan.flows.items()}
+        | {"ss_vae": str(plan.ss_decoder[1].with_suffix("")),
+           "geometry_vae": models.get("shape_slat_decoder"), "material_vae": models.get("tex_slat_decoder")},
+        "image_encoder": {"name": cond.get("name"), **cond.get("args", {}),
+                          "copied": with_dino, "folder": IMAGE_ENCODER},
     }

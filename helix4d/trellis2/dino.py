@@ -20,6 +20,8 @@ from torch import Tensor, nn
 from helix4d.errors import BackendUnavailableError, InputError
 
 DINOV3 = "facebook/dinov3-vitl16-pretrain-lvd1689m"
+DINO_IMAGE_SIZE = 512  # TRELLIS.2's condition resolution
+IMAGE_ENCODER = "image_encoder"  # where a converted model folder keeps its copy of the DINO folder
 FINAL_NORM = {"dinov3_vit": "norm", "dinov2": "layernorm", "dinov2_with_registers": "layernorm"}
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -42,14 +44,10 @@ class DinoEncoder(nn.Module):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     @classmethod
-    def from_folder(cls, folder: str | Path, image_size: int = 512) -> DinoEncoder:
+    def from_folder(cls, folder: str | Path, image_size: int = DINO_IMAGE_SIZE) -> DinoEncoder:
         """Load a DINOv3/DINOv2 model folder (config.json + model.safetensors) that the user downloaded."""
         folder = Path(folder)
-        if not (folder / "config.json").is_file():
-            raise InputError(
-                f"no DINO model at {folder} (config.json missing): download {DINOV3} yourself (accept its licence "
-                "on the model page) into a folder with config.json and model.safetensors, and pass that folder"
-            )
+        dino_folder_files(folder)
         try:
             from transformers import AutoModel
         except ImportError:
@@ -89,3 +87,14 @@ class DinoEncoder(nn.Module):
     def uncond(cond: Tensor) -> Tensor:
         """The unconditional tokens for classifier-free guidance: zeros, as TRELLIS.2 trains them."""
         return torch.zeros_like(cond)
+
+
+def dino_folder_files(folder: Path) -> list[Path]:
+    """The files of a downloaded DINO folder worth copying (config, weights, preprocessing), or a clear error."""
+    weights = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+    if not (folder / "config.json").is_file() or not weights:
+        raise InputError(
+            f"no DINO model at {folder} (config.json or *.safetensors missing): download {DINOV3} yourself (accept "
+            "its licence on the model page) into a folder with config.json and model.safetensors, and pass that folder"
+        )
+    return [folder / "config.json", *weights, *sorted(p for p in folder.glob("*.json") if p.name != "config.json")]

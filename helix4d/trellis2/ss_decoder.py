@@ -4,7 +4,7 @@
 Conv3d → 2 middle res-blocks → per level [2 res-blocks, ×2 pixel-shuffle upsampling] over channels 512 → 128 → 32
 → LayerNorm · SiLU · Conv3d → occupancy logits (1, 64³). Norms are channel LayerNorms with affine, computed in
 float32 (`norm_type="layer"`, TRELLIS' default). A voxel is occupied where its logit is > 0; TRELLIS.2's 512 and
-cascade modes then max-pool the 64³ occupancy to 32³ (the 512 model's latent grid, `occupied_coords`).
+cascade modes then max-pool the 64³ occupancy to 32³, the 512 models' latent grid (done by the pipeline).
 """
 
 from __future__ import annotations
@@ -27,6 +27,11 @@ class Trellis2SSDecoderConfig:
     num_res_blocks_middle: int = 2
     out_channels: int = 1
     latent_resolution: int = 16
+
+    @property
+    def resolution(self) -> int:
+        """Side of the decoded occupancy grid: one ×2 upsampling between consecutive channel entries."""
+        return self.latent_resolution * 2 ** (len(self.channels) - 1)
 
     @classmethod
     def from_trellis(cls, name: str, args: dict[str, Any], where: str) -> Trellis2SSDecoderConfig:
@@ -102,7 +107,7 @@ class Trellis2SSDecoder(nn.Module):
 
     @property
     def resolution(self) -> int:
-        return self.config.latent_resolution * 2 ** (len(self.config.channels) - 1)
+        return self.config.resolution
 
     def decode(self, latent: Tensor) -> Tensor:
         """latent (B, C_lat, r, r, r) -> occupancy logits (B, out_channels, R, R, R), R = r · 2^(levels - 1)."""
@@ -112,11 +117,3 @@ class Trellis2SSDecoder(nn.Module):
         return self.out_layer(h)  # (B, 1, R, R, R)
 
     forward = decode
-
-
-def occupied_coords(logits: Tensor, resolution: int) -> list[Tensor]:
-    """Per batch item, the (n, 3) int64 voxels with logit > 0, max-pooled to `resolution` (TRELLIS.2's 512 mode)."""
-    occupied = (logits[:, :1] > 0).float()  # (B, 1, R, R, R)
-    if occupied.shape[-1] != resolution:
-        occupied = F.max_pool3d(occupied, occupied.shape[-1] // resolution)
-    return [o[0].nonzero() for o in occupied]
