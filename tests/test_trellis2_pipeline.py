@@ -259,3 +259,11 @@ def test_missing_stage1_decoder_names_where_it_comes_from(tmp_path: Path) -> Non
     (src / f"{SS_DEC}.json").unlink()
     with pytest.raises(ConfigError, match="microsoft/TRELLIS-image-large"):
         convert_trellis2(src, tmp_path / "out")
+
+
+def test_training_a_converted_folder_is_refused_clearly(small_folder: Path, tmp_path: Path) -> None:
+    from helix4d.train.latents import encode_dataset
+
+    out = convert_trellis2(small_folder, tmp_path / "h4d", dtype="float32")
+    with pytest.raises(ConfigError, match="converted trellis2 weights: training and latent encoding"):
+        encode_dataset(out, tmp_path / "data", tmp_path / "latents")

@@ -123,6 +123,18 @@ def read_pipeline_config(folder: Path) -> PipelineConfig:
         raise ConfigError(f"{path} is not valid JSON ({exc})") from None
 
 
+def read_trainable_pipeline_config(folder: Path) -> PipelineConfig:
+    """pipeline.json of a folder that training and latent encoding can use: helix4d's own components."""
+    config = read_pipeline_config(folder)
+    if config.architecture != "helix4d":
+        raise ConfigError(
+            f"{folder} holds converted {config.architecture} weights: training and latent encoding do not support "
+            "them yet (fine-tuning TRELLIS.2 needs its SC-VAE encoders and a frozen DINOv3, not wired in); "
+            "generate with it, or train a helix4d preset"
+        )
+    return config
+
+
 def write_model_folder(out: Path, pipeline: PipelineConfig, modules: dict[str, nn.Module], configs: dict[str, Any]) -> None:
     """Write every component and pipeline.json into a temporary folder, then move it into place."""
     out = Path(out)

@@ -21,7 +21,7 @@ from helix4d.data.layout import OVOXELS, load_ovoxels
 from helix4d.errors import InputError
 from helix4d.ovoxel import OVoxel
 from helix4d.pipeline.config import LatentStats
-from helix4d.pipeline.folder import load_component, read_pipeline_config
+from helix4d.pipeline.folder import load_component, read_trainable_pipeline_config
 from helix4d.sparse.conv import parent_index
 from helix4d.train.checkpoint import atomic_save
 
@@ -61,7 +61,7 @@ def encode_dataset(model: Path, data: Path, out: Path, device: str = "cpu", only
         raise InputError(f"stages to encode must be among {', '.join(STAGES)}, got {', '.join(only) or 'none'}")
     if set(only) != set(STAGES) and not (out / INDEX).is_file():
         raise InputError(f"{out} holds no latents to update; encode every stage first")
-    pipeline = read_pipeline_config(model)
+    pipeline = read_trainable_pipeline_config(model)
     ss_vae = load_component("ss_vae", model / "ss_vae")[0].to(device)
     geo_vae = load_component("geometry_vae", model / "geometry_vae")[0].to(device)
     mat_vae = load_component("material_vae", model / "material_vae")[0].to(device)

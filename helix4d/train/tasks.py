@@ -32,7 +32,7 @@ from helix4d.models.flow import FlowTransformer
 from helix4d.models.image_encoder import ImageEncoder
 from helix4d.nn.blocks import freeze_all_but_temporal, init_temporal_from_base
 from helix4d.pipeline.config import PipelineConfig
-from helix4d.pipeline.folder import load_component, read_pipeline_config, save_component
+from helix4d.pipeline.folder import load_component, read_trainable_pipeline_config, save_component
 from helix4d.sparse import SparseTensor
 from helix4d.train.config import TrainConfig
 from helix4d.train.latents import INDEX, coarse_occupancy, fine_coords, write_json_atomic
@@ -103,7 +103,7 @@ class SSVAETask(Task):
 
     def __init__(self, config: TrainConfig) -> None:
         self.config, self.model_folder = config, _model_folder(config)
-        self.pipeline = read_pipeline_config(self.model_folder)
+        self.pipeline = read_trainable_pipeline_config(self.model_folder)
 
     def build_model(self) -> nn.Module:
         vae, self.vae_config = load_component("ss_vae", self.model_folder / "ss_vae")
@@ -283,7 +283,7 @@ class FlowTask(Task):
         self.options = o
 
     def build_model(self) -> nn.Module:
-        pipeline = read_pipeline_config(self.model_folder)
+        pipeline = read_trainable_pipeline_config(self.model_folder)
         name = STAGE_FLOW[self.stage]
         flow, self.flow_config = load_component(name, self.model_folder / name)
         encoder, self.encoder_config = load_component("image_encoder", self.model_folder / "image_encoder")
@@ -316,6 +316,6 @@ class FlowTask(Task):
         install_component(model.flow, self.flow_config, self.model_folder, STAGE_FLOW[self.stage], out_dir)
         if self.train_encoder:
             install_component(model.encoder, self.encoder_config, self.model_folder, "image_encoder", out_dir)
-        pipeline = read_pipeline_config(self.model_folder)
+        pipeline = read_trainable_pipeline_config(self.model_folder)
         pipeline.trained = True
         write_json_atomic(self.model_folder / "pipeline.json", pipeline.to_dict())
