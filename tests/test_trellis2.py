@@ -32,7 +32,7 @@ from helix4d.trellis2.convert import (
 )
 from helix4d.trellis2.names import is_temporal, to_trellis2
 from helix4d.trellis2.presets import trellis2_flow_config
-from helix4d.trellis2.ss_decoder import Trellis2SSDecoder, Trellis2SSDecoderConfig
+from helix4d.trellis2.ss_vae import Trellis2SSDecoder, Trellis2SSDecoderConfig
 from trellis2_layout import (
     CKPTS, FULL, SMALL, SMALL_SS_DECODER, SS_DEC, random_state, ss_decoder_shapes, trellis2_shapes,
     write_trellis2_folder,

@@ -20,11 +20,16 @@ from helix4d.errors import ConfigError
 from helix4d.ovoxel import dual_contour
 from helix4d.pipeline import Helix4DPipeline
 from helix4d.trellis2.convert import convert_trellis2
-from helix4d.trellis2.dual_grid import ovoxel_from_trellis2
+from helix4d.data.build import build_synthetic
+from helix4d.train import TrainConfig, train
+from helix4d.train.latents import encode_dataset
+from helix4d.trellis2.dual_grid import edges_to_trellis2, ovoxel_from_trellis2
 from helix4d.trellis2.sc_vae import Trellis2SCVAEConfig, Trellis2SCVAEDecoder, Trellis2SCVAEEncoder
+from helix4d.trellis2.ss_vae import Trellis2SSEncoder, Trellis2SSEncoderConfig
 from trellis2_layout import (
     CKPTS, FULL_DECODER, SHAPE_DEC, SMALL, SMALL_DECODER, SMALL_SS_DECODER, SS_DEC, TEX_DEC, sc_decoder_args,
-    sc_decoder_shapes, ss_decoder_shapes, write_trellis2_folder,
+    sc_decoder_shapes, sc_encoder_args, sc_encoder_shapes, ss_decoder_shapes, ss_encoder_shapes,
+    write_trellis2_folder,
 )
 
 CHILD = [(k & 1, (k >> 1) & 1, (k >> 2) & 1) for k in range(8)]  # TRELLIS.2 child slot -> (x, y, z) bits
@@ -41,6 +46,16 @@ def test_full_size_decoders_have_trellis2_names_and_shapes(name: str, channels: 
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert ours == sc_decoder_shapes(channels, pred_subdiv, **FULL_DECODER)
     assert sum(int(np.prod(s)) for s in ours.values()) == count and model.downsampling == 16
+
+
+def test_full_size_encoders_have_trellis2_names_and_shapes() -> None:
+    full = dict(model_channels=[64, 128, 256, 512, 1024], num_blocks=[0, 4, 8, 16, 4])
+    args = {k: v for k, v in sc_encoder_args(6, **full).items() if k != "in_channels"}
+    with torch.device("meta"):
+        shape = Trellis2SCVAEEncoder(Trellis2SCVAEConfig.from_trellis("FlexiDualGridVaeEncoder", args, "ckpt"))
+        ss = Trellis2SSEncoder(Trellis2SSEncoderConfig())
+    assert {k: tuple(v.shape) for k, v in shape.state_dict().items()} == sc_encoder_shapes(6, **full)
+    assert {k: tuple(v.shape) for k, v in ss.state_dict().items()} == ss_encoder_shapes((32, 128, 512))
 
 
 def test_unsupported_sc_vae_variants_are_named() -> None:
@@ -193,6 +208,13 @@ def test_dual_grid_gives_trellis2s_triangles() -> None:
     assert len(theirs) > 100 and ours == theirs
     np.testing.assert_allclose(v.numpy(), (voxel + ovoxel.dual[used.numpy()]) / 256 - 0.5, atol=1e-6)  # unclamped
     assert ovoxel.dual.min() < 0 and ovoxel.dual.max() > 1
+    # and back, for the encoders: every flag whose edge has its voxel in our convention returns unchanged
+    present = {tuple(c) for c in coords}
+    kept = np.array([[logits[i, a] > 0 and tuple(coords[i] + 1 - np.eye(3, dtype=int)[a]) in present
+                      for a in range(3)] for i in range(n)])
+    back = edges_to_trellis2(torch.from_numpy(ovoxel.coords.astype(np.int64)), torch.from_numpy(ovoxel.edges))
+    order = np.lexsort(coords.T[::-1])
+    np.testing.assert_array_equal(back.numpy(), kept[order])
 
 
 # ---------------------------------------------------------------------------------------------- pipeline
@@ -261,9 +283,35 @@ def test_missing_stage1_decoder_names_where_it_comes_from(tmp_path: Path) -> Non
         convert_trellis2(src, tmp_path / "out")
 
 
-def test_training_a_converted_folder_is_refused_clearly(small_folder: Path, tmp_path: Path) -> None:
-    from helix4d.train.latents import encode_dataset
-
+def test_fine_tuning_without_encoders_or_of_the_vaes_is_refused_clearly(small_folder: Path, tmp_path: Path) -> None:
     out = convert_trellis2(small_folder, tmp_path / "h4d", dtype="float32")
-    with pytest.raises(ConfigError, match="converted trellis2 weights: training and latent encoding"):
+    with pytest.raises(ConfigError, match="fine-tuning needs TRELLIS.2's encoders. Download ckpts/shape_enc_next_dc"):
         encode_dataset(out, tmp_path / "data", tmp_path / "latents")
+    config = TrainConfig(task="sc_vae", task_options={"model": str(out), "component": "geometry_vae"},
+                         out=str(tmp_path / "run"), steps=1, device="cpu", precision="fp32")
+    with pytest.raises(ConfigError, match="its VAEs are used as released"):
+        train(config)
+
+
+def test_fine_tune_the_temporal_copies_of_trellis2_on_new_data(dino_folder: Path, tmp_path: Path) -> None:
+    src = write_trellis2_folder(tmp_path / "t2", dict.fromkeys(CKPTS, 1), {**SMALL, "cond_channels": 32},
+                                decoders={"encoders": True})
+    model = convert_trellis2(src, tmp_path / "model", dtype="float32", dino=dino_folder)
+    assert json.loads((model / "trellis2.json").read_text())["encoders"] == [
+        "geometry_encoder", "material_encoder", "ss_encoder"]
+    build_synthetic(tmp_path / "data", count=1, frames=3, resolution=512, image_size=512, views=1, workers=0,
+                    kinds=["split"], progress=False)
+    stats = encode_dataset(model, tmp_path / "data", tmp_path / "latents")
+    record = torch.load(next((tmp_path / "latents").glob("*.pt")), weights_only=True)
+    assert record["ss"].shape == (3, 8, 16, 16, 16) and record["images"].shape == (3, 4, 512, 512)
+    assert record["geometry"].shape[1] == record["material"].shape[1] == 32 and record["coarse"][:, 1:].max() < 32
+    assert len(stats["geometry"].mean) == 32
+    before = load_file(str(model / "geometry_flow" / "model.safetensors"))
+    config = TrainConfig(task="flow", task_options={"model": str(model), "stage": "geometry", "temporal": True,
+                                                    "clip_frames": 3, "latents": str(tmp_path / "latents")},
+                         out=str(tmp_path / "run"), steps=2, batch_size=1, lr=1e-3, warmup_steps=0, log_every=1,
+                         ema_decay=0.0, checkpoint_every=1000, device="cpu", precision="fp32")
+    train(config)
+    after = load_file(str(model / "geometry_flow" / "model.safetensors"))
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(".temporal_attn." in k for k in changed)  # only the temporal copies move

@@ -176,11 +176,67 @@ def sc_decoder_shapes(out_channels: int, pred_subdiv: bool, model_channels: list
     return s
 
 
-def write_decoders(root: Path, seed: int = 0, decoder: dict | None = None, ss_decoder: dict | None = None,
-                   edit: dict[str, dict[str, torch.Tensor]] | None = None) -> None:
-    """The stage-1 decoder and the shape / texture decoders into `root/ckpts`, fp16 as released.
+# ------------------------------------------------------------------------------------------ encoders
+SS_ENC, SHAPE_ENC, TEX_ENC = ("ckpts/ss_enc_conv3d_16l8_fp16", "ckpts/shape_enc_next_dc_f16c32_fp16",
+                              "ckpts/tex_enc_next_dc_f16c32_fp16")
+SMALL_ENCODER = dict(model_channels=[8, 8, 16, 32, 64], num_blocks=[0, 1, 0, 0, 1])
+SMALL_SS_ENCODER = dict(in_channels=1, latent_channels=8, num_res_blocks=1, num_res_blocks_middle=1,
+                        channels=[8, 8, 16], use_fp16=True)
 
-    `edit` maps a checkpoint stem (SHAPE_DEC, ...) to tensors that replace (or, new, add to) its random ones."""
+
+def sc_encoder_args(in_channels: int, model_channels: list[int], num_blocks: list[int]) -> dict:
+    levels = len(model_channels)
+    args = dict(model_channels=model_channels, latent_channels=32, num_blocks=num_blocks,
+                block_type=["SparseConvNeXtBlock3d"] * levels, down_block_type=["SparseResBlockS2C3d"] * (levels - 1),
+                block_args=[{"use_checkpoint": True}] * levels, use_fp16=True)
+    return {**args, "in_channels": in_channels}
+
+
+def sc_encoder_shapes(in_channels: int, model_channels: list[int], num_blocks: list[int]) -> dict[str, tuple[int, ...]]:
+    """Tensors of `SparseUnetVaeEncoder`: ConvNeXt blocks, then one `SparseResBlockS2C3d` per non-final level."""
+    s = {"input_layer.weight": (model_channels[0], in_channels), "input_layer.bias": (model_channels[0],),
+         "to_latent.weight": (64, model_channels[-1]), "to_latent.bias": (64,)}
+    for i, (c, n) in enumerate(zip(model_channels, num_blocks)):
+        for j in range(n):
+            p = f"blocks.{i}.{j}."
+            s |= {p + "norm.weight": (c,), p + "norm.bias": (c,), p + "conv.weight": (c, 3, 3, 3, c),
+                  p + "conv.bias": (c,), p + "mlp.0.weight": (4 * c, c), p + "mlp.0.bias": (4 * c,),
+                  p + "mlp.2.weight": (c, 4 * c), p + "mlp.2.bias": (c,)}
+        if i + 1 < len(model_channels):
+            p, o = f"blocks.{i}.{n}.", model_channels[i + 1]
+            s |= {p + "norm1.weight": (c,), p + "norm1.bias": (c,), p + "conv1.weight": (o // 8, 3, 3, 3, c),
+                  p + "conv1.bias": (o // 8,), p + "conv2.weight": (o, 3, 3, 3, o), p + "conv2.bias": (o,)}
+    return s
+
+
+def ss_encoder_shapes(channels: tuple[int, ...], latent: int = 8, res_blocks: int = 2, middle: int = 2
+                      ) -> dict[str, tuple[int, ...]]:
+    """Tensors of TRELLIS' SparseStructureEncoder (norm_type 'layer', 2×2×2 stride-2 downsampling convs)."""
+    def res(prefix: str, c: int) -> dict[str, tuple[int, ...]]:
+        return {prefix + n: shape for n, shape in (
+            ("norm1.weight", (c,)), ("norm1.bias", (c,)), ("norm2.weight", (c,)), ("norm2.bias", (c,)),
+            ("conv1.weight", (c, c, 3, 3, 3)), ("conv1.bias", (c,)),
+            ("conv2.weight", (c, c, 3, 3, 3)), ("conv2.bias", (c,)))}
+    s = {"input_layer.weight": (channels[0], 1, 3, 3, 3), "input_layer.bias": (channels[0],)}
+    n = 0
+    for i, c in enumerate(channels):
+        for _ in range(res_blocks):
+            s |= res(f"blocks.{n}.", c)
+            n += 1
+        if i + 1 < len(channels):
+            s |= {f"blocks.{n}.conv.weight": (channels[i + 1], c, 2, 2, 2), f"blocks.{n}.conv.bias": (channels[i + 1],)}
+            n += 1
+    for i in range(middle):
+        s |= res(f"middle_block.{i}.", channels[-1])
+    return s | {"out_layer.0.weight": (channels[-1],), "out_layer.0.bias": (channels[-1],),
+                "out_layer.2.weight": (2 * latent, channels[-1], 3, 3, 3), "out_layer.2.bias": (2 * latent,)}
+
+
+def write_decoders(root: Path, seed: int = 0, decoder: dict | None = None, ss_decoder: dict | None = None,
+                   edit: dict[str, dict[str, torch.Tensor]] | None = None, encoders: bool = False) -> None:
+    """The stage-1 decoder and the shape / texture decoders (with `encoders`, also the three encoders) into
+    `root/ckpts`, fp16 as released. `edit` maps a checkpoint stem (SHAPE_DEC, ...) to tensors that replace (or,
+    new, add to) its random ones."""
     decoder = decoder or SMALL_DECODER
     ss = ss_decoder or SMALL_SS_DECODER
     specs = {
@@ -189,6 +245,15 @@ def write_decoders(root: Path, seed: int = 0, decoder: dict | None = None, ss_de
         SHAPE_DEC: ("FlexiDualGridVaeDecoder", sc_decoder_args(7, True, **decoder), sc_decoder_shapes(7, True, **decoder)),
         TEX_DEC: ("SparseUnetVaeDecoder", sc_decoder_args(6, False, **decoder), sc_decoder_shapes(6, False, **decoder)),
     }
+    if encoders:
+        e, se = SMALL_ENCODER, SMALL_SS_ENCODER
+        shape_args = {k: v for k, v in sc_encoder_args(6, **e).items() if k != "in_channels"}  # fixed: 6
+        specs |= {
+            SS_ENC: ("SparseStructureEncoder", se, ss_encoder_shapes(tuple(se["channels"]), se["latent_channels"],
+                                                                      se["num_res_blocks"], se["num_res_blocks_middle"])),
+            SHAPE_ENC: ("FlexiDualGridVaeEncoder", shape_args, sc_encoder_shapes(6, **e)),
+            TEX_ENC: ("SparseUnetVaeEncoder", sc_encoder_args(6, **e), sc_encoder_shapes(6, **e)),
+        }
     for i, (stem, (name, args, shapes)) in enumerate(specs.items()):
         (root / f"{stem}.json").write_text(json.dumps({"name": name, "args": args}))
         state = {k: v.to(torch.float16) for k, v in random_state(shapes, seed + 100 + i).items()}

@@ -124,13 +124,12 @@ def read_pipeline_config(folder: Path) -> PipelineConfig:
 
 
 def read_trainable_pipeline_config(folder: Path) -> PipelineConfig:
-    """pipeline.json of a folder that training and latent encoding can use: helix4d's own components."""
+    """pipeline.json of a folder whose VAEs can be trained: helix4d's own components."""
     config = read_pipeline_config(folder)
     if config.architecture != "helix4d":
         raise ConfigError(
-            f"{folder} holds converted {config.architecture} weights: training and latent encoding do not support "
-            "them yet (fine-tuning TRELLIS.2 needs its SC-VAE encoders and a frozen DINOv3, not wired in); "
-            "generate with it, or train a helix4d preset"
+            f"{folder} holds converted {config.architecture} weights: its VAEs are used as released and not "
+            "trained here; fine-tune its flows (`task: flow`) on latents from `helix4d model encode-latents`"
         )
     return config
 

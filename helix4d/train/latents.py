@@ -20,8 +20,8 @@ from helix4d.data.dataset import SequenceDataset
 from helix4d.data.layout import OVOXELS, load_ovoxels
 from helix4d.errors import InputError
 from helix4d.ovoxel import OVoxel
-from helix4d.pipeline.config import LatentStats
-from helix4d.pipeline.folder import load_component, read_trainable_pipeline_config
+from helix4d.pipeline.config import LatentStats, PipelineConfig
+from helix4d.pipeline.folder import load_component, read_pipeline_config
 from helix4d.sparse.conv import parent_index
 from helix4d.train.checkpoint import atomic_save
 
@@ -49,6 +49,42 @@ def coarse_occupancy(fine: Tensor, levels: int, frames: int, resolution: int) ->
 STAGES = ("ss", "geometry", "material")
 
 
+class OwnEncoders:
+    """The encoders of a helix4d model folder, behind the interface `encode_dataset` uses for any architecture."""
+
+    def __init__(self, model: Path, device: str) -> None:
+        self.ss_vae = load_component("ss_vae", model / "ss_vae")[0].to(device)
+        self.geo_vae = load_component("geometry_vae", model / "geometry_vae")[0].to(device)
+        self.mat_vae = load_component("material_vae", model / "material_vae")[0].to(device)
+        self.device = device
+
+    def ss(self, fine: Tensor, frames: int) -> Tensor:
+        """(F, C, r, r, r) stage-1 latents of the occupied coarse grid."""
+        levels = len(self.geo_vae.config.channels) - 1
+        occ = coarse_occupancy(fine.cpu(), levels, frames, self.ss_vae.config.resolution).to(self.device)
+        return self.ss_vae.encode(occ)[0]
+
+    def geometry(self, ovoxels: list[OVoxel], fine: Tensor) -> tuple[Tensor, Tensor]:
+        """(M, C) geometry latents and their coarse voxels (M, 4)."""
+        feats = torch.cat([torch.from_numpy(v.geometry_features(oriented=True)) for v in ovoxels]).to(self.device)
+        mean, _, coarse = self.geo_vae.encode(feats, fine)
+        return mean, coarse
+
+    def material(self, ovoxels: list[OVoxel], fine: Tensor) -> tuple[Tensor, Tensor]:
+        feats = torch.cat([torch.from_numpy(v.material_features()) for v in ovoxels]).to(self.device)
+        mean, _, coarse = self.mat_vae.encode(feats, fine)
+        return mean, coarse
+
+
+def latent_encoders(model: Path, pipeline: PipelineConfig, device: str):
+    """The encoders for `model`'s architecture (helix4d's own VAEs, or converted TRELLIS.2 encoders)."""
+    if pipeline.architecture == "trellis2":
+        from helix4d.trellis2.latents import Trellis2Encoders  # optional extra (transformers); no import cycle
+
+        return Trellis2Encoders(model, pipeline, device)
+    return OwnEncoders(model, device)
+
+
 @torch.no_grad()
 def encode_dataset(model: Path, data: Path, out: Path, device: str = "cpu", only: tuple[str, ...] = STAGES) -> dict[str, LatentStats]:
     """Encode every sequence of `data` with the VAEs of `model`; returns (and saves) the latent statistics.
@@ -61,10 +97,8 @@ def encode_dataset(model: Path, data: Path, out: Path, device: str = "cpu", only
         raise InputError(f"stages to encode must be among {', '.join(STAGES)}, got {', '.join(only) or 'none'}")
     if set(only) != set(STAGES) and not (out / INDEX).is_file():
         raise InputError(f"{out} holds no latents to update; encode every stage first")
-    pipeline = read_trainable_pipeline_config(model)
-    ss_vae = load_component("ss_vae", model / "ss_vae")[0].to(device)
-    geo_vae = load_component("geometry_vae", model / "geometry_vae")[0].to(device)
-    mat_vae = load_component("material_vae", model / "material_vae")[0].to(device)
+    pipeline = read_pipeline_config(model)
+    encoders = latent_encoders(model, pipeline, device)
     dataset = SequenceDataset(data)
     if dataset.settings.resolution != pipeline.resolution or dataset.settings.image_size != pipeline.image_size:
         raise InputError(
@@ -72,7 +106,6 @@ def encode_dataset(model: Path, data: Path, out: Path, device: str = "cpu", only
             f"(R={pipeline.resolution}, S={pipeline.image_size}); build the data with the model's settings"
         )
     out.mkdir(parents=True, exist_ok=True)
-    levels = len(geo_vae.config.channels) - 1
     sums: dict[str, list[Tensor]] = {stage: [] for stage in only}
     index = []
     with Progress() as bar:
@@ -89,17 +122,14 @@ def encode_dataset(model: Path, data: Path, out: Path, device: str = "cpu", only
             frames = len(ovoxels)
             fine = fine_coords(ovoxels).to(device)
             if "ss" in only:
-                occ = coarse_occupancy(fine.cpu(), levels, frames, ss_vae.config.resolution).to(device)
-                record["ss"] = ss_vae.encode(occ)[0].cpu()  # (F, C, r, r, r)
+                record["ss"] = encoders.ss(fine, frames).cpu()  # (F, C, r, r, r)
                 sums["ss"].append(record["ss"].permute(0, 2, 3, 4, 1).reshape(-1, record["ss"].shape[1]))
             if "geometry" in only:
-                geo_feats = torch.cat([torch.from_numpy(v.geometry_features(oriented=True)) for v in ovoxels]).to(device)
-                geo, _, coarse = geo_vae.encode(geo_feats, fine)
+                geo, coarse = encoders.geometry(ovoxels, fine)
                 record["geometry"], record["coarse"] = geo.cpu(), coarse.cpu()
                 sums["geometry"].append(record["geometry"])
             if "material" in only:
-                mat_feats = torch.cat([torch.from_numpy(v.material_features()) for v in ovoxels]).to(device)
-                mat, _, coarse_m = mat_vae.encode(mat_feats, fine)
+                mat, coarse_m = encoders.material(ovoxels, fine)
                 if not torch.equal(record["coarse"].to(device), coarse_m):
                     raise RuntimeError("geometry and material encoders disagree on the coarse voxels")
                 record["material"] = mat.cpu()

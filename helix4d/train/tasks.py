@@ -32,7 +32,12 @@ from helix4d.models.flow import FlowTransformer
 from helix4d.models.image_encoder import ImageEncoder
 from helix4d.nn.blocks import freeze_all_but_temporal, init_temporal_from_base
 from helix4d.pipeline.config import PipelineConfig
-from helix4d.pipeline.folder import load_component, read_trainable_pipeline_config, save_component
+from helix4d.pipeline.folder import (
+    load_component,
+    read_pipeline_config,
+    read_trainable_pipeline_config,
+    save_component,
+)
 from helix4d.sparse import SparseTensor
 from helix4d.train.config import TrainConfig
 from helix4d.train.latents import INDEX, coarse_occupancy, fine_coords, write_json_atomic
@@ -134,6 +139,7 @@ class SCVAETask(Task):
         self.component = config.task_options.get("component", "geometry_vae")
         if self.component not in ("geometry_vae", "material_vae"):
             raise ConfigError(f"task_options.component must be geometry_vae or material_vae, got {self.component!r}")
+        read_trainable_pipeline_config(self.model_folder)  # our own VAEs only
 
     def build_model(self) -> nn.Module:
         vae, self.vae_config = load_component(self.component, self.model_folder / self.component)
@@ -283,10 +289,17 @@ class FlowTask(Task):
         self.options = o
 
     def build_model(self) -> nn.Module:
-        pipeline = read_trainable_pipeline_config(self.model_folder)
+        pipeline = read_pipeline_config(self.model_folder)
         name = STAGE_FLOW[self.stage]
         flow, self.flow_config = load_component(name, self.model_folder / name)
-        encoder, self.encoder_config = load_component("image_encoder", self.model_folder / "image_encoder")
+        if pipeline.architecture == "trellis2":  # converted TRELLIS.2: DINOv3 stays frozen, as TRELLIS.2 trains
+            if self.train_encoder:
+                raise ConfigError("train_image_encoder is not possible with TRELLIS.2 weights: DINOv3 stays frozen")
+            from helix4d.trellis2.folder import load_trellis2_image_encoder  # optional extra (transformers)
+
+            encoder = load_trellis2_image_encoder(self.model_folder, pipeline)
+        else:
+            encoder, self.encoder_config = load_component("image_encoder", self.model_folder / "image_encoder")
         if self.temporal:
             init_temporal_from_base(flow)  # the temporal copies start as the trained static weights
         window = int(self.options.get("window", pipeline.window))
@@ -316,6 +329,6 @@ class FlowTask(Task):
         install_component(model.flow, self.flow_config, self.model_folder, STAGE_FLOW[self.stage], out_dir)
         if self.train_encoder:
             install_component(model.encoder, self.encoder_config, self.model_folder, "image_encoder", out_dir)
-        pipeline = read_trainable_pipeline_config(self.model_folder)
+        pipeline = read_pipeline_config(self.model_folder)
         pipeline.trained = True
         write_json_atomic(self.model_folder / "pipeline.json", pipeline.to_dict())

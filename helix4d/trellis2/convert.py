@@ -38,10 +38,12 @@ from helix4d.pipeline.folder import save_component, state_mismatches
 from helix4d.trellis2.dino import DINO_IMAGE_SIZE, IMAGE_ENCODER, dino_folder_files
 from helix4d.trellis2.names import DERIVED_SOURCE_KEYS, is_temporal, to_helix4d, to_trellis2
 from helix4d.trellis2.presets import STAGES, flow_config_from_trellis2
-from helix4d.trellis2.sc_vae import Trellis2SCVAEConfig, Trellis2SCVAEDecoder
-from helix4d.trellis2.ss_decoder import Trellis2SSDecoder, Trellis2SSDecoderConfig
+from helix4d.trellis2.sc_vae import Trellis2SCVAEConfig, Trellis2SCVAEDecoder, Trellis2SCVAEEncoder
+from helix4d.trellis2.ss_vae import Trellis2SSDecoder, Trellis2SSDecoderConfig, Trellis2SSEncoder, Trellis2SSEncoderConfig
 
 RESOLUTIONS = (512, 1024)
+ENCODER_TYPES = {"ss_encoder": Trellis2SSEncoder, "geometry_encoder": Trellis2SCVAEEncoder,
+                 "material_encoder": Trellis2SCVAEEncoder}
 COMPONENT = {"ss": "ss_flow", "geometry": "geometry_flow", "material": "material_flow"}
 MODEL_KEY = {"ss": "sparse_structure_flow_model", "geometry": "shape_slat_flow_model_{res}",
              "material": "tex_slat_flow_model_{res}"}
@@ -230,6 +232,7 @@ class Trellis2Plan:
     flows: dict[str, tuple[FlowConfig, Path]]  # keyed by stage
     ss_decoder: tuple[Trellis2SSDecoderConfig, Path]
     decoders: dict[str, tuple[Trellis2SCVAEConfig, Path]]  # "geometry_vae" (shape), "material_vae" (texture)
+    encoders: dict[str, tuple[Any, Path]]  # those found of ss_encoder, geometry_encoder, material_encoder
 
     def pipeline_config(self) -> PipelineConfig:
         """Our pipeline settings for these models: TRELLIS.2's samplers and latent statistics."""
@@ -254,6 +257,30 @@ class Trellis2Plan:
             self.ss_decoder[0]
         for name, (config, weights) in self.decoders.items():
             yield name, load_checked(Trellis2SCVAEDecoder, config, weights, torch.float32), config
+        for name, (config, weights) in self.encoders.items():
+            yield name, load_checked(ENCODER_TYPES[name], config, weights, torch.float32), config
+
+
+def find_encoders(folder: Trellis2Folder, ss_decoder: Path) -> dict[str, tuple[Any, Path]]:
+    """The encoders released beside the decoders (`ss_enc_…`, `shape_enc_…`, `tex_enc_…`), where downloaded.
+
+    Generation does not need them; fine-tuning does (they encode new data into latents)."""
+    models = folder.args.get("models", {})
+    candidates = {
+        "ss_encoder": ss_decoder.with_name(ss_decoder.name.replace("ss_dec_", "ss_enc_")),
+        "geometry_encoder": folder.root / f"{str(models.get('shape_slat_decoder', '')).replace('_dec_', '_enc_')}.json",
+        "material_encoder": folder.root / f"{str(models.get('tex_slat_decoder', '')).replace('_dec_', '_enc_')}.json",
+    }
+    found = {}
+    for name, config_path in candidates.items():
+        if config_path.is_file() and config_path.with_suffix(".safetensors").is_file():
+            model_name, args = read_checkpoint_config(config_path)
+            config_type = Trellis2SSEncoderConfig if name == "ss_encoder" else Trellis2SCVAEConfig
+            config = config_type.from_trellis(model_name, args, str(config_path))
+            if getattr(config, "role", "encoder") != "encoder":
+                raise ConfigError(f"{config_path}: {model_name} is not an encoder")
+            found[name] = (config, config_path.with_suffix(".safetensors"))
+    return found
 
 
 def plan_trellis2(src: str | Path, resolution: int = 512) -> Trellis2Plan:
@@ -261,13 +288,16 @@ def plan_trellis2(src: str | Path, resolution: int = 512) -> Trellis2Plan:
     _check_resolution(resolution)
     folder = read_trellis2_folder(src)
     flows = {s: read_flow_config(folder, folder.flow_reference(s, resolution)) for s in STAGES}
-    ss_decoder = read_ss_decoder_config(find_ss_decoder(folder))
+    ss_decoder_path = find_ss_decoder(folder)
+    ss_decoder = read_ss_decoder_config(ss_decoder_path)
+    encoders = find_encoders(folder, ss_decoder_path)
     decoders = {"geometry_vae": read_sc_vae_config(folder, "shape_slat_decoder", "decoder"),
                 "material_vae": read_sc_vae_config(folder, "tex_slat_decoder", "decoder")}
     for config, weights in flows.values():
         check_checkpoint(config, weights)
     for model_type, (config, weights) in [(Trellis2SSDecoder, ss_decoder)] + [
-            (Trellis2SCVAEDecoder, d) for d in decoders.values()]:
+            (Trellis2SCVAEDecoder, d) for d in decoders.values()] + [
+            (ENCODER_TYPES[name], e) for name, e in encoders.items()]:
         with torch.device("meta"):
             expected = {k: tuple(v.shape) for k, v in model_type(config).state_dict().items()}
         check_tensors(expected, weights)
@@ -278,7 +308,7 @@ def plan_trellis2(src: str | Path, resolution: int = 512) -> Trellis2Plan:
     if ss_decoder[0].resolution % coarse:
         raise ConfigError(f"the stage-1 decoder's {ss_decoder[0].resolution}³ grid does not pool onto the "
                           f"{coarse}³ latent grid of the {resolution} models")
-    return Trellis2Plan(folder, resolution, flows, ss_decoder, decoders)
+    return Trellis2Plan(folder, resolution, flows, ss_decoder, decoders, encoders)
 
 
 def load_trellis2_flows(src: str | Path, resolution: int = 512, dtype: torch.dtype = torch.bfloat16,
@@ -331,7 +361,9 @@ def _manifest(plan: Trellis2Plan, dtype: str, with_dino: bool) -> dict[str, Any]
         "dtype": dtype,
         "checkpoints": {COMPONENT[s]: str(w.with_suffix("")) for s, (_, w) in plan.flows.items()}
         | {"ss_vae": str(plan.ss_decoder[1].with_suffix("")),
-           "geometry_vae": models.get("shape_slat_decoder"), "material_vae": models.get("tex_slat_decoder")},
+           "geometry_vae": models.get("shape_slat_decoder"), "material_vae": models.get("tex_slat_decoder")}
+        | {name: str(w.with_suffix("")) for name, (_, w) in plan.encoders.items()},
+        "encoders": sorted(plan.encoders) or "none found: generation works, fine-tuning needs them",
         "image_encoder": {"name": cond.get("name"), **cond.get("args", {}),
                           "copied": with_dino, "folder": IMAGE_ENCODER},
     }

@@ -1,4 +1,5 @@
-"""TRELLIS.2's flexible dual grid → our `OVoxel`, so its decoders feed our meshing and export unchanged.
+"""TRELLIS.2's flexible dual grid ↔ our `OVoxel`: its decoders feed our meshing and export unchanged, and our
+data feeds its encoders for fine-tuning.
 
 The two formats carry the same quads with two conventions (TRELLIS.2: `o_voxel.convert.
 flexible_dual_grid_to_mesh`):
@@ -25,15 +26,38 @@ from helix4d.sparse.conv import row_index
 AXIS_SHIFT = torch.ones(3, 3, dtype=torch.int64) - torch.eye(3, dtype=torch.int64)  # row a = 1 − e_a
 
 
+def _move_flags(coords: Tensor, flags: Tensor, sign: int) -> Tensor:
+    """Each flag (voxel c, axis a) moved to voxel c + sign·(1 − e_a); flags whose voxel is absent are dropped
+    (no quad can use them: it needs all 4 voxels around the edge)."""
+    row, axis = flags.nonzero(as_tuple=True)
+    target = coords[row] + sign * AXIS_SHIFT.to(coords.device)[axis]  # (E, 3)
+    with_group = lambda c: torch.cat([torch.zeros_like(c[:, :1]), c], 1)  # noqa: E731
+    at = row_index(with_group(target), with_group(coords))  # (E,) -1 where that voxel is absent
+    moved = torch.zeros_like(flags)
+    moved[at[at >= 0], axis[at >= 0]] = True
+    return moved
+
+
 def edges_from_trellis2(coords: Tensor, intersected: Tensor) -> Tensor:
     """TRELLIS.2 `intersected` (N, 3) bool on voxels (N, 3) -> our edge flags (N, 3) bool on the same voxels."""
-    row, axis = intersected.nonzero(as_tuple=True)
-    target = coords[row] + AXIS_SHIFT.to(coords.device)[axis]  # (E, 3) the voxel holding the edge for us
-    with_group = lambda c: torch.cat([torch.zeros_like(c[:, :1]), c], 1)  # noqa: E731
-    at = row_index(with_group(target), with_group(coords))  # (E,) -1 where that voxel is absent: no quad
-    edges = torch.zeros_like(intersected)
-    edges[at[at >= 0], axis[at >= 0]] = True
-    return edges
+    return _move_flags(coords, intersected, +1)
+
+
+def edges_to_trellis2(coords: Tensor, edges: Tensor) -> Tensor:
+    """Our edge flags (N, 3) -> TRELLIS.2's `intersected` (N, 3) on the same voxels."""
+    return _move_flags(coords, edges, -1)
+
+
+def trellis2_shape_inputs(ovoxel: OVoxel) -> Tensor:
+    """(N, 6) input of TRELLIS.2's shape encoder: dual vertex − 0.5, intersected − 0.5 (its `FlexiDualGridVaeEncoder`)."""
+    coords = torch.from_numpy(ovoxel.coords.astype(np.int64))
+    intersected = edges_to_trellis2(coords, torch.from_numpy(ovoxel.edges))
+    return torch.cat([torch.from_numpy(ovoxel.dual) - 0.5, intersected.float() - 0.5], 1)
+
+
+def trellis2_material_inputs(ovoxel: OVoxel) -> Tensor:
+    """(N, 6) input of TRELLIS.2's texture encoder: base colour, metallic, roughness, alpha scaled to [-1, 1]."""
+    return torch.from_numpy(ovoxel.attrs) * 2 - 1
 
 
 def ovoxel_from_trellis2(resolution: int, coords: Tensor, features: Tensor, attrs: Tensor | None = None) -> OVoxel:

@@ -16,8 +16,8 @@ from helix4d.models.flow import FlowConfig, FlowTransformer
 from helix4d.pipeline.config import PipelineConfig
 from helix4d.pipeline.folder import load_component
 from helix4d.trellis2.dino import DINOV3, IMAGE_ENCODER, DinoEncoder
-from helix4d.trellis2.sc_vae import Trellis2SCVAEConfig, Trellis2SCVAEDecoder
-from helix4d.trellis2.ss_decoder import Trellis2SSDecoder, Trellis2SSDecoderConfig
+from helix4d.trellis2.sc_vae import Trellis2SCVAEConfig, Trellis2SCVAEDecoder, Trellis2SCVAEEncoder
+from helix4d.trellis2.ss_vae import Trellis2SSDecoder, Trellis2SSDecoderConfig, Trellis2SSEncoder, Trellis2SSEncoderConfig
 
 COMPONENT_TYPES = {
     "ss_vae": (Trellis2SSDecoderConfig, Trellis2SSDecoder),
@@ -29,14 +29,37 @@ COMPONENT_TYPES = {
 }
 
 
+ENCODER_TYPES = {
+    "ss_encoder": (Trellis2SSEncoderConfig, Trellis2SSEncoder),
+    "geometry_encoder": (Trellis2SCVAEConfig, Trellis2SCVAEEncoder),
+    "material_encoder": (Trellis2SCVAEConfig, Trellis2SCVAEEncoder),
+}
+
+
 def load_trellis2_components(folder: Path, config: PipelineConfig) -> dict[str, nn.Module]:
     """Every component of a converted TRELLIS.2 model folder; a missing DINO copy is a clear error."""
     modules = {name: load_component(name, folder / name, types)[0] for name, types in COMPONENT_TYPES.items()}
+    return modules | {"image_encoder": load_trellis2_image_encoder(folder, config)}
+
+
+def load_trellis2_image_encoder(folder: Path, config: PipelineConfig) -> DinoEncoder:
+    """The folder's copy of DINOv3 (frozen); a missing copy is a clear error."""
     try:
-        modules["image_encoder"] = DinoEncoder.from_folder(folder / IMAGE_ENCODER, config.image_size)
+        return DinoEncoder.from_folder(folder / IMAGE_ENCODER, config.image_size)
     except InputError:
         raise ConfigError(
             f"{folder} has no image encoder: download {DINOV3} yourself and copy its files into "
             f"{folder / IMAGE_ENCODER} (or convert again with --dino FOLDER)"
         ) from None
-    return modules
+
+
+def load_trellis2_encoders(folder: Path) -> dict[str, nn.Module]:
+    """The three encoders a fine-tune needs to turn new data into latents; missing ones are a clear error."""
+    missing = [name for name in ENCODER_TYPES if not (folder / name).is_dir()]
+    if missing:
+        raise ConfigError(
+            f"{folder} has no {', '.join(missing)}: fine-tuning needs TRELLIS.2's encoders. Download "
+            "ckpts/shape_enc_next_dc_f16c32_fp16.* and tex_enc_next_dc_f16c32_fp16.* (microsoft/TRELLIS.2-4B) and "
+            "ss_enc_conv3d_16l8_fp16.* (microsoft/TRELLIS-image-large) into the TRELLIS.2 folder's ckpts/ and convert again"
+        )
+    return {name: load_component(name, folder / name, types)[0] for name, types in ENCODER_TYPES.items()}

@@ -1,10 +1,15 @@
-"""TRELLIS.2's stage-1 decoder: TRELLIS (v1)'s dense Conv3d sparse-structure decoder, names and shapes exact.
+"""TRELLIS.2's stage-1 VAE: TRELLIS (v1)'s dense Conv3d sparse-structure decoder and encoder, names and shapes exact.
 
 `ss_dec_conv3d_16l8_fp16` (from microsoft/TRELLIS-image-large, `SparseStructureDecoder`): latent (8, 16³) →
 Conv3d → 2 middle res-blocks → per level [2 res-blocks, ×2 pixel-shuffle upsampling] over channels 512 → 128 → 32
 → LayerNorm · SiLU · Conv3d → occupancy logits (1, 64³). Norms are channel LayerNorms with affine, computed in
 float32 (`norm_type="layer"`, TRELLIS' default). A voxel is occupied where its logit is > 0; TRELLIS.2's 512 and
 cascade modes then max-pool the 64³ occupancy to 32³, the 512 models' latent grid (done by the pipeline).
+
+`ss_enc_conv3d_16l8_fp16` (`SparseStructureEncoder`, for fine-tuning on new data) mirrors it: occupancy (1, 64³) →
+Conv3d → per level [2 res-blocks, 2×2×2 stride-2 Conv3d] over 32 → 128 → 512 → 2 middle res-blocks → LayerNorm ·
+SiLU · Conv3d → mean and log-variance (8 + 8, 16³). TRELLIS.2 encodes the 64³ occupancy of its shape latents'
+voxels (`data_toolkit/encode_ss_latent.py`).
 """
 
 from __future__ import annotations
@@ -36,18 +41,41 @@ class Trellis2SSDecoderConfig:
     @classmethod
     def from_trellis(cls, name: str, args: dict[str, Any], where: str) -> Trellis2SSDecoderConfig:
         """From a checkpoint config `{"name": "SparseStructureDecoder", "args": {...}}`; other variants are errors."""
-        if name != "SparseStructureDecoder":
-            raise ConfigError(f"{where}: {name!r} is not TRELLIS' SparseStructureDecoder")
-        if args.get("norm_type", "layer") != "layer":
-            raise ConfigError(f"{where}: norm_type={args['norm_type']!r} is not supported (only 'layer')")
-        unknown = sorted(set(args) - {"out_channels", "latent_channels", "num_res_blocks", "num_res_blocks_middle",
-                                      "channels", "norm_type", "use_fp16"})
-        if unknown:
-            raise ConfigError(f"{where}: unknown SparseStructureDecoder args {unknown}")
-        return cls(latent_channels=int(args["latent_channels"]), channels=tuple(int(c) for c in args["channels"]),
-                   num_res_blocks=int(args["num_res_blocks"]),
-                   num_res_blocks_middle=int(args.get("num_res_blocks_middle", 2)),
-                   out_channels=int(args["out_channels"]))
+        args = _check_args("SparseStructureDecoder", name, args, where)
+        return cls(out_channels=int(args["out_channels"]), **_common(args))
+
+
+@dataclass
+class Trellis2SSEncoderConfig:
+    latent_channels: int = 8
+    channels: tuple[int, ...] = (32, 128, 512)  # one ×2 downsampling between consecutive entries
+    num_res_blocks: int = 2
+    num_res_blocks_middle: int = 2
+    in_channels: int = 1
+
+    @classmethod
+    def from_trellis(cls, name: str, args: dict[str, Any], where: str) -> Trellis2SSEncoderConfig:
+        """From a checkpoint config `{"name": "SparseStructureEncoder", "args": {...}}`; other variants are errors."""
+        args = _check_args("SparseStructureEncoder", name, args, where)
+        return cls(in_channels=int(args["in_channels"]), **_common(args))
+
+
+def _check_args(expected: str, name: str, args: dict[str, Any], where: str) -> dict[str, Any]:
+    if name != expected:
+        raise ConfigError(f"{where}: {name!r} is not TRELLIS' {expected}")
+    if args.get("norm_type", "layer") != "layer":
+        raise ConfigError(f"{where}: norm_type={args['norm_type']!r} is not supported (only 'layer')")
+    io = "out_channels" if expected == "SparseStructureDecoder" else "in_channels"
+    unknown = sorted(set(args) - {io, "latent_channels", "num_res_blocks", "num_res_blocks_middle", "channels",
+                                  "norm_type", "use_fp16"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown {expected} args {unknown}")
+    return args
+
+
+def _common(args: dict[str, Any]) -> dict[str, Any]:
+    return dict(latent_channels=int(args["latent_channels"]), channels=tuple(int(c) for c in args["channels"]),
+                num_res_blocks=int(args["num_res_blocks"]), num_res_blocks_middle=int(args.get("num_res_blocks_middle", 2)))
 
 
 class ChannelLayerNorm(nn.LayerNorm):
@@ -117,3 +145,43 @@ class Trellis2SSDecoder(nn.Module):
         return self.out_layer(h)  # (B, 1, R, R, R)
 
     forward = decode
+
+
+class DownsampleBlock3d(nn.Module):
+    """2×2×2 stride-2 Conv3d (TRELLIS' `DownsampleBlock3d`, mode "conv")."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(in_channels, out_channels, 2, stride=2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x)  # (B, C_out, R/2, R/2, R/2)
+
+
+class Trellis2SSEncoder(nn.Module):
+    """`encode(occupancy (B, 1, 64, 64, 64))` -> mean, logvar (B, 8, 16, 16, 16); parameter names as TRELLIS."""
+
+    def __init__(self, config: Trellis2SSEncoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config.channels
+        self.input_layer = nn.Conv3d(config.in_channels, c[0], 3, padding=1)
+        blocks: list[nn.Module] = []
+        for i, ch in enumerate(c):
+            blocks += [ResBlock3d(ch) for _ in range(config.num_res_blocks)]
+            if i + 1 < len(c):
+                blocks.append(DownsampleBlock3d(ch, c[i + 1]))
+        self.blocks = nn.ModuleList(blocks)
+        self.middle_block = nn.Sequential(*(ResBlock3d(c[-1]) for _ in range(config.num_res_blocks_middle)))
+        out_conv = nn.Conv3d(c[-1], 2 * config.latent_channels, 3, padding=1)
+        self.out_layer = nn.Sequential(ChannelLayerNorm(c[-1]), nn.SiLU(), out_conv)
+
+    @property
+    def downsampling(self) -> int:
+        return 2 ** (len(self.config.channels) - 1)
+
+    def encode(self, occupancy: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.input_layer(occupancy.to(self.input_layer.weight.dtype))  # (B, c0, R, R, R)
+        for block in self.blocks:
+            h = block(h)
+        return self.out_layer(self.middle_block(h)).chunk(2, dim=1)  # (B, C_lat, r, r, r) each
