@@ -48,8 +48,9 @@ def guided_velocity(velocity: VelocityFn, x: Tensor, t: float, config: SamplerCo
     With `cfg_rescale` φ > 0 the guided prediction is pulled back towards the conditional one's spread, as
     TRELLIS.2 does (Lin et al. 2024, "Common diffusion noise schedules…"): in x_0 space (x_0 = x_t − t·v) the
     guided x_0 is scaled to the standard deviation of the conditional x_0, then blended with weight φ. The
-    standard deviation is taken over each group of rows (`groups`: tokens per frame; one image each, as
-    TRELLIS.2 takes it per batch item), or over all of x.
+    (population) standard deviation is taken over each group of rows (`groups`: tokens per frame; one image each,
+    as TRELLIS.2 takes it per batch item), or over all of x. TRELLIS.2's x_0 also carries σ_min = 1e-5 terms,
+    which we drop (a 1e-5 relative difference).
     """
     v_cond = velocity(x, t, True)
     lo, hi = config.cfg_interval
@@ -61,7 +62,7 @@ def guided_velocity(velocity: VelocityFn, x: Tensor, t: float, config: SamplerCo
         return v
     x0_cond, x0_cfg = x - t * v_cond, x - t * v
     scale = torch.cat([
-        (c.std() / g.std().clamp_min(1e-12)).expand(len(c))
+        (c.std(correction=0) / g.std(correction=0).clamp_min(1e-12)).expand(len(c))
         for c, g in zip(x0_cond.split(groups or [len(x)]), x0_cfg.split(groups or [len(x)]))
     ]).view(-1, *([1] * (x.ndim - 1)))  # (N, 1, ...) per-row factor of its group
     x0 = config.cfg_rescale * x0_cfg * scale + (1.0 - config.cfg_rescale) * x0_cfg
