@@ -91,6 +91,21 @@ def test_window_at_least_frames_is_full_attention(pipe) -> None:
     assert not _same_ovoxels(full.ovoxels[1:], narrow.ovoxels[1:])
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="offloading moves weights to a GPU")
+def test_offloading_gives_the_same_result_and_leaves_weights_on_the_cpu(model_dir) -> None:
+    images = np.random.default_rng(2).random((3, 4, 32, 32), dtype=np.float32)
+    resident = Helix4DPipeline.from_pretrained(model_dir, device="cuda").generate(images, seed=0, steps=2)
+    offloaded = Helix4DPipeline.from_pretrained(model_dir, device="cuda", offload=True)
+    result = offloaded.generate(images, seed=0, steps=2)
+    assert _same_ovoxels(resident.ovoxels, result.ovoxels, atol=1e-5)
+    assert all(p.device.type == "cpu" for m in offloaded.components.values() for p in m.parameters())
+
+
+def test_offloading_on_the_cpu_is_a_no_op(model_dir) -> None:
+    pipe = Helix4DPipeline.from_pretrained(model_dir, device="cpu", offload=True)
+    assert not pipe.offload
+
+
 def test_weights_round_trip_strictly(model_dir, tmp_path) -> None:
     from safetensors.torch import load_file
 

@@ -22,6 +22,7 @@ def generate(
     start: float | None = None, end: float | None = None, steps: int | None = None, cfg: float | None = None,
     window: int | None = None, seed: int = 0, device: str = "auto", mode: str = "temporal", overwrite: bool = False,
     formats: tuple[str, ...] = FORMATS, texture_size: int | None = 512, max_faces: int | None = None,
+    offload: bool = False,
 ) -> Path:
     """Run the whole job; every user mistake surfaces as a `Helix4DError` before anything is written."""
     if mode not in MODES:
@@ -34,7 +35,7 @@ def generate(
     prepare_output(out, overwrite)
     started = time.perf_counter()
     clip = read_video(video, fps=fps, max_frames=frames, start=start, end=end)
-    pipe = Helix4DPipeline.from_pretrained(model, device=device)
+    pipe = Helix4DPipeline.from_pretrained(model, device=device, offload=offload)
     if not pipe.config.trained:
         console.print("[yellow]warning:[/] this model folder is randomly initialised (not trained): expect noise")
     columns = (TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
@@ -51,7 +52,7 @@ def generate(
         "video": str(video), "model": str(model) if model else "demo (shipped)", "frames": frames, "fps": fps,
         "start": start, "end": end, "steps": steps, "cfg": cfg, "window": window, "seed": seed,
         "device": str(pipe.device), "mode": mode, "formats": list(formats), "texture_size": texture_size,
-        "max_faces": max_faces,
+        "max_faces": max_faces, "offload": pipe.offload,
     }
     asset.metadata["seconds"]["load_and_generate"] = time.perf_counter() - started
     with console.status(f"writing {', '.join(formats)}"):
