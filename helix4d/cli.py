@@ -266,6 +266,8 @@ def convert_trellis2_command(
     dino: Optional[Path] = typer.Option(None, "--dino", help="DINOv3 folder you downloaded (facebook/dinov3-vitl16-pretrain-"
                                         "lvd1689m); copied into OUT/image_encoder so OUT is self-contained."),
     resolution: int = typer.Option(512, "--resolution", help="Which TRELLIS.2 shape/texture flows to convert: 512 or 1024."),
+    cascade: bool = typer.Option(False, "--cascade", help="TRELLIS.2's default 1024 mode: a first geometry pass with the "
+                                 "512 shape flow places the 1024 models' voxels (needs --resolution 1024)."),
     dtype: str = typer.Option("bfloat16", "--dtype", help="Stored flow weight type: bfloat16 (as released), float16 or float32."),
 ) -> None:
     """Convert TRELLIS.2 (flows, stage-1 decoder, shape and texture decoders) strictly into a helix4d model folder.
@@ -276,7 +278,7 @@ def convert_trellis2_command(
     """
     from helix4d.trellis2.convert import convert_trellis2
 
-    convert_trellis2(src, out, resolution=resolution, dtype=dtype, dino=dino)
+    convert_trellis2(src, out, resolution=resolution, dtype=dtype, dino=dino, cascade=cascade)
     components = sorted(p.name for p in out.iterdir() if p.is_dir())
     typer.echo(f"wrote {', '.join(components)}, pipeline.json and trellis2.json to {out}")
     if dino is None:

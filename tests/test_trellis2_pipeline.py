@@ -270,6 +270,25 @@ def test_generate_on_trellis2_weights_and_on_the_converted_folder(dino_folder: P
         np.testing.assert_array_equal(a.faces, b.faces)
 
 
+def test_cascade_refines_512_into_1024(dino_folder: Path, tmp_path: Path) -> None:
+    """TRELLIS.2's default mode: a 512 geometry pass places the 1024 models' voxels. With the controlled decoders
+    the 512 pass keeps one 2×2×2 block per corner voxel c (at 16c), which lands on latent voxel 2c of the 64³
+    grid, whose 1024 decoding is the block at 32c."""
+    src = write_trellis2_folder(tmp_path / "t2", dict.fromkeys(CKPTS, 1), {**SMALL, "cond_channels": 32},
+                                decoders=_controlled_decoders(), with_1024=True)
+    out = convert_trellis2(src, tmp_path / "h4d", resolution=1024, cascade=True, dino=dino_folder)
+    pipe = Helix4DPipeline.from_pretrained(out)
+    assert pipe.config.cascade_from == 512 and "geometry_flow_lr" in pipe.components
+    asset = pipe.generate(np.zeros((2, 4, 512, 512), np.float32), steps=2)
+    corners = {(x, y, z) for x in (0, 31) for y in (0, 31) for z in (0, 31)}
+    for ovoxel, mesh in zip(asset.ovoxels, asset.meshes):
+        assert ovoxel.resolution == 1024 and len(ovoxel) == 64
+        assert {tuple(c // 32) for c in ovoxel.coords} == corners and set((ovoxel.coords % 32).ravel()) == {0, 1}
+        assert len(mesh.faces) == 8 * 6 * 2
+    with pytest.raises(ConfigError, match="use resolution 1024"):
+        convert_trellis2(src, tmp_path / "bad", cascade=True)
+
+
 def test_converted_folder_without_dino_says_what_to_copy(small_folder: Path, tmp_path: Path) -> None:
     out = convert_trellis2(small_folder, tmp_path / "h4d", dtype="float32")
     with pytest.raises(ConfigError, match="copy its files into .*image_encoder"):

@@ -19,6 +19,10 @@ CKPTS = {
     "shape_slat_flow_model_512": "ckpts/slat_flow_img2shape_dit_1_3B_512_bf16",
     "tex_slat_flow_model_512": "ckpts/slat_flow_imgshape2tex_dit_1_3B_512_bf16",
 }
+CKPTS_1024 = {  # TRELLIS.2's 1024 models (the second pass of its default cascade)
+    "shape_slat_flow_model_1024": "ckpts/slat_flow_img2shape_dit_1_3B_1024_bf16",
+    "tex_slat_flow_model_1024": "ckpts/slat_flow_imgshape2tex_dit_1_3B_1024_bf16",
+}
 FULL = dict(model_channels=1536, cond_channels=1024, num_heads=12, mlp_ratio=5.3334)
 SMALL = dict(model_channels=64, cond_channels=24, num_heads=2, mlp_ratio=2.0)
 
@@ -66,21 +70,23 @@ def random_state(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, tor
 
 def write_trellis2_folder(root: Path, depths: dict[str, int], widths: dict, seed: int = 0,
                           drop: tuple[str, ...] = (), reshape: dict[str, tuple[int, ...]] | None = None,
-                          extra: dict[str, torch.Tensor] | None = None, decoders: dict | None = None) -> Path:
-    """A TRELLIS.2 checkpoint folder in the official layout; drop/reshape/extra corrupt the shape flow's file,
-    `decoders` are `write_decoders`' options."""
+                          extra: dict[str, torch.Tensor] | None = None, decoders: dict | None = None,
+                          with_1024: bool = False) -> Path:
+    """A TRELLIS.2 checkpoint folder in the official layout; drop/reshape/extra corrupt the 512 shape flow's file,
+    `decoders` are `write_decoders`' options, `with_1024` adds the 1024 flows (depth 1)."""
     (root / "ckpts").mkdir(parents=True)
     channels = {"sparse_structure_flow_model": (8, 8), "shape_slat_flow_model_512": (32, 32),
-                "tex_slat_flow_model_512": (64, 32)}
-    for i, (key, ref) in enumerate(CKPTS.items()):
+                "tex_slat_flow_model_512": (64, 32), "shape_slat_flow_model_1024": (32, 32),
+                "tex_slat_flow_model_1024": (64, 32)}
+    for i, (key, ref) in enumerate((CKPTS | (CKPTS_1024 if with_1024 else {})).items()):
         c_in, c_out = channels[key]
         args = dict(resolution=16 if key.startswith("sparse") else 32, in_channels=c_in, out_channels=c_out,
-                    num_blocks=depths[key], pe_mode="rope", share_mod=True, initialization="scaled",
+                    num_blocks=depths.get(key, 1), pe_mode="rope", share_mod=True, initialization="scaled",
                     qk_rms_norm=True, qk_rms_norm_cross=True, dtype="bfloat16", **widths)
         name = "SparseStructureFlowModel" if key.startswith("sparse") else "SLatFlowModel"
         (root / f"{ref}.json").write_text(json.dumps({"name": name, "args": args}))
-        state = random_state(trellis2_shapes(depths[key], c_in, c_out, **widths), seed + i)
-        if key.startswith("shape"):
+        state = random_state(trellis2_shapes(depths.get(key, 1), c_in, c_out, **widths), seed + i)
+        if key == "shape_slat_flow_model_512":
             for k in drop:
                 del state[k]
             for k, shape in (reshape or {}).items():
@@ -95,7 +101,7 @@ def write_trellis2_folder(root: Path, depths: dict[str, int], widths: dict, seed
     norm = {"mean": [0.1 * i for i in range(32)], "std": [1.0 + 0.01 * i for i in range(32)]}
     pipeline = {"name": "Trellis2ImageTo3DPipeline", "args": {
         "models": {"sparse_structure_decoder": "microsoft/TRELLIS-image-large/ckpts/ss_dec_conv3d_16l8_fp16",
-                   "shape_slat_decoder": SHAPE_DEC, "tex_slat_decoder": TEX_DEC, **CKPTS},
+                   "shape_slat_decoder": SHAPE_DEC, "tex_slat_decoder": TEX_DEC, **CKPTS, **CKPTS_1024},
         "sparse_structure_sampler": sampler(7.5, 0.7, [0.6, 1.0], 5.0),
         "shape_slat_sampler": sampler(7.5, 0.5, [0.6, 1.0], 3.0),
         "tex_slat_sampler": sampler(1.0, 0.0, [0.6, 0.9], 3.0),

@@ -60,6 +60,7 @@ class PipelineConfig:
     sampling: dict[str, StageSampling] = field(default_factory=dict)  # keyed "ss", "geometry", "material"
     trained: bool = False  # False for a freshly initialised folder: its outputs are noise
     architecture: str = "helix4d"  # "helix4d" (our components) | "trellis2" (converted TRELLIS.2 weights)
+    cascade_from: int | None = None  # a first geometry pass at this resolution (`geometry_flow_lr`) places the voxels
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:

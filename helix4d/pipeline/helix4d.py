@@ -58,9 +58,12 @@ class Asset4D:
         return len(self.meshes)
 
 
+NOISE_STREAMS = STAGES + ("geometry_lr",)  # the cascade's first geometry pass draws its own noise
+
+
 def stage_seed(seed: int, stage: str, frame: int) -> int:
     """Noise of (stage, frame) comes from its own generator, so frame 0 does not depend on the clip length."""
-    return (seed * 1_000_003 + STAGES.index(stage) * 10_007 + frame) % (2**63 - 1)
+    return (seed * 1_000_003 + NOISE_STREAMS.index(stage) * 10_007 + frame) % (2**63 - 1)
 
 
 def frame_noise(coords_per_frame: list[Tensor], channels: int, seed: int, stage: str) -> Tensor:
@@ -111,16 +114,17 @@ class Helix4DPipeline:
         return cls(config, load_components(folder, config), resolve_device(device), offload)
 
     @classmethod
-    def from_trellis2(cls, folder: str | Path, dino: str | Path, resolution: int = 512,
+    def from_trellis2(cls, folder: str | Path, dino: str | Path, resolution: int = 512, cascade: bool = False,
                       dtype: torch.dtype = torch.bfloat16, device: str | torch.device = "cpu",
                       offload: bool = False) -> Helix4DPipeline:
         """Run on the official TRELLIS.2 weights the user downloaded (`folder`: microsoft/TRELLIS.2-4B plus the
         stage-1 decoder of microsoft/TRELLIS-image-large in its ckpts/; `dino`: facebook/dinov3-vitl16-pretrain-
-        lvd1689m). Every checkpoint is checked strictly; flows are held in `dtype` (bf16: ~7.8 GB for three)."""
+        lvd1689m). Every checkpoint is checked strictly; flows are held in `dtype` (bf16: ~7.8 GB for three).
+        `resolution=1024, cascade=True` is TRELLIS.2's default mode (a 512 geometry pass first)."""
         from helix4d.trellis2.convert import plan_trellis2
         from helix4d.trellis2.dino import DinoEncoder
 
-        plan = plan_trellis2(folder, resolution)
+        plan = plan_trellis2(folder, resolution, cascade)
         components = {name: module for name, module, _ in plan.components(dtype)}
         components["image_encoder"] = DinoEncoder.from_folder(dino)
         return cls(plan.pipeline_config(), components, resolve_device(device), offload)
@@ -199,17 +203,17 @@ class Helix4DPipeline:
         timings["encode_images"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        with self.using("ss_flow", "ss_vae"):
+        with self.using("ss_vae"):
             coarse = run.sparse_structure(cond)  # per frame (n_f, 3) coarse voxels
         timings["ss"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        with self.using("geometry_flow", "geometry_vae"):
-            geo_latent, geometry = run.geometry(cond, coarse)
+        with self.using("geometry_vae"):
+            coarse, geo_latent, geometry = run.geometry(cond, coarse)
         timings["geometry"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        with self.using("material_flow", "material_vae"):
+        with self.using("material_vae"):
             material = run.material(cond, coarse, geo_latent, geometry)
         timings["material"] = time.perf_counter() - clock
 
@@ -269,11 +273,12 @@ class _Run:
         r, frames = ss_vae.latent_resolution, cond.shape[0]
         grid = torch.stack(torch.meshgrid(*(torch.arange(r),) * 3, indexing="ij"), -1).reshape(-1, 3)
         coords = [grid] * frames
-        latent = self.sample_stage("ss", self.pipe.ss_flow, coords, cond)  # (F·r³, C)
+        latent = self.sample_stage("ss", "ss_flow", coords, cond)  # (F·r³, C)
         latent = self.normalise("ss", latent, inverse=True)
         dense = SparseTensor.from_frames(coords, list(latent.split(r**3))).to_dense((r, r, r))
         logits = ss_vae.decode(dense)[:, 0]  # (F, R, R, R)
-        grid = self.pipe.config.resolution // self.pipe.geometry_vae.downsampling  # the latent grid of stages 2-3
+        first_pass = self.pipe.config.cascade_from or self.pipe.config.resolution
+        grid = first_pass // self.pipe.geometry_vae.downsampling  # the latent grid of the (first) geometry pass
         if logits.shape[-1] > grid:  # TRELLIS.2: the 64³ occupancy max-pooled onto the 32³ grid of its 512 models
             logits = F.max_pool3d(logits[:, None], logits.shape[-1] // grid)[:, 0]
         occupied = []
@@ -282,31 +287,52 @@ class _Run:
             occupied.append(idx.cpu())
         return occupied
 
-    def geometry(self, cond: Tensor, coarse: list[Tensor]) -> tuple[Tensor, DecoderOutput]:
-        """The geometry latent (normalised, as sampled) and the decoder's fine voxels."""
-        latent = self.sample_stage("geometry", self.pipe.geometry_flow, coarse, cond)  # (N, C), normalised
+    def geometry(self, cond: Tensor, coarse: list[Tensor]) -> tuple[list[Tensor], Tensor, DecoderOutput]:
+        """The latent voxels per frame (refined by the cascade), the geometry latent (normalised, as sampled) and
+        the decoder's fine voxels."""
+        if self.pipe.config.cascade_from:
+            coarse = self.cascade(cond, coarse)
+        latent = self.sample_stage("geometry", "geometry_flow", coarse, cond)  # (N, C), normalised
         vae = self.pipe.geometry_vae
-        return latent, vae.decode(self.normalise("geometry", latent, inverse=True), _with_frame(coarse, self.device))
+        return coarse, latent, vae.decode(self.normalise("geometry", latent, inverse=True), _with_frame(coarse, self.device))
+
+    def cascade(self, cond: Tensor, coarse: list[Tensor]) -> list[Tensor]:
+        """TRELLIS.2's cascade: a geometry pass with the low-resolution flow, its voxels upsampled by the decoder
+        to full detail at that resolution, then re-quantised onto the latent grid of the high-resolution models."""
+        lr = self.sample_stage("geometry", "geometry_flow_lr", coarse, cond, stream="geometry_lr")
+        vae, config = self.pipe.geometry_vae, self.pipe.config
+        fine = vae.upsample(self.normalise("geometry", lr, inverse=True), _with_frame(coarse, self.device),
+                            len(vae.config.model_channels) - 1)  # (N, 4) voxels at cascade_from³
+        grid = config.resolution // vae.downsampling
+        cells = torch.floor((fine[:, 1:].double() + 0.5) / config.cascade_from * grid).long()
+        return [torch.unique(cells[fine[:, 0] == f], dim=0).cpu() for f in range(len(coarse))]
 
     def material(self, cond: Tensor, coarse: list[Tensor], geo_latent: Tensor, geometry: DecoderOutput) -> Tensor:
         """(N, 6) PBR attributes of the geometry's fine voxels, in its row order."""
-        latent = self.sample_stage("material", self.pipe.material_flow, coarse, cond, extra=geo_latent)
+        latent = self.sample_stage("material", "material_flow", coarse, cond, extra=geo_latent)
         vae = self.pipe.material_vae
         out = vae.decode(self.normalise("material", latent, inverse=True), _with_frame(coarse, self.device), guide=geometry)
         return vae.features(out.raw)[row_index(geometry.coords, out.coords)]
 
     # ---------------------------------------------------------------- the shared sampling logic
-    def sample_stage(self, stage: str, flow: FlowTransformer, coords: list[Tensor], cond: Tensor, extra: Tensor | None = None) -> Tensor:
-        """Latents (N, C) for tokens at coords[f] of each frame, frames concatenated in order."""
+    def sample_stage(self, stage: str, flow_name: str, coords: list[Tensor], cond: Tensor, extra: Tensor | None = None,
+                     stream: str | None = None) -> Tensor:
+        """Latents (N, C) for tokens at coords[f] of each frame, frames concatenated in order; the flow is on the
+        device only meanwhile when offloading. `stream` names the noise (default: the stage)."""
+        with self.pipe.using(flow_name):
+            return self._sample(stage, self.pipe.components[flow_name], coords, cond, extra, stream or stage)
+
+    def _sample(self, stage: str, flow: FlowTransformer, coords: list[Tensor], cond: Tensor, extra: Tensor | None,
+                stream: str) -> Tensor:
         channels, config = flow.config.in_channels, self.sampler(stage)
-        noise = frame_noise(coords, channels, self.seed, stage).to(self.device)
+        noise = frame_noise(coords, channels, self.seed, stream).to(self.device)
         sizes = [c.shape[0] for c in coords]
         tokens = SparseTensor.from_frames([c.to(self.device) for c in coords], list(noise.split(sizes)))
         frames = len(coords)
         starts = np.concatenate([[0], np.cumsum(sizes)]).tolist()
         rows = lambda f: slice(starts[f], starts[f + 1])  # noqa: E731
         done, total = 0, config.steps * frames
-        report = lambda: self.progress and self.progress(f"stage {stage}", done, total)  # noqa: E731
+        report = lambda: self.progress and self.progress(f"stage {stream}", done, total)  # noqa: E731
 
         def static(f: int) -> Tensor:
             nonlocal done

@@ -45,6 +45,7 @@ RESOLUTIONS = (512, 1024)
 ENCODER_TYPES = {"ss_encoder": Trellis2SSEncoder, "geometry_encoder": Trellis2SCVAEEncoder,
                  "material_encoder": Trellis2SCVAEEncoder}
 COMPONENT = {"ss": "ss_flow", "geometry": "geometry_flow", "material": "material_flow"}
+CASCADE_FLOW = "geometry_flow_lr"  # the 512 shape flow whose output places the 1024 models' voxels
 MODEL_KEY = {"ss": "sparse_structure_flow_model", "geometry": "shape_slat_flow_model_{res}",
              "material": "tex_slat_flow_model_{res}"}
 SAMPLER_KEY = {"ss": "sparse_structure_sampler", "geometry": "shape_slat_sampler", "material": "tex_slat_sampler"}
@@ -229,14 +230,16 @@ class Trellis2Plan:
 
     folder: Trellis2Folder
     resolution: int
-    flows: dict[str, tuple[FlowConfig, Path]]  # keyed by stage
+    flows: dict[str, tuple[FlowConfig, Path]]  # keyed by component: ss_flow, geometry_flow, material_flow (+ _lr)
     ss_decoder: tuple[Trellis2SSDecoderConfig, Path]
     decoders: dict[str, tuple[Trellis2SCVAEConfig, Path]]  # "geometry_vae" (shape), "material_vae" (texture)
     encoders: dict[str, tuple[Any, Path]]  # those found of ss_encoder, geometry_encoder, material_encoder
+    cascade_from: int | None = None  # cascade: the resolution of the first geometry pass (its flow: geometry_flow_lr)
 
     def pipeline_config(self) -> PipelineConfig:
         """Our pipeline settings for these models: TRELLIS.2's samplers and latent statistics."""
-        identity = LatentStats([0.0] * self.flows["ss"][0].in_channels, [1.0] * self.flows["ss"][0].in_channels)
+        channels = self.flows["ss_flow"][0].in_channels
+        identity = LatentStats([0.0] * channels, [1.0] * channels)
         stats = {s: LatentStats(**st) for s in STAGES if (st := self.folder.latent_stats(s)) is not None}
         sampling = {}
         for s in STAGES:
@@ -244,15 +247,15 @@ class Trellis2Plan:
             sampling[s] = StageSampling(**{**raw, "cfg_interval": tuple(raw["cfg_interval"])})
         return PipelineConfig(
             preset="trellis2", architecture="trellis2", resolution=self.resolution, image_size=DINO_IMAGE_SIZE,
-            latent_stats={"ss": identity, **stats}, sampling=sampling, trained=True,
+            latent_stats={"ss": identity, **stats}, sampling=sampling, trained=True, cascade_from=self.cascade_from,
         )
 
     def components(self, dtype: torch.dtype) -> Iterator[tuple[str, nn.Module, Any]]:
         """(component name, module, config) one at a time, so a converter holds one 1.3 B model at once.
 
         Flows come in `dtype`; the decoders in float32 (fp16 3D convolutions are slow or missing on CPUs)."""
-        for stage, (config, weights) in self.flows.items():
-            yield COMPONENT[stage], _flow_from_checked(config, weights, dtype), config
+        for name, (config, weights) in self.flows.items():
+            yield name, _flow_from_checked(config, weights, dtype), config
         yield "ss_vae", load_checked(Trellis2SSDecoder, self.ss_decoder[0], self.ss_decoder[1], torch.float32), \
             self.ss_decoder[0]
         for name, (config, weights) in self.decoders.items():
@@ -283,11 +286,18 @@ def find_encoders(folder: Trellis2Folder, ss_decoder: Path) -> dict[str, tuple[A
     return found
 
 
-def plan_trellis2(src: str | Path, resolution: int = 512) -> Trellis2Plan:
-    """Read a TRELLIS.2 folder and check every checkpoint it needs (headers only) before anything is loaded."""
+def plan_trellis2(src: str | Path, resolution: int = 512, cascade: bool = False) -> Trellis2Plan:
+    """Read a TRELLIS.2 folder and check every checkpoint it needs (headers only) before anything is loaded.
+
+    `cascade` (TRELLIS.2's "1024_cascade", its default): structure and a first geometry pass with the 512 models,
+    then geometry and material with the 1024 models on the voxels that pass predicts."""
     _check_resolution(resolution)
+    if cascade and resolution != 1024:
+        raise ConfigError("the cascade refines 512 into 1024: use resolution 1024 with it")
     folder = read_trellis2_folder(src)
-    flows = {s: read_flow_config(folder, folder.flow_reference(s, resolution)) for s in STAGES}
+    flows = {COMPONENT[s]: read_flow_config(folder, folder.flow_reference(s, resolution)) for s in STAGES}
+    if cascade:
+        flows[CASCADE_FLOW] = read_flow_config(folder, folder.flow_reference("geometry", 512))
     ss_decoder_path = find_ss_decoder(folder)
     ss_decoder = read_ss_decoder_config(ss_decoder_path)
     encoders = find_encoders(folder, ss_decoder_path)
@@ -304,11 +314,11 @@ def plan_trellis2(src: str | Path, resolution: int = 512) -> Trellis2Plan:
     if decoders["geometry_vae"][0].geometry is False or decoders["material_vae"][0].pred_subdiv:
         raise ConfigError("shape_slat_decoder must be a FlexiDualGridVaeDecoder and tex_slat_decoder a guided "
                           "SparseUnetVaeDecoder (pred_subdiv false), as TRELLIS.2 releases them")
-    coarse = resolution // decoders["geometry_vae"][0].downsampling
+    coarse = (512 if cascade else resolution) // decoders["geometry_vae"][0].downsampling
     if ss_decoder[0].resolution % coarse:
         raise ConfigError(f"the stage-1 decoder's {ss_decoder[0].resolution}³ grid does not pool onto the "
                           f"{coarse}³ latent grid of the {resolution} models")
-    return Trellis2Plan(folder, resolution, flows, ss_decoder, decoders, encoders)
+    return Trellis2Plan(folder, resolution, flows, ss_decoder, decoders, encoders, 512 if cascade else None)
 
 
 def load_trellis2_flows(src: str | Path, resolution: int = 512, dtype: torch.dtype = torch.bfloat16,
@@ -321,7 +331,7 @@ def load_trellis2_flows(src: str | Path, resolution: int = 512, dtype: torch.dty
 
 
 def convert_trellis2(src: str | Path, out: str | Path, resolution: int = 512, dtype: str = "bfloat16",
-                     dino: str | Path | None = None) -> Path:
+                     dino: str | Path | None = None, cascade: bool = False) -> Path:
     """Write a TRELLIS.2 folder as a helix4d model folder (`helix4d generate --model OUT`); returns `out`.
 
     All checkpoints are checked before anything is written; the folder appears complete or not at all. With
@@ -330,7 +340,7 @@ def convert_trellis2(src: str | Path, out: str | Path, resolution: int = 512, dt
     """
     if dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    plan, out = plan_trellis2(src, resolution), Path(out)
+    plan, out = plan_trellis2(src, resolution, cascade), Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"{out} exists and is not an empty folder; choose a new folder")
     dino_files = dino_folder_files(Path(dino)) if dino is not None else []
@@ -359,7 +369,7 @@ def _manifest(plan: Trellis2Plan, dtype: str, with_dino: bool) -> dict[str, Any]
         "source": str(folder.root.resolve()),
         "resolution": plan.resolution,
         "dtype": dtype,
-        "checkpoints": {COMPONENT[s]: str(w.with_suffix("")) for s, (_, w) in plan.flows.items()}
+        "checkpoints": {name: str(w.with_suffix("")) for name, (_, w) in plan.flows.items()}
         | {"ss_vae": str(plan.ss_decoder[1].with_suffix("")),
            "geometry_vae": models.get("shape_slat_decoder"), "material_vae": models.get("tex_slat_decoder")}
         | {name: str(w.with_suffix("")) for name, (_, w) in plan.encoders.items()},

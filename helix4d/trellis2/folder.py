@@ -38,7 +38,8 @@ ENCODER_TYPES = {
 
 def load_trellis2_components(folder: Path, config: PipelineConfig) -> dict[str, nn.Module]:
     """Every component of a converted TRELLIS.2 model folder; a missing DINO copy is a clear error."""
-    modules = {name: load_component(name, folder / name, types)[0] for name, types in COMPONENT_TYPES.items()}
+    types = COMPONENT_TYPES | ({"geometry_flow_lr": COMPONENT_TYPES["geometry_flow"]} if config.cascade_from else {})
+    modules = {name: load_component(name, folder / name, t)[0] for name, t in types.items()}
     return modules | {"image_encoder": load_trellis2_image_encoder(folder, config)}
 
 

@@ -252,19 +252,29 @@ class Trellis2SCVAEDecoder(nn.Module):
         if fine_coords is not None:
             raise InputError("TRELLIS.2 decoders are guided by subdivision masks (guide=), not by fine coordinates")
         masks = [logits > 0 for logits in guide.exists_logits] if guide is not None else None
+        h, coords, logits = self._trunk(latent, coords, masks, len(self.config.model_channels))
+        raw = self.output_layer(F.layer_norm(h, h.shape[-1:]))
+        return DecoderOutput(coords, raw.float(), logits, [])
+
+    def upsample(self, latent: Tensor, coords: Tensor, times: int) -> Tensor:
+        """The voxels (N, 4) after `times` up blocks, without decoding features (TRELLIS.2's cascade uses the
+        512-level voxels of a first pass to place the 1024 models' tokens)."""
+        return self._trunk(latent, coords, None, times)[1]
+
+    def _trunk(self, latent: Tensor, coords: Tensor, masks: list[Tensor] | None, levels: int
+               ) -> tuple[Tensor, Tensor, list[Tensor]]:
+        """Features and voxels after the first `levels` levels (each: its blocks, then its up block)."""
         h = self.from_latent(latent.to(self.from_latent.weight.dtype))
-        nb, logits_all, up = neighbour_map(coords), [], 0
-        for level in self.blocks:
+        nb, logits_all = neighbour_map(coords), []
+        for level in list(self.blocks)[:levels]:
             for block in level:
                 if isinstance(block, UpBlock):
-                    keep = masks[up] if masks is not None else None
+                    keep = masks[len(logits_all)] if masks is not None else None
                     h, coords, nb, logits = block(h, coords, nb, keep)
                     logits_all.append(logits if logits is not None else keep.float() * 2 - 1)
-                    up += 1
                 else:
                     h = block(h, nb)
-        raw = self.output_layer(F.layer_norm(h, h.shape[-1:]))
-        return DecoderOutput(coords, raw.float(), logits_all, [])
+        return h, coords, logits_all
 
     def features(self, raw: Tensor) -> Tensor:
         """Shape: (dual vertex in [-m, 1+m], intersected logits, quad_lerp ≥ 0); texture: PBR = raw · 0.5 + 0.5."""
