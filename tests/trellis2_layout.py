@@ -118,21 +118,23 @@ def write_trellis2_folder(root: Path, depths: dict[str, int], widths: dict, seed
 SS_DEC = "ckpts/ss_dec_conv3d_16l8_fp16"
 
 
+def _res_block_shapes(prefix: str, c: int) -> dict[str, tuple[int, ...]]:
+    """TRELLIS' dense `ResBlock3d` (channel LayerNorms, two 3³ convolutions)."""
+    return {prefix + n: shape for n, shape in (
+        ("norm1.weight", (c,)), ("norm1.bias", (c,)), ("norm2.weight", (c,)), ("norm2.bias", (c,)),
+        ("conv1.weight", (c, c, 3, 3, 3)), ("conv1.bias", (c,)), ("conv2.weight", (c, c, 3, 3, 3)), ("conv2.bias", (c,)))}
+
+
 def ss_decoder_shapes(channels: tuple[int, ...], latent: int = 8, res_blocks: int = 2, middle: int = 2
                       ) -> dict[str, tuple[int, ...]]:
     """Tensors of TRELLIS' SparseStructureDecoder (norm_type 'layer')."""
-    def res(prefix: str, c: int) -> dict[str, tuple[int, ...]]:
-        return {prefix + n: shape for n, shape in (
-            ("norm1.weight", (c,)), ("norm1.bias", (c,)), ("norm2.weight", (c,)), ("norm2.bias", (c,)),
-            ("conv1.weight", (c, c, 3, 3, 3)), ("conv1.bias", (c,)),
-            ("conv2.weight", (c, c, 3, 3, 3)), ("conv2.bias", (c,)))}
     s = {"input_layer.weight": (channels[0], latent, 3, 3, 3), "input_layer.bias": (channels[0],)}
     for i in range(middle):
-        s |= res(f"middle_block.{i}.", channels[0])
+        s |= _res_block_shapes(f"middle_block.{i}.", channels[0])
     n = 0
     for i, c in enumerate(channels):
         for _ in range(res_blocks):
-            s |= res(f"blocks.{n}.", c)
+            s |= _res_block_shapes(f"blocks.{n}.", c)
             n += 1
         if i + 1 < len(channels):
             up = channels[i + 1] * 8
@@ -149,6 +151,12 @@ FULL_DECODER = dict(model_channels=[1024, 512, 256, 128, 64], num_blocks=[4, 16,
 SMALL_DECODER = dict(model_channels=[64, 32, 16, 8, 8], num_blocks=[1, 1, 0, 0, 0])
 SMALL_SS_DECODER = dict(out_channels=1, latent_channels=8, num_res_blocks=1, num_res_blocks_middle=1,
                         channels=[16, 8, 8], use_fp16=True)
+
+
+def _convnext_shapes(p: str, c: int) -> dict[str, tuple[int, ...]]:
+    """`SparseConvNeXtBlock3d`: norm, 3³ sparse conv `[C, 3, 3, 3, C]`, MLP ×4."""
+    return {p + "norm.weight": (c,), p + "norm.bias": (c,), p + "conv.weight": (c, 3, 3, 3, c), p + "conv.bias": (c,),
+            p + "mlp.0.weight": (4 * c, c), p + "mlp.0.bias": (4 * c,), p + "mlp.2.weight": (c, 4 * c), p + "mlp.2.bias": (c,)}
 
 
 def sc_decoder_args(out_channels: int, pred_subdiv: bool, model_channels: list[int], num_blocks: list[int]) -> dict:
@@ -169,10 +177,7 @@ def sc_decoder_shapes(out_channels: int, pred_subdiv: bool, model_channels: list
          "output_layer.weight": (out_channels, model_channels[-1]), "output_layer.bias": (out_channels,)}
     for i, (c, n) in enumerate(zip(model_channels, num_blocks)):
         for j in range(n):
-            p = f"blocks.{i}.{j}."
-            s |= {p + "norm.weight": (c,), p + "norm.bias": (c,), p + "conv.weight": (c, 3, 3, 3, c),
-                  p + "conv.bias": (c,), p + "mlp.0.weight": (4 * c, c), p + "mlp.0.bias": (4 * c,),
-                  p + "mlp.2.weight": (c, 4 * c), p + "mlp.2.bias": (c,)}
+            s |= _convnext_shapes(f"blocks.{i}.{j}.", c)
         if i + 1 < len(model_channels):
             p, o = f"blocks.{i}.{n}.", model_channels[i + 1]
             s |= {p + "norm1.weight": (c,), p + "norm1.bias": (c,), p + "conv1.weight": (8 * o, 3, 3, 3, c),
@@ -204,10 +209,7 @@ def sc_encoder_shapes(in_channels: int, model_channels: list[int], num_blocks: l
          "to_latent.weight": (64, model_channels[-1]), "to_latent.bias": (64,)}
     for i, (c, n) in enumerate(zip(model_channels, num_blocks)):
         for j in range(n):
-            p = f"blocks.{i}.{j}."
-            s |= {p + "norm.weight": (c,), p + "norm.bias": (c,), p + "conv.weight": (c, 3, 3, 3, c),
-                  p + "conv.bias": (c,), p + "mlp.0.weight": (4 * c, c), p + "mlp.0.bias": (4 * c,),
-                  p + "mlp.2.weight": (c, 4 * c), p + "mlp.2.bias": (c,)}
+            s |= _convnext_shapes(f"blocks.{i}.{j}.", c)
         if i + 1 < len(model_channels):
             p, o = f"blocks.{i}.{n}.", model_channels[i + 1]
             s |= {p + "norm1.weight": (c,), p + "norm1.bias": (c,), p + "conv1.weight": (o // 8, 3, 3, 3, c),
@@ -218,22 +220,17 @@ def sc_encoder_shapes(in_channels: int, model_channels: list[int], num_blocks: l
 def ss_encoder_shapes(channels: tuple[int, ...], latent: int = 8, res_blocks: int = 2, middle: int = 2
                       ) -> dict[str, tuple[int, ...]]:
     """Tensors of TRELLIS' SparseStructureEncoder (norm_type 'layer', 2×2×2 stride-2 downsampling convs)."""
-    def res(prefix: str, c: int) -> dict[str, tuple[int, ...]]:
-        return {prefix + n: shape for n, shape in (
-            ("norm1.weight", (c,)), ("norm1.bias", (c,)), ("norm2.weight", (c,)), ("norm2.bias", (c,)),
-            ("conv1.weight", (c, c, 3, 3, 3)), ("conv1.bias", (c,)),
-            ("conv2.weight", (c, c, 3, 3, 3)), ("conv2.bias", (c,)))}
     s = {"input_layer.weight": (channels[0], 1, 3, 3, 3), "input_layer.bias": (channels[0],)}
     n = 0
     for i, c in enumerate(channels):
         for _ in range(res_blocks):
-            s |= res(f"blocks.{n}.", c)
+            s |= _res_block_shapes(f"blocks.{n}.", c)
             n += 1
         if i + 1 < len(channels):
             s |= {f"blocks.{n}.conv.weight": (channels[i + 1], c, 2, 2, 2), f"blocks.{n}.conv.bias": (channels[i + 1],)}
             n += 1
     for i in range(middle):
-        s |= res(f"middle_block.{i}.", channels[-1])
+        s |= _res_block_shapes(f"middle_block.{i}.", channels[-1])
     return s | {"out_layer.0.weight": (channels[-1],), "out_layer.0.bias": (channels[-1],),
                 "out_layer.2.weight": (2 * latent, channels[-1], 3, 3, 3), "out_layer.2.bias": (2 * latent,)}
 
