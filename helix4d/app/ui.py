@@ -164,7 +164,7 @@ def launch(
         try:
             demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True,
                         allowed_paths=[str(app.workdir), *(str(p.parent) for p in app.examples)])
-        except OSError as exc:
+        except OSError:
             raise InputError(f"cannot serve on {host}:{port} (port in use or address not available); "
                              "pass another --port or --host") from None
         jobs.serve()
