@@ -76,3 +76,21 @@ def test_recipe_trains_every_part(workspace: Path) -> None:
     assert pipe.config.trained
     images = np.random.default_rng(0).random((3, 4, 32, 32), dtype=np.float32)
     assert pipe.generate(images, steps=2).num_frames == 3
+
+
+def test_recolouring_moves_whole_frames_and_keeps_alpha() -> None:
+    from helix4d.train.tasks import recolour_frames
+
+    g = torch.Generator().manual_seed(0)
+    feats = torch.rand(40, 6, generator=g) * 0.02 + 0.49
+    coords = torch.cat([torch.full((20, 1), 0), torch.full((20, 1), 1)]).repeat(1, 4)
+    never = recolour_frames(feats, coords, 0.0, torch.Generator().manual_seed(1))
+    always = recolour_frames(feats, coords, 1.0, torch.Generator().manual_seed(1))
+    assert torch.equal(never, feats)
+    assert torch.equal(always[:, 5], feats[:, 5]) and always.min() >= 0 and always.max() <= 1
+    assert 0 < always.min() and always.max() < 1  # this seed clips nothing, so each frame is an exact affine map
+    for rows in (slice(0, 20), slice(20, 40)):  # one shift and one scale per frame and channel, in [0.5, 1.5]
+        ratio = (always[rows, :5] - always[rows, :5].mean(0)) / (feats[rows, :5] - feats[rows, :5].mean(0))
+        torch.testing.assert_close(ratio, ratio[:1].expand_as(ratio), atol=1e-3, rtol=1e-3)
+        assert ((ratio[0] >= 0.5) & (ratio[0] <= 1.5)).all()
+    assert not torch.allclose(always[:20, :3].mean(0), feats[:20, :3].mean(0), atol=0.01)

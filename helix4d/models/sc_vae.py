@@ -61,6 +61,15 @@ class _Level(nn.Module):
 
 
 @dataclass
+class SCVAELossWeights:
+    """Training weights of `SCVAE.loss` (a training choice, not part of the model)."""
+
+    reconstruction: float = 10.0  # MSE of the continuous channels
+    l1: float = 0.0  # L1 of the continuous channels (sharper colours than MSE alone)
+    exists: float = 1.0  # child-existence BCE; 0 for the material VAE, which is always guided at inference
+
+
+@dataclass
 class DecoderOutput:
     coords: Tensor  # (N, 4) fine voxels [group, x, y, z]
     raw: Tensor  # (N, in_channels) unnormalised outputs
@@ -141,8 +150,10 @@ class SCVAE(nn.Module):
         """One frame's O-Voxel from this (geometry) decoder's `features` and the material decoder's."""
         return OVoxel.from_features(resolution, coords, geometry, material)
 
-    def loss(self, feats: Tensor, coords: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, feats: Tensor, coords: Tensor, generator: torch.Generator | None = None,
+             weights: SCVAELossWeights | None = None) -> tuple[Tensor, dict[str, float]]:
         """Reconstruction of fine features + child-existence BCE + KL; feats (N, C_in) in [0, 1]."""
+        w = weights or SCVAELossWeights()
         mean, logvar, coarse = self.encode(feats, coords)
         noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         out = self.decode(mean + noise * (0.5 * logvar).exp(), coarse, fine_coords=coords)
@@ -150,8 +161,11 @@ class SCVAE(nn.Module):
         binary = torch.zeros(feats.shape[1], dtype=torch.bool, device=feats.device)
         binary[list(self.config.binary_channels)] = True
         rec_bin = F.binary_cross_entropy_with_logits(out.raw[:, binary], target[:, binary]) if binary.any() else out.raw.new_zeros(())
-        rec_mse = F.mse_loss(torch.sigmoid(out.raw[:, ~binary]), target[:, ~binary])
+        error = torch.sigmoid(out.raw[:, ~binary]) - target[:, ~binary]
+        rec_mse, rec_l1 = error.pow(2).mean(), error.abs().mean()
         exists = sum(F.binary_cross_entropy_with_logits(l, t.float()) for l, t in zip(out.exists_logits, out.exists_targets))
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
-        total = rec_mse * 10.0 + rec_bin + exists + self.config.kl_weight * kl
-        return total, {"mse": rec_mse.item(), "bce": float(rec_bin.detach()), "exists": float(exists.detach()), "kl": kl.item()}
+        total = rec_mse * w.reconstruction + rec_l1 * w.l1 + rec_bin + exists * w.exists + self.config.kl_weight * kl
+        metrics = {"mse": rec_mse.item(), "l1": rec_l1.item(), "bce": float(rec_bin.detach()),
+                   "exists": float(exists.detach()), "kl": kl.item()}
+        return total, metrics

@@ -30,6 +30,7 @@ from helix4d.data import layout
 from helix4d.errors import ConfigError
 from helix4d.models.flow import FlowTransformer
 from helix4d.models.image_encoder import ImageEncoder
+from helix4d.models.sc_vae import SCVAELossWeights
 from helix4d.nn.blocks import freeze_all_but_temporal, init_temporal_from_base
 from helix4d.pipeline.config import PipelineConfig
 from helix4d.pipeline.folder import (
@@ -44,6 +45,7 @@ from helix4d.train.latents import INDEX, coarse_occupancy, fine_coords, write_js
 from helix4d.train.task import Task, register_task
 
 STAGE_FLOW = {"ss": "ss_flow", "geometry": "geometry_flow", "material": "material_flow"}
+RECOLOURED_CHANNELS = (0, 1, 2, 3, 4)  # material features: base colour RGB, metallic, roughness (alpha kept)
 
 
 # ------------------------------------------------------------------------------------------------ shared pieces
@@ -132,14 +134,23 @@ class SSVAETask(Task):
 
 @register_task("sc_vae")
 class SCVAETask(Task):
-    """Fine O-Voxel features ↔ coarse sparse latents; `task_options.component` = geometry_vae | material_vae."""
+    """Fine O-Voxel features ↔ coarse sparse latents. options: component (geometry_vae | material_vae), the
+    `SCVAELossWeights` (reconstruction_weight, l1_weight, exists_weight) and, for materials, colour_augmentation:
+    the share of frames whose colour / metallic / roughness are re-drawn (`recolour_frames`)."""
 
     def __init__(self, config: TrainConfig) -> None:
+        o = config.task_options
         self.config, self.model_folder = config, _model_folder(config)
-        self.component = config.task_options.get("component", "geometry_vae")
+        self.component = o.get("component", "geometry_vae")
         if self.component not in ("geometry_vae", "material_vae"):
             raise ConfigError(f"task_options.component must be geometry_vae or material_vae, got {self.component!r}")
         read_trainable_pipeline_config(self.model_folder)  # our own VAEs only
+        defaults = SCVAELossWeights()
+        self.weights = SCVAELossWeights(float(o.get("reconstruction_weight", defaults.reconstruction)),
+                                        float(o.get("l1_weight", defaults.l1)), float(o.get("exists_weight", defaults.exists)))
+        self.colour_augmentation = float(o.get("colour_augmentation", 0.0))
+        if self.colour_augmentation and self.component != "material_vae":
+            raise ConfigError("colour_augmentation applies to the material_vae only")
 
     def build_model(self) -> nn.Module:
         vae, self.vae_config = load_component(self.component, self.model_folder / self.component)
@@ -157,10 +168,34 @@ class SCVAETask(Task):
 
     def loss(self, model: nn.Module, batch: tuple[Tensor, Tensor], generator: torch.Generator):
         feats, coords = batch
-        return model(feats, coords, generator=generator)
+        if self.colour_augmentation:
+            feats = recolour_frames(feats, coords, self.colour_augmentation, generator)
+        return model(feats, coords, generator=generator, weights=self.weights)
 
     def save_artifact(self, model: nn.Module, out_dir: Path) -> None:
         install_component(model.inner, self.vae_config, self.model_folder, self.component, out_dir)
+
+
+def recolour_frames(feats: Tensor, coords: Tensor, probability: float, generator: torch.Generator,
+                    channels: tuple[int, ...] = RECOLOURED_CHANNELS) -> Tensor:
+    """Material features (N, 6) with, in a `probability` share of frames, each of `channels` moved to a random
+    frame mean in [0, 1] and its deviations scaled by U(0.5, 1.5), clipped to [0, 1].
+
+    Why: procedural objects come in few colours, each tied to a shape; the material decoder is given the voxels,
+    so without this it learns "shape → typical colour" and ignores its latent (every output came out one
+    pinkish grey). Re-drawn colours make the latent the only source of colour."""
+    dev, frame = feats.device, coords[:, 0]
+    frames = int(frame.max()) + 1 if len(frame) else 0
+    ch = torch.tensor(channels, device=dev)
+    use = torch.rand(frames, generator=generator, device=dev) < probability  # (F,)
+    counts = torch.zeros(frames, device=dev).index_add_(0, frame, torch.ones_like(frame, dtype=feats.dtype))
+    mean = torch.zeros(frames, len(ch), device=dev).index_add_(0, frame, feats[:, ch]) / counts.clamp(min=1)[:, None]
+    new_mean = torch.rand(frames, len(ch), generator=generator, device=dev)
+    scale = 0.5 + torch.rand(frames, len(ch), generator=generator, device=dev)
+    recoloured = (new_mean[frame] + scale[frame] * (feats[:, ch] - mean[frame])).clamp(0, 1)
+    out = feats.clone()
+    out[:, ch] = torch.where(use[frame][:, None], recoloured, feats[:, ch])
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ flows
