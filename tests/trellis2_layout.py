@@ -125,21 +125,28 @@ def _res_block_shapes(prefix: str, c: int) -> dict[str, tuple[int, ...]]:
         ("conv1.weight", (c, c, 3, 3, 3)), ("conv1.bias", (c,)), ("conv2.weight", (c, c, 3, 3, 3)), ("conv2.bias", (c,)))}
 
 
+def _level_shapes(channels: tuple[int, ...], res_blocks: int, resample) -> dict[str, tuple[int, ...]]:
+    """TRELLIS' flat dense `blocks`: per level its res-blocks, then one resampling conv, whose (weight, bias)
+    shapes are `resample(c_in, c_out)`."""
+    s, n = {}, 0
+    for i, c in enumerate(channels):
+        for _ in range(res_blocks):
+            s |= _res_block_shapes(f"blocks.{n}.", c)
+            n += 1
+        if i + 1 < len(channels):
+            weight, bias = resample(c, channels[i + 1])
+            s |= {f"blocks.{n}.conv.weight": weight, f"blocks.{n}.conv.bias": bias}
+            n += 1
+    return s
+
+
 def ss_decoder_shapes(channels: tuple[int, ...], latent: int = 8, res_blocks: int = 2, middle: int = 2
                       ) -> dict[str, tuple[int, ...]]:
     """Tensors of TRELLIS' SparseStructureDecoder (norm_type 'layer')."""
     s = {"input_layer.weight": (channels[0], latent, 3, 3, 3), "input_layer.bias": (channels[0],)}
     for i in range(middle):
         s |= _res_block_shapes(f"middle_block.{i}.", channels[0])
-    n = 0
-    for i, c in enumerate(channels):
-        for _ in range(res_blocks):
-            s |= _res_block_shapes(f"blocks.{n}.", c)
-            n += 1
-        if i + 1 < len(channels):
-            up = channels[i + 1] * 8
-            s |= {f"blocks.{n}.conv.weight": (up, c, 3, 3, 3), f"blocks.{n}.conv.bias": (up,)}
-            n += 1
+    s |= _level_shapes(channels, res_blocks, lambda c, o: ((8 * o, c, 3, 3, 3), (8 * o,)))  # conv + pixel shuffle
     return s | {"out_layer.0.weight": (channels[-1],), "out_layer.0.bias": (channels[-1],),
                 "out_layer.2.weight": (1, channels[-1], 3, 3, 3), "out_layer.2.bias": (1,)}
 
@@ -221,14 +228,7 @@ def ss_encoder_shapes(channels: tuple[int, ...], latent: int = 8, res_blocks: in
                       ) -> dict[str, tuple[int, ...]]:
     """Tensors of TRELLIS' SparseStructureEncoder (norm_type 'layer', 2×2×2 stride-2 downsampling convs)."""
     s = {"input_layer.weight": (channels[0], 1, 3, 3, 3), "input_layer.bias": (channels[0],)}
-    n = 0
-    for i, c in enumerate(channels):
-        for _ in range(res_blocks):
-            s |= _res_block_shapes(f"blocks.{n}.", c)
-            n += 1
-        if i + 1 < len(channels):
-            s |= {f"blocks.{n}.conv.weight": (channels[i + 1], c, 2, 2, 2), f"blocks.{n}.conv.bias": (channels[i + 1],)}
-            n += 1
+    s |= _level_shapes(channels, res_blocks, lambda c, o: ((o, c, 2, 2, 2), (o,)))  # 2×2×2 stride-2 conv
     for i in range(middle):
         s |= _res_block_shapes(f"middle_block.{i}.", channels[-1])
     return s | {"out_layer.0.weight": (channels[-1],), "out_layer.0.bias": (channels[-1],),

@@ -81,18 +81,25 @@ def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], where: 
     module.load_state_dict(state, strict=True)
 
 
+def read_component_config(name: str, folder: Path, config_type: type | None = None) -> Any:
+    """A component's `config.json` alone (no weights), as its dataclass (`config_type`, default: our own)."""
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise ConfigError(f"model folder is missing {config_path}; is this a helix4d model folder?")
+    try:
+        return config_from_dict(name, json.loads(config_path.read_text()), config_type)
+    except (json.JSONDecodeError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{config_path} is not a valid {name} config ({exc})") from None
+
+
 def load_component(name: str, folder: Path, types: tuple[type, type[nn.Module]] | None = None
                    ) -> tuple[nn.Module, Any]:
     """One component folder, strictly; `types` = (config class, module class) when not our own component's."""
     config_type, model_type = types or (CONFIG_TYPES[name], MODEL_TYPES[name])
-    config_path, weights_path = folder / "config.json", folder / "model.safetensors"
-    for p in (config_path, weights_path):
-        if not p.is_file():
-            raise ConfigError(f"model folder is missing {p}; is this a helix4d model folder?")
-    try:
-        config = config_from_dict(name, json.loads(config_path.read_text()), config_type)
-    except (json.JSONDecodeError, TypeError, ValueError) as exc:
-        raise ConfigError(f"{config_path} is not a valid {name} config ({exc})") from None
+    weights_path = folder / "model.safetensors"
+    if not weights_path.is_file():
+        raise ConfigError(f"model folder is missing {weights_path}; is this a helix4d model folder?")
+    config = read_component_config(name, folder, config_type)
     module = model_type(config)
     try:
         state = load_file(str(weights_path))

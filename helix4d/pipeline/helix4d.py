@@ -278,9 +278,9 @@ class _Run:
         dense = SparseTensor.from_frames(coords, list(latent.split(r**3))).to_dense((r, r, r))
         logits = ss_vae.decode(dense)[:, 0]  # (F, R, R, R)
         first_pass = self.pipe.config.cascade_from or self.pipe.config.resolution
-        grid = first_pass // self.pipe.geometry_vae.downsampling  # the latent grid of the (first) geometry pass
-        if logits.shape[-1] > grid:  # TRELLIS.2: the 64³ occupancy max-pooled onto the 32³ grid of its 512 models
-            logits = F.max_pool3d(logits[:, None], logits.shape[-1] // grid)[:, 0]
+        side = first_pass // self.pipe.geometry_vae.downsampling  # the latent grid of the (first) geometry pass
+        if logits.shape[-1] > side:  # TRELLIS.2: the 64³ occupancy max-pooled onto the 32³ grid of its 512 models
+            logits = F.max_pool3d(logits[:, None], logits.shape[-1] // side)[:, 0]
         occupied = []
         for f in range(frames):
             idx = (logits[f] > self.pipe.config.occupancy_threshold).nonzero()  # (n_f, 3)

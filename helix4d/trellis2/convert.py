@@ -146,23 +146,16 @@ def check_checkpoint(config: FlowConfig, weights: Path) -> None:
     check_tensors(expected_trellis2_shapes(config), weights)
 
 
-def helix4d_state(config: FlowConfig, weights: Path, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """Our state dict from a checked TRELLIS.2 checkpoint; temporal copies cloned from the base self-attention."""
+def _flow_from_checked(config: FlowConfig, weights: Path, dtype: torch.dtype) -> FlowTransformer:
+    """Our flow model from a checked TRELLIS.2 checkpoint (its tensors are used in place, no fp32 copy); the
+    temporal copies are cloned from the base self-attention."""
     check_checkpoint(config, weights)
     source = load_file(str(weights))
     state = {to_helix4d(k): v.to(dtype) for k, v in source.items() if k not in DERIVED_SOURCE_KEYS}
     with torch.device("meta"):
-        names = list(FlowTransformer(config).state_dict())
-    for name in filter(is_temporal, names):
-        state[name] = state[to_helix4d(to_trellis2(name))].clone()
-    return state
-
-
-def _flow_from_checked(config: FlowConfig, weights: Path, dtype: torch.dtype) -> FlowTransformer:
-    """Our flow model from a TRELLIS.2 checkpoint (its tensors are used in place, no fp32 copy)."""
-    state = helix4d_state(config, weights, dtype)
-    with torch.device("meta"):
         model = FlowTransformer(config)
+    for name in filter(is_temporal, model.state_dict()):
+        state[name] = state[to_helix4d(to_trellis2(name))].clone()
     model.load_state_dict(state, strict=True, assign=True)
     return model.eval()
 
@@ -190,11 +183,17 @@ def find_ss_decoder(folder: Trellis2Folder) -> Path:
     return found
 
 
-def load_checked(model_type: type[nn.Module], config: Any, weights: Path, dtype: torch.dtype) -> nn.Module:
-    """A module whose checkpoint matched `config` by name and shape (header first), loaded strictly in `dtype`."""
+def check_module_checkpoint(model_type: type[nn.Module], config: Any, weights: Path) -> nn.Module:
+    """The module `config` describes, on the meta device, after its checkpoint matched it by name and shape."""
     with torch.device("meta"):
         model = model_type(config)
     check_tensors({k: tuple(v.shape) for k, v in model.state_dict().items()}, weights)
+    return model
+
+
+def load_checked(model_type: type[nn.Module], config: Any, weights: Path, dtype: torch.dtype) -> nn.Module:
+    """A module whose checkpoint matched `config` by name and shape (header first), loaded strictly in `dtype`."""
+    model = check_module_checkpoint(model_type, config, weights)
     model.load_state_dict({k: v.to(dtype) for k, v in load_file(str(weights)).items()}, strict=True, assign=True)
     return model.eval()
 
@@ -308,9 +307,7 @@ def plan_trellis2(src: str | Path, resolution: int = 512, cascade: bool = False)
     for model_type, (config, weights) in [(Trellis2SSDecoder, ss_decoder)] + [
             (Trellis2SCVAEDecoder, d) for d in decoders.values()] + [
             (ENCODER_TYPES[name], e) for name, e in encoders.items()]:
-        with torch.device("meta"):
-            expected = {k: tuple(v.shape) for k, v in model_type(config).state_dict().items()}
-        check_tensors(expected, weights)
+        check_module_checkpoint(model_type, config, weights)
     if decoders["geometry_vae"][0].geometry is False or decoders["material_vae"][0].pred_subdiv:
         raise ConfigError("shape_slat_decoder must be a FlexiDualGridVaeDecoder and tex_slat_decoder a guided "
                           "SparseUnetVaeDecoder (pred_subdiv false), as TRELLIS.2 releases them")

@@ -16,7 +16,7 @@ from torch import Tensor
 from helix4d.errors import ConfigError
 from helix4d.ovoxel import OVoxel
 from helix4d.pipeline.config import PipelineConfig
-from helix4d.pipeline.folder import load_component
+from helix4d.pipeline.folder import read_component_config
 from helix4d.trellis2.dual_grid import trellis2_material_inputs, trellis2_shape_inputs
 from helix4d.trellis2.folder import COMPONENT_TYPES, load_trellis2_encoders
 from helix4d.train.latents import coarse_occupancy
@@ -29,7 +29,7 @@ class Trellis2Encoders:
         encoders = load_trellis2_encoders(model)
         self.ss_encoder, self.shape, self.texture = (encoders[k].to(device) for k in
                                                      ("ss_encoder", "geometry_encoder", "material_encoder"))
-        ss_grid = load_component("ss_vae", model / "ss_vae", COMPONENT_TYPES["ss_vae"])[1].resolution  # 64
+        ss_grid = read_component_config("ss_vae", model / "ss_vae", COMPONENT_TYPES["ss_vae"][0]).resolution  # 64
         if pipeline.resolution % ss_grid:
             raise ConfigError(f"O-Voxels at {pipeline.resolution}³ do not pool onto the {ss_grid}³ stage-1 grid")
         self.ss_grid, self.levels = ss_grid, int(math.log2(pipeline.resolution // ss_grid))

@@ -110,6 +110,32 @@ class UpsampleBlock3d(nn.Module):
         return h.reshape(b, c8 // 8, 2 * r, 2 * r, 2 * r)  # (B, C, 2R, 2R, 2R)
 
 
+class DownsampleBlock3d(nn.Module):
+    """2×2×2 stride-2 Conv3d (TRELLIS' `DownsampleBlock3d`, mode "conv")."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(in_channels, out_channels, 2, stride=2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x)  # (B, C_out, R/2, R/2, R/2)
+
+
+def _levels(channels: tuple[int, ...], res_blocks: int, resample: type[nn.Module]) -> nn.ModuleList:
+    """TRELLIS' flat `blocks`: per level its res-blocks, then (except the last level) one resampling block."""
+    blocks: list[nn.Module] = []
+    for i, ch in enumerate(channels):
+        blocks += [ResBlock3d(ch) for _ in range(res_blocks)]
+        if i + 1 < len(channels):
+            blocks.append(resample(ch, channels[i + 1]))
+    return nn.ModuleList(blocks)
+
+
+def _output_head(channels: int, out_channels: int) -> nn.Sequential:
+    """`out_layer`: channel LayerNorm, SiLU, 3³ convolution."""
+    return nn.Sequential(ChannelLayerNorm(channels), nn.SiLU(), nn.Conv3d(channels, out_channels, 3, padding=1))
+
+
 class Trellis2SSDecoder(nn.Module):
     """`decode(latent (B, 8, 16, 16, 16))` -> occupancy logits (B, 1, 64, 64, 64); parameter names as TRELLIS."""
 
@@ -119,14 +145,8 @@ class Trellis2SSDecoder(nn.Module):
         c = config.channels
         self.input_layer = nn.Conv3d(config.latent_channels, c[0], 3, padding=1)
         self.middle_block = nn.Sequential(*(ResBlock3d(c[0]) for _ in range(config.num_res_blocks_middle)))
-        blocks: list[nn.Module] = []
-        for i, ch in enumerate(c):
-            blocks += [ResBlock3d(ch) for _ in range(config.num_res_blocks)]
-            if i + 1 < len(c):
-                blocks.append(UpsampleBlock3d(ch, c[i + 1]))
-        self.blocks = nn.ModuleList(blocks)
-        out_conv = nn.Conv3d(c[-1], config.out_channels, 3, padding=1)
-        self.out_layer = nn.Sequential(ChannelLayerNorm(c[-1]), nn.SiLU(), out_conv)
+        self.blocks = _levels(c, config.num_res_blocks, UpsampleBlock3d)
+        self.out_layer = _output_head(c[-1], config.out_channels)
 
     @property
     def latent_resolution(self) -> int:
@@ -146,17 +166,6 @@ class Trellis2SSDecoder(nn.Module):
     forward = decode
 
 
-class DownsampleBlock3d(nn.Module):
-    """2×2×2 stride-2 Conv3d (TRELLIS' `DownsampleBlock3d`, mode "conv")."""
-
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv3d(in_channels, out_channels, 2, stride=2)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.conv(x)  # (B, C_out, R/2, R/2, R/2)
-
-
 class Trellis2SSEncoder(nn.Module):
     """`encode(occupancy (B, 1, 64, 64, 64))` -> mean, logvar (B, 8, 16, 16, 16); parameter names as TRELLIS."""
 
@@ -165,15 +174,9 @@ class Trellis2SSEncoder(nn.Module):
         self.config = config
         c = config.channels
         self.input_layer = nn.Conv3d(config.in_channels, c[0], 3, padding=1)
-        blocks: list[nn.Module] = []
-        for i, ch in enumerate(c):
-            blocks += [ResBlock3d(ch) for _ in range(config.num_res_blocks)]
-            if i + 1 < len(c):
-                blocks.append(DownsampleBlock3d(ch, c[i + 1]))
-        self.blocks = nn.ModuleList(blocks)
+        self.blocks = _levels(c, config.num_res_blocks, DownsampleBlock3d)
         self.middle_block = nn.Sequential(*(ResBlock3d(c[-1]) for _ in range(config.num_res_blocks_middle)))
-        out_conv = nn.Conv3d(c[-1], 2 * config.latent_channels, 3, padding=1)
-        self.out_layer = nn.Sequential(ChannelLayerNorm(c[-1]), nn.SiLU(), out_conv)
+        self.out_layer = _output_head(c[-1], 2 * config.latent_channels)
 
     @property
     def downsampling(self) -> int:
