@@ -372,6 +372,45 @@ def evaluate_command(
     typer.echo(json.dumps(report.to_json(), indent=1) if json_out else report.table())
 
 
+eval_app = typer.Typer(help="Measure model quality on held-out data (see also `helix4d evaluate`).", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("budget")
+def eval_budget_command(
+    dataset: Path = typer.Argument(..., help="Held-out dataset folder with ground truth (`helix4d data synth --seed ...`)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Model folder; default: the shipped demo model."),
+    sequences: Optional[int] = typer.Option(None, "--sequences", help="Use the first N sequences (default: all)."),
+    frames: Optional[int] = typer.Option(None, "--frames", help="Use the first F frames of each sequence (default: all)."),
+    steps: int = typer.Option(12, "--steps", help="Sampling steps per stage."),
+    seed: int = typer.Option(0, "--seed", help="Sampling seed (the same noise for every row)."),
+    rows: str = typer.Option("ceiling,vae,stages_2_3,temporal,per_frame", "--rows",
+                             help="Comma-separated rows to compute (all by default)."),
+    points: Optional[int] = typer.Option(None, "--points", help="Surface samples per frame (default: the protocol's)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the full report (per sequence, per kind) "
+                                            "as JSON to this file."),
+    device: str = typer.Option("auto", "--device", help="'auto', 'cpu' or 'cuda'."),
+) -> None:
+    """The error budget: the format's ceiling, the VAEs' round trip, stages 2-3 on the true coarse structure and the
+    full pipeline (temporal and per-frame), per phenomenon; protocol "ours". The stage adding most error is the
+    next one to train."""
+    import json
+
+    from rich.progress import Progress
+
+    from helix4d.eval.budget import run_budget
+    from helix4d.eval.protocols import make_protocol
+
+    chosen = [r.strip() for r in rows.split(",") if r.strip()]
+    with Progress(console=err_console, transient=True) as bar:
+        task = bar.add_task("budget", total=None)
+        report = run_budget(dataset, model, sequences, frames, steps, seed, device, make_protocol("ours", True, points),
+                            chosen, lambda what, done, total: bar.update(task, description=what, completed=done, total=total))
+    if json_out is not None:
+        json_out.write_text(json.dumps(report.to_json(), indent=1))
+    typer.echo(report.table())
+
+
 @app.command("ablate")
 def ablate_command(
     dataset: Path = typer.Argument(..., help="Dataset folder with ground truth (from `helix4d data synth` / `data build`)."),

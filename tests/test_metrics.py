@@ -158,6 +158,22 @@ def test_empty_frame_is_a_clear_error() -> None:
         sample_sequence([sphere(), trimesh.Trimesh()], 100)
 
 
+@pytest.mark.parametrize("protocol", [OursProtocol(points=500, align=False), ActionBenchProtocol(samples=500, align=False)])
+def test_empty_and_missing_frames_score_the_worst_error(protocol) -> None:
+    """An empty frame and a missing last frame each cost EMPTY_FRAME_CD and F-score 0; the others score as usual."""
+    from helix4d.eval.protocols import EMPTY_FRAME_CD
+
+    gt = [sphere()] * 4
+    whole = evaluate_sequence(gt, gt, protocol).metrics
+    holed = evaluate_sequence([sphere(), trimesh.Trimesh(), sphere()], gt, protocol).metrics
+    assert whole["empty_frames"] == 0 and holed["empty_frames"] == 2
+    assert holed["cd_3d"] == pytest.approx(0.5 * whole["cd_3d"] + 0.5 * EMPTY_FRAME_CD)
+    if isinstance(protocol, OursProtocol):
+        assert holed["f_score@0.02"] == pytest.approx(0.5 * whole["f_score@0.02"])
+    nothing = evaluate_sequence([trimesh.Trimesh()] * 4, gt, protocol).metrics
+    assert nothing["cd_3d"] == EMPTY_FRAME_CD and nothing["empty_frames"] == 4
+
+
 def test_actionbench_protocol_undoes_axis_rotation_and_per_axis_scale() -> None:
     gt = growing_sequence(2)
     pose = AffineMap(axis_rotations()[7] @ np.diag([1.2, 0.9, 1.0]), np.array([0.3, -0.2, 0.1]))
@@ -361,6 +377,12 @@ def test_cli_evaluate_prints_json_and_table(tmp_path) -> None:
     assert table.exit_code == 0 and "protocol: ours" in table.output and "| mean (1)" in table.output
     bad = runner.invoke(app, ["evaluate", str(tmp_path / "pred"), str(tmp_path / "gt"), "--protocol", "nope"])
     assert isinstance(bad.exception, InputError)
+    from helix4d.export.glb import write_glb
+
+    write_glb(trimesh.Trimesh(), tmp_path / "pred" / "frames" / "frame_0001.glb")  # what generate writes for an empty frame
+    holed = runner.invoke(app, ["evaluate", str(tmp_path / "pred"), str(tmp_path / "gt"), "--json", "--points", "1000"])
+    assert holed.exit_code == 0, holed.output
+    assert json.loads(holed.output)["sequences"][0]["empty_frames"] == 1
 
 
 def _dataset_sequence(folder, meshes, size: int = 32) -> None:

@@ -68,3 +68,20 @@ def test_image_encoder_tokens() -> None:
     tokens = enc(torch.rand(3, 4, 32, 32))
     assert tokens.shape == (3, 17, 32) and enc.num_tokens == 17
     assert torch.isfinite(tokens).all()
+
+
+def test_occupancy_probe_places_each_cell_in_its_block() -> None:
+    """Query (i, j, k) of the probe's lattice predicts exactly the voxels of block (i, j, k) of the R³ grid."""
+    from helix4d.models.image_encoder import OccupancyProbe
+
+    probe = OccupancyProbe(dim=16, heads=2, resolution=8, grid=4)
+    tokens = torch.randn(2, 5, 16)
+    logits = probe(tokens)
+    assert logits.shape == (2, 8, 8, 8)
+    with torch.no_grad():
+        probe.mlp[-1].weight.zero_()
+        probe.mlp[-1].bias.copy_(torch.arange(8, dtype=torch.float32))  # sub-voxel (a, b, c) -> 4a + 2b + c
+        probe.queries.zero_()
+    out = probe(tokens)[0]
+    for x, y, z in [(0, 0, 0), (3, 5, 6), (7, 7, 1)]:
+        assert out[x, y, z].item() == 4 * (x % 2) + 2 * (y % 2) + (z % 2)

@@ -60,6 +60,11 @@ def test_recipe_trains_every_part(workspace: Path) -> None:
     assert torch.equal(record["geometry"], again["geometry"]) and torch.equal(record["images"], again["images"])
     assert torch.allclose(record["material"], again["material"])
 
+    untrained_encoder = _state(root / "model" / "image_encoder")
+    losses = _run(root, "image_encoder", "image_encoder", 20, latents=str(root / "latents"))
+    assert np.mean(losses[-5:]) < np.mean(losses[:5])  # condition image -> coarse occupancy is learnt
+    assert any(not torch.equal(v, _state(root / "model" / "image_encoder")[k]) for k, v in untrained_encoder.items())
+
     losses = _run(root, "ss_flow", "flow", 20, stage="ss", latents=str(root / "latents"), train_image_encoder=True)
     assert np.mean(losses[-5:]) < np.mean(losses[:5])
     encoder_before = _state(root / "model" / "image_encoder")

@@ -277,7 +277,7 @@ def run_ablation(
 
 
 def _score(seq_id: str, kind: str, pred: list, gt: list, protocol: Protocol, seconds: float) -> SequenceResult:
-    """Metrics of one generated sequence; an unscorable one (e.g. an empty frame) is kept with NaN and its reason."""
+    """Metrics of one generated sequence; an unscorable one (e.g. a frame count mismatch) is kept with NaN and its reason."""
     try:
         metrics = evaluate_sequence(pred, gt, protocol).metrics
         return SequenceResult(seq_id, kind, len(gt), seconds, metrics)

@@ -42,7 +42,7 @@ import numpy as np
 
 from helix4d.errors import BackendUnavailableError, InputError
 
-STAGE_ORDER = ("encode_images", "ss", "geometry", "material", "meshing")
+STAGE_ORDER = ("encode_images", "ss", "geometry", "material", "decode", "meshing")
 MEMORY_LABELS = {
     "cpu": "peak RSS during generate (VmHWM, fresh process per row: model + torch runtime included)",
     "cuda": "torch.cuda.max_memory_allocated during generate (tensors only)",

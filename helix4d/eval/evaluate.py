@@ -54,19 +54,22 @@ def _sequence_source(folder: Path) -> list[Path] | Path | None:
     return npz if npz.is_file() else None
 
 
-def load_mesh_file(path: Path) -> trimesh.Trimesh:
-    """One frame's mesh; a scene (GLB with several nodes) is flattened with its transforms applied."""
+def load_mesh_file(path: Path, allow_empty: bool = False) -> trimesh.Trimesh:
+    """One frame's mesh; a scene (GLB with several nodes) is flattened with its transforms applied. An empty file is
+    an error unless `allow_empty` (a predicted frame where nothing was generated: scored as the worst error)."""
     from helix4d.ovoxel import load_mesh
 
     loaded = load_mesh(path)
-    mesh = loaded.to_mesh() if isinstance(loaded, trimesh.Scene) else loaded
-    if len(mesh.faces) == 0:
+    if isinstance(loaded, trimesh.Scene):
+        loaded = loaded.to_mesh() if loaded.geometry else trimesh.Trimesh()
+    if len(loaded.faces) == 0 and not allow_empty:
         raise InputError(f"{path} holds no triangles")
-    return mesh
+    return loaded
 
 
-def load_sequence_meshes(path: str | Path) -> list[trimesh.Trimesh]:
-    """Per-frame meshes of one sequence folder (kinds (a)-(c) of the module docstring)."""
+def load_sequence_meshes(path: str | Path, allow_empty: bool = False) -> list[trimesh.Trimesh]:
+    """Per-frame meshes of one sequence folder (kinds (a)-(c) of the module docstring); `allow_empty` for
+    predictions (see `load_mesh_file`)."""
     path = Path(path)
     if not path.is_dir():
         raise InputError(f"{path} is not a folder; pass a folder of per-frame meshes, a `helix4d generate` "
@@ -80,7 +83,7 @@ def load_sequence_meshes(path: str | Path) -> list[trimesh.Trimesh]:
         from helix4d.ovoxel import ovoxel_to_mesh
 
         return [ovoxel_to_mesh(ov) for ov in load_ovoxels(source)]
-    return [load_mesh_file(p) for p in source]
+    return [load_mesh_file(p, allow_empty) for p in source]
 
 
 def find_sequences(path: str | Path) -> dict[str, Path]:
@@ -214,7 +217,7 @@ def run_evaluation(
     renders = _InputViews() if (images or clip_fn or i3d_fn) else None
     reports, videos = [], ([], [])
     for name, pred_dir, gt_dir in pairs:
-        pred_meshes, gt_meshes = load_sequence_meshes(pred_dir), load_sequence_meshes(gt_dir)
+        pred_meshes, gt_meshes = load_sequence_meshes(pred_dir, allow_empty=True), load_sequence_meshes(gt_dir)
         try:
             scores = evaluate_sequence(pred_meshes, gt_meshes, protocol)
         except InputError as exc:

@@ -122,18 +122,49 @@ class SequenceScores:
     pred_to_gt: AffineMap
 
 
+# An empty (or missing) predicted frame scores the worst error: a Chamfer distance of EMPTY_FRAME_CD (the unit cube's
+# side — normalised sequences have RMS radius 0.5, so this is an object's whole diameter, more than any prediction
+# placed on the object costs) and an F-score / normal consistency of 0. The remaining frames are scored as usual
+# and the per-frame means are taken over all frames; jitter is measured on the non-empty frames.
+EMPTY_FRAME_CD = 1.0
+
+
 def evaluate_sequence(
     pred: Sequence[trimesh.Trimesh], gt: Sequence[trimesh.Trimesh], protocol: Protocol = OursProtocol()
 ) -> SequenceScores:
     """Score predicted per-frame meshes against ground-truth per-frame meshes (topology may change anywhere).
 
     Frames pair one to one; under actionbench, as in its reference script, extra predicted frames are dropped.
+    Predicted frames that are empty (no faces of non-zero area) or missing at the end score the worst error
+    (`EMPTY_FRAME_CD`); `metrics["empty_frames"]` counts them.
     """
     if isinstance(protocol, ActionBenchProtocol):
         pred = pred[: len(gt)]
-    if len(pred) != len(gt):
+    if len(pred) > len(gt):
         raise InputError(f"the prediction has {len(pred)} frames and the ground truth {len(gt)}; frames are "
                          "compared one to one, so generate as many frames as the ground truth has")
+    kept = [f for f, mesh in enumerate(pred) if len(mesh.faces) and mesh.area > 0]
+    empty = len(gt) - len(kept)
+    if not kept:
+        metrics = {"cd_3d": EMPTY_FRAME_CD, "cd_4d": EMPTY_FRAME_CD}
+        if isinstance(protocol, OursProtocol):
+            metrics.update({f"f_score@{tau:g}": 0.0 for tau in protocol.f_score_taus})
+            metrics.update(normal_consistency=0.0, jitter_abs=float("nan"), jitter_ratio=float("nan"))
+        return SequenceScores(protocol.name, len(gt), {**metrics, "empty_frames": float(empty)}, AffineMap.identity())
+    scores = _score_frames([pred[f] for f in kept], [gt[f] for f in kept], protocol)
+    if empty:
+        share = len(kept) / len(gt)
+        for name, value in scores.metrics.items():
+            if name.startswith("cd_"):
+                scores.metrics[name] = share * value + (1 - share) * EMPTY_FRAME_CD
+            elif name.startswith("f_score@") or name == "normal_consistency":
+                scores.metrics[name] = share * value
+        scores.frames = len(gt)
+    scores.metrics["empty_frames"] = float(empty)
+    return scores
+
+
+def _score_frames(pred: Sequence[trimesh.Trimesh], gt: Sequence[trimesh.Trimesh], protocol: Protocol) -> SequenceScores:
     if isinstance(protocol, ActionBenchProtocol):
         return _actionbench(pred, gt, protocol)
     samples = [sample_sequence(meshes, protocol.points, protocol.seed) for meshes in (pred, gt)]

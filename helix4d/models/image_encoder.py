@@ -54,3 +54,30 @@ class ImageEncoder(nn.Module):
         x = x.flatten(2).transpose(1, 2)  # (B, grid², dim)
         x = torch.cat([self.global_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos  # (B, L, dim)
         return self.norm(self.transformer(x))  # (B, L, dim)
+
+
+class OccupancyProbe(nn.Module):
+    """Condition tokens → coarse occupancy logits (R³): direct supervision for the image encoder (training only).
+
+    Why: trained only through the stage-1 flow loss, the encoder's tokens barely carry the object's shape (the
+    generated coarse IoU stayed at 0.42). This probe reads the tokens as stage 1 does, by cross-attention from one
+    learned query per cell of a `grid`³ lattice, and each query predicts the (R / grid)³ occupancy voxels of its
+    cell; a class-balanced BCE on it teaches the encoder to put the shape into tokens that cross-attention can read.
+    """
+
+    def __init__(self, dim: int, heads: int, resolution: int, grid: int) -> None:
+        super().__init__()
+        if resolution % grid:
+            raise ValueError(f"occupancy resolution {resolution} must be a multiple of the probe grid {grid}")
+        self.resolution, self.grid, self.sub = resolution, grid, resolution // grid
+        self.queries = nn.Parameter(torch.randn(1, grid**3, dim) * 0.02)
+        self.attention = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.mlp = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, self.sub**3))
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """tokens (B, L, dim) -> occupancy logits (B, R, R, R)."""
+        b, g, s = tokens.shape[0], self.grid, self.sub
+        q = self.queries.expand(b, -1, -1)  # (B, g³, dim)
+        h = q + self.attention(q, tokens, tokens, need_weights=False)[0]  # (B, g³, dim)
+        logits = self.mlp(h).view(b, g, g, g, s, s, s)  # (B, g, g, g, s, s, s)
+        return logits.permute(0, 1, 4, 2, 5, 3, 6).reshape(b, g * s, g * s, g * s)  # (B, R, R, R)

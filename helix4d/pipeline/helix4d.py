@@ -26,7 +26,6 @@ from helix4d.errors import InputError
 from helix4d.io.preprocess import preprocess_frames
 from helix4d.io.video import Video, read_video
 from helix4d.models.flow import FlowTransformer
-from helix4d.models.sc_vae import DecoderOutput
 from helix4d.ovoxel import OVoxel, ovoxel_to_mesh
 from helix4d.pipeline.config import PipelineConfig
 from helix4d.pipeline.folder import load_components, read_pipeline_config
@@ -52,6 +51,7 @@ class Asset4D:
     images: np.ndarray  # (F, 4, S, S) float32 condition images the model saw
     metadata: dict = field(default_factory=dict)  # settings and per-stage seconds
     input_frames: np.ndarray | None = None  # (F, H, W, 4) uint8 decoded video frames, for previews
+    coarse: list[np.ndarray] = field(default_factory=list)  # per frame (n_f, 3) stage-1 voxels on the latent grid
 
     @property
     def num_frames(self) -> int:
@@ -184,8 +184,10 @@ class Helix4DPipeline:
         mode: str = "temporal",
         anchor: bool = True,
         progress: Progress | None = None,
+        coarse: list[Tensor] | None = None,
     ) -> Asset4D:
-        """images (F, 4, S, S) float32 in [0, 1] (RGB over black + alpha) -> Asset4D."""
+        """images (F, 4, S, S) float32 in [0, 1] (RGB over black + alpha) -> Asset4D. `coarse` (per frame (n_f, 3)
+        voxels of the latent grid) replaces stage 1, e.g. by the true coarse structure to measure stages 2-3 alone."""
         if mode not in MODES:
             raise InputError(f"mode must be one of {MODES}, got {mode!r}")
         s = self.config.image_size
@@ -203,37 +205,60 @@ class Helix4DPipeline:
         timings["encode_images"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        with self.using("ss_vae"):
-            coarse = run.sparse_structure(cond)  # per frame (n_f, 3) coarse voxels
+        if coarse is None:
+            with self.using("ss_vae"):
+                coarse = run.sparse_structure(cond)  # per frame (n_f, 3) coarse voxels
+        elif len(coarse) != images.shape[0]:
+            raise InputError(f"coarse structure given for {len(coarse)} frames, but there are {images.shape[0]} images")
         timings["ss"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        with self.using("geometry_vae"):
-            coarse, geo_latent, geometry = run.geometry(cond, coarse)
+        coarse, geo_latent = run.geometry(cond, coarse)
         timings["geometry"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        with self.using("material_vae"):
-            material = run.material(cond, coarse, geo_latent, geometry)
+        mat_latent = run.material(cond, coarse, geo_latent)
         timings["material"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        vae, features = self.geometry_vae, self.geometry_vae.features(geometry.raw)
-        ovoxels = []
-        for f in range(images.shape[0]):
-            rows = geometry.coords[:, 0] == f
-            ovoxels.append(vae.ovoxel(self.config.resolution, geometry.coords[rows, 1:].cpu(), features[rows].cpu(),
-                                      material[rows].cpu()))
+        ovoxels = self.decode_latents(coarse, run.normalise("geometry", geo_latent, inverse=True),
+                                      run.normalise("material", mat_latent, inverse=True))
+        timings["decode"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
         meshes = [ovoxel_to_mesh(v) for v in ovoxels]
         timings["meshing"] = time.perf_counter() - clock
 
         f = images.shape[0]
+        empty = [i for i, mesh in enumerate(meshes) if len(mesh.faces) == 0]
+        warnings = [f"nothing was generated for frame(s) {', '.join(map(str, empty))}: their meshes are empty"] if empty else []
         metadata = {
             "mode": mode, "seed": seed, "window": window, "anchor": anchor, "frames": f,
             "steps": {k: run.sampler(k).steps for k in STAGES}, "cfg": {k: run.sampler(k).cfg_strength for k in STAGES},
             "seconds": timings, "model_preset": self.config.preset, "model_trained": self.config.trained,
+            "empty_frames": empty, "warnings": warnings,
         }
-        return Asset4D(ovoxels, meshes, np.arange(f, dtype=np.float64), 1.0, images, metadata)
+        return Asset4D(ovoxels, meshes, np.arange(f, dtype=np.float64), 1.0, images, metadata,
+                       coarse=[c.cpu().numpy() for c in coarse])
+
+    @torch.no_grad()
+    def decode_latents(self, coarse: list[Tensor], geometry: Tensor, material: Tensor) -> list[OVoxel]:
+        """Per-frame O-Voxels from geometry and material latents (M, C) (un-normalised, frames concatenated in
+        order) on the per-frame coarse voxels (n_f, 3): the SC-VAE decoders, the material guided by the geometry's
+        fine voxels. Shared by generation and by the error budget's VAE round trip."""
+        coords = _with_frame(coarse, self.device)  # (M, 4)
+        with self.using("geometry_vae", "material_vae"):
+            geo_vae, mat_vae = self.geometry_vae, self.material_vae
+            decoded = geo_vae.decode(geometry.to(self.device), coords)
+            out = mat_vae.decode(material.to(self.device), coords, guide=decoded)
+            colours = mat_vae.features(out.raw)[row_index(decoded.coords, out.coords)]  # (N, 6) in geometry's rows
+            features = geo_vae.features(decoded.raw)
+        ovoxels = []
+        for f in range(len(coarse)):
+            rows = decoded.coords[:, 0] == f
+            ovoxels.append(geo_vae.ovoxel(self.config.resolution, decoded.coords[rows, 1:].cpu(), features[rows].cpu(),
+                                          colours[rows].cpu()))
+        return ovoxels
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -287,14 +312,13 @@ class _Run:
             occupied.append(idx.cpu())
         return occupied
 
-    def geometry(self, cond: Tensor, coarse: list[Tensor]) -> tuple[list[Tensor], Tensor, DecoderOutput]:
-        """The latent voxels per frame (refined by the cascade), the geometry latent (normalised, as sampled) and
-        the decoder's fine voxels."""
+    def geometry(self, cond: Tensor, coarse: list[Tensor]) -> tuple[list[Tensor], Tensor]:
+        """The latent voxels per frame (refined by the cascade) and the geometry latent on them (normalised, as
+        sampled)."""
         if self.pipe.config.cascade_from:
-            coarse = self.cascade(cond, coarse)
-        latent = self.sample_stage("geometry", "geometry_flow", coarse, cond)  # (N, C), normalised
-        vae = self.pipe.geometry_vae
-        return coarse, latent, vae.decode(self.normalise("geometry", latent, inverse=True), _with_frame(coarse, self.device))
+            with self.pipe.using("geometry_vae"):
+                coarse = self.cascade(cond, coarse)
+        return coarse, self.sample_stage("geometry", "geometry_flow", coarse, cond)  # (N, C), normalised
 
     def cascade(self, cond: Tensor, coarse: list[Tensor]) -> list[Tensor]:
         """TRELLIS.2's cascade: a geometry pass with the low-resolution flow, its voxels upsampled by the decoder
@@ -307,12 +331,9 @@ class _Run:
         cells = torch.floor((fine[:, 1:].double() + 0.5) / config.cascade_from * grid).long()
         return [torch.unique(cells[fine[:, 0] == f], dim=0).cpu() for f in range(len(coarse))]
 
-    def material(self, cond: Tensor, coarse: list[Tensor], geo_latent: Tensor, geometry: DecoderOutput) -> Tensor:
-        """(N, 6) PBR attributes of the geometry's fine voxels, in its row order."""
-        latent = self.sample_stage("material", "material_flow", coarse, cond, extra=geo_latent)
-        vae = self.pipe.material_vae
-        out = vae.decode(self.normalise("material", latent, inverse=True), _with_frame(coarse, self.device), guide=geometry)
-        return vae.features(out.raw)[row_index(geometry.coords, out.coords)]
+    def material(self, cond: Tensor, coarse: list[Tensor], geo_latent: Tensor) -> Tensor:
+        """The material latent (N, C) on the latent voxels (normalised, as sampled), given the geometry latent."""
+        return self.sample_stage("material", "material_flow", coarse, cond, extra=geo_latent)
 
     # ---------------------------------------------------------------- the shared sampling logic
     def sample_stage(self, stage: str, flow_name: str, coords: list[Tensor], cond: Tensor, extra: Tensor | None = None,

@@ -48,6 +48,8 @@ def generate(
             bar.update(tasks[description], completed=done)
 
         asset = pipe(clip, seed=seed, steps=steps, cfg=cfg, window=window, mode=mode, progress=progress)
+    for warning in asset.metadata["warnings"]:
+        console.print(f"warning: {warning}", style="yellow", markup=False, highlight=False)
     settings = {
         "video": str(video), "model": str(model) if model else "demo (shipped)", "frames": frames, "fps": fps,
         "start": start, "end": end, "steps": steps, "cfg": cfg, "window": window, "seed": seed,

@@ -5,6 +5,7 @@ it back into that folder when done (and into the run's `model/` folder), so the 
 
     ss_vae, sc_vae (geometry, material)  on a dataset             (helix4d data synth)
     -> helix4d model encode-latents                                (latents + statistics)
+    -> image_encoder: condition image -> coarse occupancy          (direct supervision of the encoder)
     -> flow (stage ss with the image encoder, then geometry, material), static: F = 1
     -> flow ... temporal: true                                     (only the temporal self-attention copies)
 
@@ -24,17 +25,19 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 from torch.utils.data import Dataset
 
 from helix4d.data import layout
 from helix4d.errors import ConfigError
 from helix4d.models.flow import FlowTransformer
-from helix4d.models.image_encoder import ImageEncoder
+from helix4d.models.image_encoder import ImageEncoder, OccupancyProbe
 from helix4d.models.sc_vae import SCVAELossWeights
 from helix4d.nn.blocks import freeze_all_but_temporal, init_temporal_from_base
 from helix4d.pipeline.config import PipelineConfig
 from helix4d.pipeline.folder import (
     load_component,
+    read_component_config,
     read_pipeline_config,
     read_trainable_pipeline_config,
     save_component,
@@ -367,3 +370,59 @@ class FlowTask(Task):
         pipeline = read_pipeline_config(self.model_folder)
         pipeline.trained = True
         write_json_atomic(self.model_folder / "pipeline.json", pipeline.to_dict())
+
+
+# ------------------------------------------------------------------------------------------------ image encoder
+class EncoderWithProbe(nn.Module):
+    """The image encoder and its occupancy probe with a class-balanced BCE, as one module so DDP wraps both."""
+
+    def __init__(self, encoder: ImageEncoder, probe: OccupancyProbe) -> None:
+        super().__init__()
+        self.encoder, self.probe = encoder, probe
+
+    def forward(self, images: Tensor, occupancy: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """images (B, 4, S, S) uint8, occupancy (B, R, R, R) in {0, 1} -> loss, metrics."""
+        logits = self.probe(self.encoder(images.float() / 255.0))  # (B, R, R, R)
+        pos_weight = ((1 - occupancy).sum() / occupancy.sum().clamp(min=1)).clamp(max=20.0)
+        loss = F.binary_cross_entropy_with_logits(logits, occupancy, pos_weight=pos_weight)
+        with torch.no_grad():
+            pred, gt = logits > 0, occupancy > 0.5
+            iou = ((pred & gt).flatten(1).sum(1) / (pred | gt).flatten(1).sum(1).clamp(min=1)).mean().item()
+        return loss, {"iou": iou}
+
+
+@register_task("image_encoder")
+class ImageEncoderTask(Task):
+    """Pretrain the image encoder on condition image -> coarse occupancy (the stage-1 target's shape) through an
+    `OccupancyProbe`, before the flows are trained on its tokens. options: model, latents (encoded with
+    `helix4d model encode-latents`). Only the encoder is written back; the probe is training scaffolding."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config, self.model_folder = config, _model_folder(config)
+        read_trainable_pipeline_config(self.model_folder)  # our own encoder only (DINOv3 stays frozen)
+        self.latents = Path(config.task_options.get("latents") or config.data or "")
+
+    def build_model(self) -> nn.Module:
+        encoder, self.encoder_config = load_component("image_encoder", self.model_folder / "image_encoder")
+        ss = read_component_config("ss_vae", self.model_folder / "ss_vae")
+        self.resolution = ss.resolution
+        probe = OccupancyProbe(self.encoder_config.dim, self.encoder_config.heads, ss.resolution,
+                               ss.resolution // 2 ** len(ss.channels))
+        return EncoderWithProbe(encoder.train(), probe)
+
+    def dataset(self) -> Dataset:
+        return LatentClips(self.latents, 1, self.config.seed)
+
+    def collate(self, batch: list[dict[str, Any]]) -> tuple[Tensor, Tensor]:
+        r = self.resolution
+        occupancy = torch.zeros(len(batch), r, r, r)
+        for i, item in enumerate(batch):
+            c = item["coarse"][0].long()  # (n, 3)
+            occupancy[i, c[:, 0], c[:, 1], c[:, 2]] = 1.0
+        return torch.cat([item["images"] for item in batch]), occupancy
+
+    def loss(self, model: nn.Module, batch: tuple[Tensor, Tensor], generator: torch.Generator):
+        return model(*batch)
+
+    def save_artifact(self, model: nn.Module, out_dir: Path) -> None:
+        install_component(model.encoder, self.encoder_config, self.model_folder, "image_encoder", out_dir)
