@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -19,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from helix4d.errors import InputError
+from helix4d.io.files import atomic_path
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 DEFAULT_FOLDER_FPS = 24.0
@@ -95,18 +95,11 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float) -> Path
     suffix = p.suffix.lower()
     if suffix not in (".mp4", ".webm", ".gif"):
         raise InputError(f"cannot write {p.name}: use a .mp4, .webm or .gif file name")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=suffix, dir=p.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(p) as tmp:
         if suffix == ".gif":
             _write_gif(tmp, frames, fps)
         else:
             _write_av(tmp, frames, fps, suffix)
-        os.replace(tmp, p)
-    finally:
-        tmp.unlink(missing_ok=True)
     return p
 
 

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from helix4d.errors import ConfigError
-from helix4d.export.files import atomic_dir
+from helix4d.io.files import atomic_dir
 from helix4d.models.flow import FlowTransformer
 from helix4d.models.image_encoder import ImageEncoder
 from helix4d.models.sc_vae import SCVAE

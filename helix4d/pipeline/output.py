@@ -12,7 +12,7 @@ from pathlib import Path
 
 from helix4d.errors import InputError
 from helix4d.export import FORMATS, export_asset, ovoxel_sampler
-from helix4d.export.files import atomic_dir
+from helix4d.io.files import atomic_dir
 from helix4d.pipeline.helix4d import Asset4D
 
 

@@ -8,7 +8,6 @@ sequence), the SS latent grids, the coarse voxels and the geometry / material la
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from torch import Tensor
 from helix4d.data.dataset import SequenceDataset
 from helix4d.data.layout import OVOXELS, load_ovoxels
 from helix4d.errors import InputError
+from helix4d.io.files import write_json_atomic
 from helix4d.ovoxel import OVoxel
 from helix4d.pipeline.config import LatentStats, PipelineConfig
 from helix4d.pipeline.folder import load_component, read_pipeline_config
@@ -141,13 +141,7 @@ def encode_dataset(model: Path, data: Path, out: Path, device: str = "cpu", only
     for stage, parts in sums.items():
         x = torch.cat(parts)
         stats[stage] = LatentStats(x.mean(0).tolist(), x.std(0).clamp(min=1e-3).tolist())
-    (out / INDEX).write_text(json.dumps({"model": str(model), "data": str(data), "sequences": index}, indent=2))
+    write_json_atomic(out / INDEX, {"model": str(model), "data": str(data), "sequences": index})
     pipeline.latent_stats = stats
     write_json_atomic(model / "pipeline.json", pipeline.to_dict())
     return stats
-
-
-def write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    tmp.replace(path)

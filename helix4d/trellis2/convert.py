@@ -31,7 +31,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from helix4d.errors import ConfigError
-from helix4d.export.files import atomic_dir
+from helix4d.io.files import atomic_dir
 from helix4d.models.flow import FlowConfig, FlowTransformer
 from helix4d.pipeline.config import LatentStats, PipelineConfig, StageSampling
 from helix4d.pipeline.folder import save_component, state_mismatches
