@@ -33,6 +33,7 @@ from PIL import Image
 from helix4d.data import layout
 from helix4d.data.layout import DatasetSettings
 from helix4d.errors import Helix4DError, InputError
+from helix4d.io.files import check_output_dir
 
 CRASH_MESSAGE = "the worker process died while building this item (a crash in native code, or out of memory)"
 
@@ -231,6 +232,8 @@ def _render_views(meshes: list[trimesh.Trimesh], cameras: list, size: int, folde
 def _build(
     items: list[BuildItem], root: Path, settings: DatasetSettings, workers: int | None, progress: bool
 ) -> BuildSummary:
+    sources = [item.source["path"] for item in items if item.source["type"] == "asset"]
+    check_output_dir(root, inputs=sources, reuse=layout.is_dataset)
     root.mkdir(parents=True, exist_ok=True)
     layout.check_settings(root, settings)
     start = time.perf_counter()

@@ -126,6 +126,11 @@ def temp_dir(final: Path) -> Path:
     return final.parent / f".{final.name}.tmp"
 
 
+def is_dataset(root: Path) -> bool:
+    """Whether `root` holds a dataset, complete or interrupted, which a build with the same settings adds to."""
+    return (root / MANIFEST).is_file() or any(p.is_dir() for p in root.glob("shard-*"))
+
+
 def is_finished(sequence_dir: Path) -> bool:
     return (sequence_dir / META).is_file()
 

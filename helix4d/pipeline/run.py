@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from helix4d.io.video import read_video
-from helix4d.pipeline.helix4d import MODES, Helix4DPipeline
+from helix4d.pipeline.helix4d import DEMO_MODEL, MODES, Helix4DPipeline
 from helix4d.pipeline.output import prepare_output, write_asset
 from helix4d.errors import InputError
 from helix4d.export import FORMATS
@@ -24,7 +24,8 @@ def generate(
     formats: tuple[str, ...] = FORMATS, texture_size: int | None = 512, max_faces: int | None = None,
     offload: bool = False,
 ) -> Path:
-    """Run the whole job; every user mistake surfaces as a `Helix4DError` before anything is written."""
+    """Run the whole job; every user mistake surfaces as a `Helix4DError` before any compute, and nothing is
+    written but `out` (see `helix4d.io.files.check_output_dir`)."""
     if mode not in MODES:
         raise InputError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     if steps is not None and steps < 1:
@@ -32,7 +33,7 @@ def generate(
     unknown = set(formats) - set(FORMATS)
     if unknown or not formats:
         raise InputError(f"--formats takes a comma-separated subset of {','.join(FORMATS)}, got {','.join(formats)}")
-    prepare_output(out, overwrite)
+    prepare_output(out, overwrite, inputs=(video, model or DEMO_MODEL))
     started = time.perf_counter()
     clip = read_video(video, fps=fps, max_frames=frames, start=start, end=end)
     pipe = Helix4DPipeline.from_pretrained(model, device=device, offload=offload)

@@ -23,6 +23,7 @@ from torch.distributed.tensor import DTensor
 from torch.utils.data import DataLoader
 
 from helix4d.errors import ConfigError
+from helix4d.io.files import check_output_dir
 from helix4d.train.checkpoint import (
     FULL_STATE,
     checkpoint_path,
@@ -45,6 +46,8 @@ def train(config: TrainConfig, resume: bool = False) -> nn.Module:
     `<out>/checkpoints` exactly as if the run had never stopped (same data, optimizer state and RNG streams);
     without a checkpoint there, start from step 0. Returns the trained model (sharded in place under FSDP)."""
     out = Path(config.out)
+    options = config.task_options
+    check_output_dir(out, inputs=(config.data, options.get("model"), options.get("latents")), reuse=is_run_folder)
     ckpt_dir = out / "checkpoints"
     resume_from = latest_checkpoint(ckpt_dir)
     if resume_from is not None and not resume:
@@ -145,6 +148,11 @@ def train(config: TrainConfig, resume: bool = False) -> nn.Module:
             say(f"wrote {out / 'model'}")
         env.barrier()
     return model
+
+
+def is_run_folder(folder: Path) -> bool:
+    """Whether `folder` holds a training run (its metrics or checkpoints), which `train` may resume or refuse."""
+    return (folder / "metrics.jsonl").is_file() or (folder / "checkpoints").is_dir()
 
 
 def build_model(task: Task, config: TrainConfig, env: DistEnv) -> nn.Module:

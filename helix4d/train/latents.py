@@ -18,7 +18,7 @@ from torch import Tensor
 from helix4d.data.dataset import SequenceDataset
 from helix4d.data.layout import OVOXELS, load_ovoxels
 from helix4d.errors import InputError
-from helix4d.io.files import write_json_atomic
+from helix4d.io.files import check_output_dir, write_json_atomic
 from helix4d.ovoxel import OVoxel
 from helix4d.pipeline.config import LatentStats, PipelineConfig
 from helix4d.pipeline.folder import load_component, read_pipeline_config
@@ -95,6 +95,7 @@ def encode_dataset(model: Path, data: Path, out: Path, device: str = "cpu", only
     unknown = set(only) - set(STAGES)
     if unknown or not only:
         raise InputError(f"stages to encode must be among {', '.join(STAGES)}, got {', '.join(only) or 'none'}")
+    check_output_dir(out, inputs=(model, data), reuse=is_latents_folder)
     if set(only) != set(STAGES) and not (out / INDEX).is_file():
         raise InputError(f"{out} holds no latents to update; encode every stage first")
     pipeline = read_pipeline_config(model)
@@ -145,3 +146,8 @@ def encode_dataset(model: Path, data: Path, out: Path, device: str = "cpu", only
     pipeline.latent_stats = stats
     write_json_atomic(model / "pipeline.json", pipeline.to_dict())
     return stats
+
+
+def is_latents_folder(folder: Path) -> bool:
+    """Whether `folder` holds only latents (finished or interrupted), which encoding may update or complete."""
+    return all(p.is_file() and (p.suffix == ".pt" or p.name == INDEX) for p in folder.iterdir())
