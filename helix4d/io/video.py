@@ -19,6 +19,7 @@ from PIL import Image
 
 from helix4d.errors import InputError
 from helix4d.io.files import atomic_path
+from helix4d.settings import check_settings
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 DEFAULT_FOLDER_FPS = 24.0
@@ -65,7 +66,7 @@ def read_video(
     Each frame is resized on decode so its longest side is at most `max_side` (aspect kept).
     Alpha is kept where the codec carries it (png, VP8/VP9 with alpha, gif transparency, qtrle, ProRes 4444).
     """
-    _check_options(fps, max_frames, start, end, max_side)
+    check_settings({"fps": fps, "max_frames": max_frames, "start": start, "end": end, "max_side": max_side})
     p = Path(path)
     if not p.exists():
         raise InputError(f"input not found: {p} — check the path (a video file or a folder of images)")
@@ -104,21 +105,6 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float) -> Path
 
 
 # ---------------------------------------------------------------------------------------------- reading
-
-
-def _check_options(fps, max_frames, start, end, max_side) -> None:
-    if fps is not None and not fps > 0:
-        raise InputError(f"fps must be > 0, got {fps} — leave it unset to keep the source frame rate")
-    if max_frames is not None and max_frames < 1:
-        raise InputError(f"max_frames must be >= 1, got {max_frames} — leave it unset to keep all frames")
-    if start is not None and not start >= 0:
-        raise InputError(f"start must be >= 0 seconds, got {start}")
-    if end is not None and not end >= 0:
-        raise InputError(f"end must be >= 0 seconds, got {end}")
-    if start is not None and end is not None and end < start:
-        raise InputError(f"end ({end}) is before start ({start}) — swap them or leave one unset")
-    if max_side < 1:
-        raise InputError(f"max_side must be >= 1 pixel, got {max_side}")
 
 
 def _fit_size(width: int, height: int, max_side: int) -> tuple[int, int]:

@@ -30,10 +30,10 @@ from helix4d.ovoxel import OVoxel, ovoxel_to_mesh
 from helix4d.pipeline.config import PipelineConfig
 from helix4d.pipeline.folder import load_components, read_pipeline_config
 from helix4d.pipeline.sampler import SamplerConfig, sample
+from helix4d.settings import check_settings
 from helix4d.sparse import SparseTensor
 from helix4d.sparse.conv import row_index
 
-MODES = ("temporal", "per-frame")
 STAGES = ("ss", "geometry", "material")
 DEMO_MODEL = Path(__file__).resolve().parent.parent / "weights" / "demo"
 
@@ -153,6 +153,8 @@ class Helix4DPipeline:
         progress: Progress | None = None,
     ) -> Asset4D:
         """Decode, preprocess and generate. Frames are sampled by `fps`/`start`/`end`/`max_frames`."""
+        check_settings({"max_frames": max_frames, "fps": fps, "start": start, "end": end, "seed": seed,
+                        "steps": steps, "cfg": cfg, "window": window, "mode": mode})
         if not isinstance(video, Video):
             video = read_video(video, fps=fps, max_frames=max_frames, start=start, end=end)
         images = preprocess_frames(video, size=self.config.image_size).images  # (F, 4, S, S)
@@ -188,14 +190,12 @@ class Helix4DPipeline:
     ) -> Asset4D:
         """images (F, 4, S, S) float32 in [0, 1] (RGB over black + alpha) -> Asset4D. `coarse` (per frame (n_f, 3)
         voxels of the latent grid) replaces stage 1, e.g. by the true coarse structure to measure stages 2-3 alone."""
-        if mode not in MODES:
-            raise InputError(f"mode must be one of {MODES}, got {mode!r}")
+        settings = check_settings({"seed": seed, "steps": steps, "cfg": cfg, "window": window, "mode": mode})
+        seed, steps, cfg, window = settings["seed"], settings["steps"], settings["cfg"], settings["window"]
         s = self.config.image_size
         if images.ndim != 4 or images.shape[1:] != (4, s, s) or images.shape[0] < 1:
             raise InputError(f"condition images must be (F, 4, {s}, {s}), got {images.shape}")
         window = self.config.window if window is None else window
-        if window < 0:
-            raise InputError(f"window must be >= 0, got {window}")
         run = _Run(self, seed, steps, cfg, window, mode, anchor, progress)
         timings: dict[str, float] = {}
 
@@ -262,9 +262,15 @@ class Helix4DPipeline:
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
+    """'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N', checked: an unknown name is a user's typo."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise InputError(f"--device must be auto, cpu or cuda (or cuda:N), got {device!r}")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
     return dev
