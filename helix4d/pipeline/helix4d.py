@@ -22,7 +22,7 @@ import trimesh
 from torch import Tensor
 from torch.nn import functional as F
 
-from helix4d.errors import InputError
+from helix4d.errors import GenerationError, InputError
 from helix4d.io.preprocess import preprocess_frames
 from helix4d.io.video import Video, read_video
 from helix4d.models.flow import FlowTransformer
@@ -189,7 +189,10 @@ class Helix4DPipeline:
         coarse: list[Tensor] | None = None,
     ) -> Asset4D:
         """images (F, 4, S, S) float32 in [0, 1] (RGB over black + alpha) -> Asset4D. `coarse` (per frame (n_f, 3)
-        voxels of the latent grid) replaces stage 1, e.g. by the true coarse structure to measure stages 2-3 alone."""
+        voxels of the latent grid) replaces stage 1, e.g. by the true coarse structure to measure stages 2-3 alone.
+
+        Raises `GenerationError` when a stage yields NaN/inf or no voxel in any frame (broken weights, or
+        settings the model cannot follow), instead of failing later somewhere deep inside the next stage."""
         settings = check_settings({"seed": seed, "steps": steps, "cfg": cfg, "window": window, "mode": mode})
         seed, steps, cfg, window = settings["seed"], settings["steps"], settings["cfg"], settings["window"]
         s = self.config.image_size
@@ -252,13 +255,22 @@ class Helix4DPipeline:
             decoded = geo_vae.decode(geometry.to(self.device), coords)
             out = mat_vae.decode(material.to(self.device), coords, guide=decoded)
             colours = mat_vae.features(out.raw)[row_index(decoded.coords, out.coords)]  # (N, 6) in geometry's rows
-            features = geo_vae.features(decoded.raw)
+            features = require_finite("geometry", geo_vae.features(decoded.raw))
+            colours = require_finite("material", colours)
         ovoxels = []
         for f in range(len(coarse)):
             rows = decoded.coords[:, 0] == f
             ovoxels.append(geo_vae.ovoxel(self.config.resolution, decoded.coords[rows, 1:].cpu(), features[rows].cpu(),
                                           colours[rows].cpu()))
         return ovoxels
+
+
+def require_finite(stage: str, x: Tensor) -> Tensor:
+    """`x` unchanged, or a GenerationError: a NaN that reaches the next stage ends in an error nobody can read."""
+    if not bool(torch.isfinite(x).all()):
+        raise GenerationError(f"stage {stage} produced non-finite values (NaN or inf); the model folder's weights "
+                              "may be broken, or the guidance strength (cfg) too extreme for it")
+    return x
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -307,7 +319,7 @@ class _Run:
         latent = self.sample_stage("ss", "ss_flow", coords, cond)  # (F·r³, C)
         latent = self.normalise("ss", latent, inverse=True)
         dense = SparseTensor.from_frames(coords, list(latent.split(r**3))).to_dense((r, r, r))
-        logits = ss_vae.decode(dense)[:, 0]  # (F, R, R, R)
+        logits = require_finite("ss", ss_vae.decode(dense)[:, 0])  # (F, R, R, R)
         first_pass = self.pipe.config.cascade_from or self.pipe.config.resolution
         side = first_pass // self.pipe.geometry_vae.downsampling  # the latent grid of the (first) geometry pass
         if logits.shape[-1] > side:  # TRELLIS.2: the 64³ occupancy max-pooled onto the 32³ grid of its 512 models
@@ -316,6 +328,9 @@ class _Run:
         for f in range(frames):
             idx = (logits[f] > self.pipe.config.occupancy_threshold).nonzero()  # (n_f, 3)
             occupied.append(idx.cpu())
+        if not any(len(idx) for idx in occupied):
+            raise GenerationError("stage ss produced no voxel in any frame, so there is nothing to mesh; the model "
+                                  "folder may be untrained or broken, or the guidance strength (cfg) too extreme")
         return occupied
 
     def geometry(self, cond: Tensor, coarse: list[Tensor]) -> tuple[list[Tensor], Tensor]:
@@ -347,7 +362,8 @@ class _Run:
         """Latents (N, C) for tokens at coords[f] of each frame, frames concatenated in order; the flow is on the
         device only meanwhile when offloading. `stream` names the noise (default: the stage)."""
         with self.pipe.using(flow_name):
-            return self._sample(stage, self.pipe.components[flow_name], coords, cond, extra, stream or stage)
+            latent = self._sample(stage, self.pipe.components[flow_name], coords, cond, extra, stream or stage)
+        return require_finite(stage, latent)
 
     def _sample(self, stage: str, flow: FlowTransformer, coords: list[Tensor], cond: Tensor, extra: Tensor | None,
                 stream: str) -> Tensor:
