@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from helix4d import __version__
+from helix4d.console import labelled
 from helix4d.errors import Helix4DError
 
 app = typer.Typer(
@@ -294,7 +295,8 @@ app.add_typer(data_app, name="data")
 def _report_build(summary) -> None:
     """Print failures and the summary line; exit 2 only when every item failed."""
     for failure in summary.failures:
-        err_console.print(f"[yellow]failed:[/] {failure['item']}: {failure['error']}", highlight=False, soft_wrap=True)
+        err_console.print(labelled("failed:", "yellow", f"{failure['item']}: {failure['error']}"), highlight=False,
+                          soft_wrap=True)
     typer.echo(summary.line())
     if summary.all_failed:
         raise typer.Exit(2)
@@ -431,13 +433,14 @@ def ablate_command(
     """The paper's ablations with one model: full method, no anchor, no 4D RoPE, full attention, per-frame."""
     import json
 
-    from rich.progress import Progress
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
     from helix4d.eval.ablate import run_ablation, variants_by_name
     from helix4d.eval.protocols import make_protocol
 
     chosen = variants_by_name([v.strip() for v in variants.split(",") if v.strip()])
-    with Progress(console=err_console, transient=True) as bar:
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), TaskProgressColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
         task = bar.add_task("ablation", total=None)
         report = run_ablation(
             dataset, model, sequences, frames, steps, seed, device, make_protocol(protocol, not no_align, points, device),
@@ -451,7 +454,7 @@ def main() -> None:
     try:
         app()
     except Helix4DError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(labelled("error:", "bold red", str(exc)), highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from helix4d.console import labelled
 from helix4d.errors import InputError
 from helix4d.export import FORMATS
 from helix4d.io.video import read_video
@@ -43,8 +44,10 @@ def generate(
     clip = read_video(video, fps=fps, max_frames=frames, start=start, end=end)
     pipe = Helix4DPipeline.from_pretrained(model, device=device, offload=offload)
     if not pipe.config.trained:
-        console.print("[yellow]warning:[/] this model folder is randomly initialised (not trained): expect noise")
-    columns = (TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+        console.print(labelled("warning:", "yellow", "this model folder is randomly initialised (not trained): "
+                               "expect noise"))
+    columns = (TextColumn("{task.description:<18}", markup=False), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False) as bar:
         tasks: dict[str, int] = {}
 
@@ -65,5 +68,6 @@ def generate(
     asset.metadata["seconds"]["load_and_generate"] = time.perf_counter() - started
     with console.status(f"writing {', '.join(formats)}"):
         write_asset(asset, out, settings, overwrite, formats, texture_size, max_faces)
-    console.print(f"wrote {asset.num_frames} frames to {out} in {time.perf_counter() - started:.1f} s")
+    console.print(f"wrote {asset.num_frames} frames to {out} in {time.perf_counter() - started:.1f} s", markup=False,
+                  highlight=False)
     return out

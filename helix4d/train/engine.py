@@ -74,10 +74,10 @@ def train(config: TrainConfig, resume: bool = False) -> nn.Module:
             sampler.start_step, rng_state = restored["step"], restored["rng"]
             say(f"resumed from {resume_from} at step {sampler.start_step}")
             if restored["world_size"] != env.world_size:
-                say(f"[yellow]warning:[/] saved with {restored['world_size']} processes, now {env.world_size}: "
-                    "the data order is kept, random streams restart")
+                say(f"saved with {restored['world_size']} processes, now {env.world_size}: "
+                    "the data order is kept, random streams restart", warning=True)
             if tuple(restored["sampler"]) != sampler.position(sampler.start_step):
-                say("[yellow]warning:[/] the dataset size changed since the checkpoint; the data order differs")
+                say("the dataset size changed since the checkpoint; the data order differs", warning=True)
         elif resume:
             say(f"no checkpoint in {ckpt_dir}; starting from step 0")
         loader = DataLoader(
