@@ -62,7 +62,8 @@ def read_video(
     duplicated, so a higher `fps` keeps every frame); finally only the *first* `max_frames` are kept, so a cap
     shortens the clip rather than spreading the frames thinner (motion speed stays as sampled).
     For a folder, every image (png/jpg/webp, natural name order) is one frame and `fps` is the folder's frame
-    rate (default 24), not a resampling target.
+    rate (default 24), not a resampling target; its images must share one size (a folder of mixed sizes is
+    refused rather than stretched).
     Each frame is resized on decode so its longest side is at most `max_side` (aspect kept).
     Alpha is kept where the codec carries it (png, VP8/VP9 with alpha, gif transparency, qtrle, ProRes 4444).
     """
@@ -222,6 +223,10 @@ def _make_video(frames: list[np.ndarray], times: np.ndarray, fps: float, alpha_f
     return Video(frames=stacked, fps=float(fps), times=times.astype(np.float64), has_alpha=has_alpha, source=str(p))
 
 
+def _size_text(size: tuple[int, int]) -> str:
+    return f"{size[0]}×{size[1]}"
+
+
 def _natural_key(name: str) -> list:
     return [int(s) if s.isdigit() else s.lower() for s in re.split(r"(\d+)", name)]
 
@@ -232,7 +237,7 @@ def _read_folder(p: Path, fps, max_frames, start, end, max_side) -> Video:
         raise InputError(f"no images in folder {p} — put frames there as .png/.jpg/.webp files")
     rate = fps if fps is not None else DEFAULT_FOLDER_FPS
     sampler = _Sampler(None, max_frames, start, end, rate)
-    frames, times, alpha_format = [], [], False
+    frames, times, alpha_format, first = [], [], False, None
     for i, f in enumerate(files):
         t = i / rate
         if sampler.done(t):
@@ -246,6 +251,12 @@ def _read_folder(p: Path, fps, max_frames, start, end, max_side) -> Video:
         except OSError as e:
             raise InputError(f"cannot read image {f} ({e}) — remove or re-export it") from None
         size = _fit_size(rgba.width, rgba.height, max_side)
+        first = first or (f, size)
+        if size != first[1]:  # stretching would distort the object, padding would move it between frames
+            raise InputError(
+                f"images in folder {p} differ in size: {first[0].name} is {_size_text(first[1])}, {f.name} is "
+                f"{_size_text(size)} (after fitting into {max_side} px) — bring every frame to one size"
+            )
         if size != rgba.size:
             rgba = rgba.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
         frames.append(np.asarray(rgba))
