@@ -374,6 +374,15 @@ def evaluate_command(
     typer.echo(json.dumps(report.to_json(), indent=1) if json_out else report.table())
 
 
+def _evaluation_progress():
+    """The transient progress bar of `eval budget` and `ablate`; its descriptions name sequences and variants,
+    printed literally (never as markup)."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), TaskProgressColumn(), TimeRemainingColumn())
+    return Progress(*columns, console=err_console, transient=True)
+
+
 eval_app = typer.Typer(help="Measure model quality on held-out data (see also `helix4d evaluate`).", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 
@@ -398,13 +407,11 @@ def eval_budget_command(
     next one to train."""
     import json
 
-    from rich.progress import Progress
-
     from helix4d.eval.budget import run_budget
     from helix4d.eval.protocols import make_protocol
 
     chosen = [r.strip() for r in rows.split(",") if r.strip()]
-    with Progress(console=err_console, transient=True) as bar:
+    with _evaluation_progress() as bar:
         task = bar.add_task("budget", total=None)
         report = run_budget(dataset, model, sequences, frames, steps, seed, device, make_protocol("ours", True, points),
                             chosen, lambda what, done, total: bar.update(task, description=what, completed=done, total=total))
@@ -433,14 +440,11 @@ def ablate_command(
     """The paper's ablations with one model: full method, no anchor, no 4D RoPE, full attention, per-frame."""
     import json
 
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
-
     from helix4d.eval.ablate import run_ablation, variants_by_name
     from helix4d.eval.protocols import make_protocol
 
     chosen = variants_by_name([v.strip() for v in variants.split(",") if v.strip()])
-    columns = (TextColumn("{task.description}", markup=False), BarColumn(), TaskProgressColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err_console, transient=True) as bar:
+    with _evaluation_progress() as bar:
         task = bar.add_task("ablation", total=None)
         report = run_ablation(
             dataset, model, sequences, frames, steps, seed, device, make_protocol(protocol, not no_align, points, device),
