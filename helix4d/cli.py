@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from helix4d import __version__
+from helix4d.console import labelled
 from helix4d.errors import Helix4DError
 
 app = typer.Typer(
@@ -294,7 +295,8 @@ app.add_typer(data_app, name="data")
 def _report_build(summary) -> None:
     """Print failures and the summary line; exit 2 only when every item failed."""
     for failure in summary.failures:
-        err_console.print(f"[yellow]failed:[/] {failure['item']}: {failure['error']}", highlight=False, soft_wrap=True)
+        err_console.print(labelled("failed:", "yellow", f"{failure['item']}: {failure['error']}"), highlight=False,
+                          soft_wrap=True)
     typer.echo(summary.line())
     if summary.all_failed:
         raise typer.Exit(2)
@@ -372,6 +374,15 @@ def evaluate_command(
     typer.echo(json.dumps(report.to_json(), indent=1) if json_out else report.table())
 
 
+def _evaluation_progress():
+    """The transient progress bar of `eval budget` and `ablate`; its descriptions name sequences and variants,
+    printed literally (never as markup)."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), TaskProgressColumn(), TimeRemainingColumn())
+    return Progress(*columns, console=err_console, transient=True)
+
+
 eval_app = typer.Typer(help="Measure model quality on held-out data (see also `helix4d evaluate`).", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 
@@ -396,13 +407,11 @@ def eval_budget_command(
     next one to train."""
     import json
 
-    from rich.progress import Progress
-
     from helix4d.eval.budget import run_budget
     from helix4d.eval.protocols import make_protocol
 
     chosen = [r.strip() for r in rows.split(",") if r.strip()]
-    with Progress(console=err_console, transient=True) as bar:
+    with _evaluation_progress() as bar:
         task = bar.add_task("budget", total=None)
         report = run_budget(dataset, model, sequences, frames, steps, seed, device, make_protocol("ours", True, points),
                             chosen, lambda what, done, total: bar.update(task, description=what, completed=done, total=total))
@@ -431,13 +440,11 @@ def ablate_command(
     """The paper's ablations with one model: full method, no anchor, no 4D RoPE, full attention, per-frame."""
     import json
 
-    from rich.progress import Progress
-
     from helix4d.eval.ablate import run_ablation, variants_by_name
     from helix4d.eval.protocols import make_protocol
 
     chosen = variants_by_name([v.strip() for v in variants.split(",") if v.strip()])
-    with Progress(console=err_console, transient=True) as bar:
+    with _evaluation_progress() as bar:
         task = bar.add_task("ablation", total=None)
         report = run_ablation(
             dataset, model, sequences, frames, steps, seed, device, make_protocol(protocol, not no_align, points, device),
@@ -451,7 +458,7 @@ def main() -> None:
     try:
         app()
     except Helix4DError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(labelled("error:", "bold red", str(exc)), highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

@@ -19,3 +19,8 @@ class ConfigError(Helix4DError):
 
 class BackendUnavailableError(Helix4DError):
     """An optional backend or dependency (FlexAttention, CUDA, Blender, ...) is not available here."""
+
+
+class GenerationError(Helix4DError):
+    """A generation stage produced nothing usable (no voxels in any frame, NaN/inf values): broken weights or
+    settings the model cannot follow."""

@@ -155,7 +155,8 @@ def _write(path: Path, config: dict) -> Path:
         ({"task": "toy_mlp", "precision": "fp16"}, "precision must be one of fp32, bf16"),
         ({"task": "toy_mlp", "data": "/no/such/data"}, "data path '/no/such/data' does not exist"),
         ({"steps": 3}, "has no 'task'"),
-        ({"task": "nowhere.module:factory"}, "cannot be imported"),
+        ({"task": "nowhere.module:factory"}, "unknown task 'nowhere.module:factory'"),
+        ({"task": "builtins:print"}, "unknown task 'builtins:print'"),
     ],
 )
 def test_bad_configs_raise_config_error(tmp_path: Path, config: dict, message: str) -> None:
@@ -180,8 +181,8 @@ def test_cli_missing_config_is_one_line_exit_2(monkeypatch, capsys) -> None:
     assert len(err.splitlines()) == 1 and "missing.json" in err
 
 
-def test_cli_trains_a_module_factory_with_overrides(tmp_path: Path, monkeypatch) -> None:
-    config = toy_config(tmp_path / "ignored").to_dict() | {"task": "train_toy:ToyTask", "device": "cuda"}
+def test_cli_trains_a_registered_task_with_overrides(tmp_path: Path, monkeypatch) -> None:
+    config = toy_config(tmp_path / "ignored").to_dict() | {"device": "cuda"}
     out = tmp_path / "run"
     monkeypatch.setattr(sys, "argv", ["helix4d", "train", str(_write(tmp_path / "c.json", config)),
                                       "--out", str(out), "--device", "cpu"])
@@ -195,3 +196,18 @@ def test_module_entry_point_reports_errors_in_one_line() -> None:
     result = subprocess.run([sys.executable, "-m", "helix4d.train", "missing.json"], capture_output=True, text=True)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and "not found" in result.stderr
+
+
+def test_plugin_tasks_come_from_entry_points(monkeypatch) -> None:
+    from importlib.metadata import EntryPoint
+
+    import helix4d.train.task as task_module
+
+    plugin = EntryPoint(name="toy_plugin", value="train_toy:ToyTask", group=task_module.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(task_module, "entry_points", lambda group, name: [plugin] if name == plugin.name else [])
+    monkeypatch.setattr(task_module, "_REGISTRY", dict(task_module._REGISTRY))  # the plug-in registers in a copy
+    assert task_module.resolve_task("toy_plugin") is ToyTask
+    broken = EntryPoint(name="toy_broken", value="nowhere.module:Task", group=task_module.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(task_module, "entry_points", lambda group, name: [broken])
+    with pytest.raises(ConfigError, match="cannot be loaded"):
+        task_module.resolve_task("toy_broken")

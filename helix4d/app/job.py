@@ -20,11 +20,14 @@ from helix4d.errors import ConfigError, InputError
 from helix4d.export import export_asset, ovoxel_sampler
 from helix4d.io.video import read_video
 from helix4d.pipeline.folder import read_pipeline_config
-from helix4d.pipeline.helix4d import DEMO_MODEL, MODES, Helix4DPipeline, Progress, resolve_device
+from helix4d.pipeline.helix4d import DEMO_MODEL, Helix4DPipeline, Progress, resolve_device
+from helix4d.settings import check_settings
 
 T = TypeVar("T")
 _PACKAGE = Path(__file__).resolve().parent.parent
 EXAMPLE_DIRS = (_PACKAGE / "examples", _PACKAGE.parent / "examples")  # shipped in the package, or in a checkout
+LABELS = {"max_frames": "Frames", "steps": "Sampling steps", "seed": "Seed", "mode": "Mode",
+          "texture_size": "texture size"}  # how the app's user sees each setting, for messages
 
 
 @dataclass
@@ -122,14 +125,16 @@ def run_job(
     video: str | Path | None,
     out_dir: Path,
     *,
-    frames: int = 16,
-    steps: int | None = None,
-    seed: int = 0,
+    frames: float = 16,
+    steps: float | None = None,
+    seed: float = 0,
     mode: str = "temporal",
     texture_size: int | None = 512,
     progress: Progress | None = None,
 ) -> JobResult:
     """Generate from `video` (its first `frames` frames) and write every export format into `out_dir`.
+
+    Settings arrive as the UI sends them (sliders give 16.0) and are checked by `check_settings`, as the CLI's.
 
     texture_size: side of the baked per-frame textures (from the O-Voxel's own attributes), or None for
     vertex colours (fastest). `progress(description, done, total)` hears every stage.
@@ -137,10 +142,10 @@ def run_job(
     report = progress or (lambda description, done, total: None)
     if video is None:
         raise InputError("no input video: upload one or pick an example first")
-    if mode not in MODES:
-        raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    if steps is not None and steps < 1:
-        raise InputError(f"steps must be >= 1, got {steps}; leave it unset for the model's default")
+    settings = check_settings({"max_frames": frames, "steps": steps, "seed": seed, "mode": mode,
+                               "texture_size": texture_size}, LABELS)
+    frames, steps, seed = settings["max_frames"], settings["steps"], settings["seed"]
+    texture_size = settings["texture_size"] or None  # 0, like None: vertex colours
     report("reading video", 0, 1)
     clip = read_video(video, max_frames=frames)
     report("loading model", 0, 1)

@@ -17,7 +17,7 @@ import gradio as gr
 
 from helix4d.app.job import MainThreadJobs, ModelHolder, find_examples, run_job
 from helix4d.errors import Helix4DError, InputError
-from helix4d.pipeline.helix4d import MODES
+from helix4d.settings import MODES
 
 TEXTURES = {"vertex colours (fastest)": None, "512² textures": 512, "1024² textures": 1024}
 DEFAULT_TEXTURE = "512² textures"
@@ -65,9 +65,9 @@ class Helix4DApp:
         out = Path(tempfile.mkdtemp(prefix="run-", dir=self.workdir))
         started = time.perf_counter()
         try:
-            job = partial(
-                run_job, self.model, video, out, frames=int(frames), steps=int(steps) or None,
-                seed=int(seed or 0), mode=mode, texture_size=TEXTURES[texture],
+            job = partial(  # run_job checks the numbers (a NaN must become a message, not a ValueError here)
+                run_job, self.model, video, out, frames=frames, steps=steps or None, seed=seed or 0, mode=mode,
+                texture_size=TEXTURES[texture],
                 progress=lambda description, done, total: progress((done, total), desc=description),
             )
             result = self.jobs.call(job) if self.jobs else job()

@@ -33,6 +33,7 @@ from PIL import Image
 from helix4d.data import layout
 from helix4d.data.layout import DatasetSettings
 from helix4d.errors import Helix4DError, InputError
+from helix4d.io.files import check_output_dir
 
 CRASH_MESSAGE = "the worker process died while building this item (a crash in native code, or out of memory)"
 
@@ -231,6 +232,8 @@ def _render_views(meshes: list[trimesh.Trimesh], cameras: list, size: int, folde
 def _build(
     items: list[BuildItem], root: Path, settings: DatasetSettings, workers: int | None, progress: bool
 ) -> BuildSummary:
+    sources = [item.source["path"] for item in items if item.source["type"] == "asset"]
+    check_output_dir(root, inputs=sources, reuse=layout.is_dataset)
     root.mkdir(parents=True, exist_ok=True)
     layout.check_settings(root, settings)
     start = time.perf_counter()
@@ -261,8 +264,8 @@ def _progress(enabled: bool):
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), disable=not enabled)
+    return Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled)
 
 
 def run_isolated(fn: Callable[[Any], Any], items: Sequence[Any], workers: int,

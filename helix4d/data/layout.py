@@ -40,7 +40,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from helix4d.errors import ConfigError, InputError
+from helix4d.io.files import write_json_atomic
 from helix4d.ovoxel import OVoxel
 from helix4d.render.camera import Camera, orbit_cameras
 
@@ -126,6 +126,11 @@ def temp_dir(final: Path) -> Path:
     return final.parent / f".{final.name}.tmp"
 
 
+def is_dataset(root: Path) -> bool:
+    """Whether `root` holds a dataset, complete or interrupted, which a build with the same settings adds to."""
+    return (root / MANIFEST).is_file() or any(p.is_dir() for p in root.glob("shard-*"))
+
+
 def is_finished(sequence_dir: Path) -> bool:
     return (sequence_dir / META).is_file()
 
@@ -163,17 +168,6 @@ def finished_sequences(root: Path) -> dict[str, dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------------------------ json
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to a temp file beside `path` and rename it, so readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def read_json(path: Path) -> Any:

@@ -17,9 +17,9 @@ import numpy as np
 import pygltflib as gl
 
 from helix4d.errors import InputError
-from helix4d.export.files import write_bytes_atomic
 from helix4d.export.glb import GltfBuilder
 from helix4d.export.surface import Frame
+from helix4d.io.files import write_bytes_atomic
 
 
 def frame_keys(frame: int, count: int, fps: float) -> tuple[np.ndarray, np.ndarray]:

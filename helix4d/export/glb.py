@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pygltflib as gl
 
-from helix4d.export.files import write_bytes_atomic
 from helix4d.export.surface import Frame, SurfaceArrays, srgb_to_linear, surface_arrays
+from helix4d.io.files import write_bytes_atomic
 
 _TYPES = {1: "SCALAR", 2: "VEC2", 3: "VEC3", 4: "VEC4"}
 _LINEAR, _LINEAR_MIPMAP_LINEAR, _CLAMP = 9729, 9987, 33071  # CLAMP_TO_EDGE

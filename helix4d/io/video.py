@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -19,6 +18,8 @@ import numpy as np
 from PIL import Image
 
 from helix4d.errors import InputError
+from helix4d.io.files import atomic_path
+from helix4d.settings import check_settings
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 DEFAULT_FOLDER_FPS = 24.0
@@ -61,11 +62,12 @@ def read_video(
     duplicated, so a higher `fps` keeps every frame); finally only the *first* `max_frames` are kept, so a cap
     shortens the clip rather than spreading the frames thinner (motion speed stays as sampled).
     For a folder, every image (png/jpg/webp, natural name order) is one frame and `fps` is the folder's frame
-    rate (default 24), not a resampling target.
+    rate (default 24), not a resampling target; its images must share one size (a folder of mixed sizes is
+    refused rather than stretched).
     Each frame is resized on decode so its longest side is at most `max_side` (aspect kept).
     Alpha is kept where the codec carries it (png, VP8/VP9 with alpha, gif transparency, qtrle, ProRes 4444).
     """
-    _check_options(fps, max_frames, start, end, max_side)
+    check_settings({"fps": fps, "max_frames": max_frames, "start": start, "end": end, "max_side": max_side})
     p = Path(path)
     if not p.exists():
         raise InputError(f"input not found: {p} — check the path (a video file or a folder of images)")
@@ -95,37 +97,15 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float) -> Path
     suffix = p.suffix.lower()
     if suffix not in (".mp4", ".webm", ".gif"):
         raise InputError(f"cannot write {p.name}: use a .mp4, .webm or .gif file name")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=suffix, dir=p.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(p) as tmp:
         if suffix == ".gif":
             _write_gif(tmp, frames, fps)
         else:
             _write_av(tmp, frames, fps, suffix)
-        os.replace(tmp, p)
-    finally:
-        tmp.unlink(missing_ok=True)
     return p
 
 
 # ---------------------------------------------------------------------------------------------- reading
-
-
-def _check_options(fps, max_frames, start, end, max_side) -> None:
-    if fps is not None and not fps > 0:
-        raise InputError(f"fps must be > 0, got {fps} — leave it unset to keep the source frame rate")
-    if max_frames is not None and max_frames < 1:
-        raise InputError(f"max_frames must be >= 1, got {max_frames} — leave it unset to keep all frames")
-    if start is not None and not start >= 0:
-        raise InputError(f"start must be >= 0 seconds, got {start}")
-    if end is not None and not end >= 0:
-        raise InputError(f"end must be >= 0 seconds, got {end}")
-    if start is not None and end is not None and end < start:
-        raise InputError(f"end ({end}) is before start ({start}) — swap them or leave one unset")
-    if max_side < 1:
-        raise InputError(f"max_side must be >= 1 pixel, got {max_side}")
 
 
 def _fit_size(width: int, height: int, max_side: int) -> tuple[int, int]:
@@ -243,6 +223,10 @@ def _make_video(frames: list[np.ndarray], times: np.ndarray, fps: float, alpha_f
     return Video(frames=stacked, fps=float(fps), times=times.astype(np.float64), has_alpha=has_alpha, source=str(p))
 
 
+def _size_text(size: tuple[int, int]) -> str:
+    return f"{size[0]}×{size[1]}"
+
+
 def _natural_key(name: str) -> list:
     return [int(s) if s.isdigit() else s.lower() for s in re.split(r"(\d+)", name)]
 
@@ -253,7 +237,7 @@ def _read_folder(p: Path, fps, max_frames, start, end, max_side) -> Video:
         raise InputError(f"no images in folder {p} — put frames there as .png/.jpg/.webp files")
     rate = fps if fps is not None else DEFAULT_FOLDER_FPS
     sampler = _Sampler(None, max_frames, start, end, rate)
-    frames, times, alpha_format = [], [], False
+    frames, times, alpha_format, first = [], [], False, None
     for i, f in enumerate(files):
         t = i / rate
         if sampler.done(t):
@@ -267,6 +251,12 @@ def _read_folder(p: Path, fps, max_frames, start, end, max_side) -> Video:
         except OSError as e:
             raise InputError(f"cannot read image {f} ({e}) — remove or re-export it") from None
         size = _fit_size(rgba.width, rgba.height, max_side)
+        first = first or (f, size)
+        if size != first[1]:  # stretching would distort the object, padding would move it between frames
+            raise InputError(
+                f"images in folder {p} differ in size: {first[0].name} is {_size_text(first[1])}, {f.name} is "
+                f"{_size_text(size)} (after fitting into {max_side} px) — bring every frame to one size"
+            )
         if size != rgba.size:
             rgba = rgba.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
         frames.append(np.asarray(rgba))

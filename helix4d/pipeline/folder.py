@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from helix4d.errors import ConfigError
-from helix4d.export.files import atomic_dir
+from helix4d.io.files import atomic_dir, check_output_dir
 from helix4d.models.flow import FlowTransformer
 from helix4d.models.image_encoder import ImageEncoder
 from helix4d.models.sc_vae import SCVAE
@@ -142,10 +142,9 @@ def read_trainable_pipeline_config(folder: Path) -> PipelineConfig:
 
 
 def write_model_folder(out: Path, pipeline: PipelineConfig, modules: dict[str, nn.Module], configs: dict[str, Any]) -> None:
-    """Write every component and pipeline.json into a temporary folder, then move it into place."""
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"{out} exists and is not empty; choose a new folder")
+    """Write every component and pipeline.json into a temporary folder, then move it into place; `out` must be a
+    new or empty folder."""
+    out = check_output_dir(out)
     with atomic_dir(out) as tmp:
         for name in COMPONENTS:
             save_component(modules[name], configs[name], tmp / name)
@@ -154,6 +153,7 @@ def write_model_folder(out: Path, pipeline: PipelineConfig, modules: dict[str, n
 
 def init_model_folder(spec: ModelPreset, out: Path, seed: int = 0) -> None:
     """A randomly initialised model folder in the `from_pretrained` format (the start of training from scratch)."""
+    check_output_dir(out)
     torch.manual_seed(seed)
     modules = {name: build_component(name, spec.components[name]) for name in COMPONENTS}
     write_model_folder(out, spec.pipeline, modules, spec.components)

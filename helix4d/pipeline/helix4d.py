@@ -22,7 +22,7 @@ import trimesh
 from torch import Tensor
 from torch.nn import functional as F
 
-from helix4d.errors import InputError
+from helix4d.errors import GenerationError, InputError
 from helix4d.io.preprocess import preprocess_frames
 from helix4d.io.video import Video, read_video
 from helix4d.models.flow import FlowTransformer
@@ -30,10 +30,10 @@ from helix4d.ovoxel import OVoxel, ovoxel_to_mesh
 from helix4d.pipeline.config import PipelineConfig
 from helix4d.pipeline.folder import load_components, read_pipeline_config
 from helix4d.pipeline.sampler import SamplerConfig, sample
+from helix4d.settings import check_settings
 from helix4d.sparse import SparseTensor
 from helix4d.sparse.conv import row_index
 
-MODES = ("temporal", "per-frame")
 STAGES = ("ss", "geometry", "material")
 DEMO_MODEL = Path(__file__).resolve().parent.parent / "weights" / "demo"
 
@@ -153,6 +153,8 @@ class Helix4DPipeline:
         progress: Progress | None = None,
     ) -> Asset4D:
         """Decode, preprocess and generate. Frames are sampled by `fps`/`start`/`end`/`max_frames`."""
+        check_settings({"max_frames": max_frames, "fps": fps, "start": start, "end": end, "seed": seed,
+                        "steps": steps, "cfg": cfg, "window": window, "mode": mode})
         if not isinstance(video, Video):
             video = read_video(video, fps=fps, max_frames=max_frames, start=start, end=end)
         images = preprocess_frames(video, size=self.config.image_size).images  # (F, 4, S, S)
@@ -187,15 +189,16 @@ class Helix4DPipeline:
         coarse: list[Tensor] | None = None,
     ) -> Asset4D:
         """images (F, 4, S, S) float32 in [0, 1] (RGB over black + alpha) -> Asset4D. `coarse` (per frame (n_f, 3)
-        voxels of the latent grid) replaces stage 1, e.g. by the true coarse structure to measure stages 2-3 alone."""
-        if mode not in MODES:
-            raise InputError(f"mode must be one of {MODES}, got {mode!r}")
+        voxels of the latent grid) replaces stage 1, e.g. by the true coarse structure to measure stages 2-3 alone.
+
+        Raises `GenerationError` when a stage yields NaN/inf or no voxel in any frame (broken weights, or
+        settings the model cannot follow), instead of failing later somewhere deep inside the next stage."""
+        settings = check_settings({"seed": seed, "steps": steps, "cfg": cfg, "window": window, "mode": mode})
+        seed, steps, cfg, window = settings["seed"], settings["steps"], settings["cfg"], settings["window"]
         s = self.config.image_size
         if images.ndim != 4 or images.shape[1:] != (4, s, s) or images.shape[0] < 1:
             raise InputError(f"condition images must be (F, 4, {s}, {s}), got {images.shape}")
         window = self.config.window if window is None else window
-        if window < 0:
-            raise InputError(f"window must be >= 0, got {window}")
         run = _Run(self, seed, steps, cfg, window, mode, anchor, progress)
         timings: dict[str, float] = {}
 
@@ -252,7 +255,8 @@ class Helix4DPipeline:
             decoded = geo_vae.decode(geometry.to(self.device), coords)
             out = mat_vae.decode(material.to(self.device), coords, guide=decoded)
             colours = mat_vae.features(out.raw)[row_index(decoded.coords, out.coords)]  # (N, 6) in geometry's rows
-            features = geo_vae.features(decoded.raw)
+            features = require_finite("geometry", geo_vae.features(decoded.raw))
+            colours = require_finite("material", colours)
         ovoxels = []
         for f in range(len(coarse)):
             rows = decoded.coords[:, 0] == f
@@ -261,10 +265,24 @@ class Helix4DPipeline:
         return ovoxels
 
 
+def require_finite(stage: str, x: Tensor) -> Tensor:
+    """`x` unchanged, or a GenerationError: a NaN that reaches the next stage ends in an error nobody can read."""
+    if not bool(torch.isfinite(x).all()):
+        raise GenerationError(f"stage {stage} produced non-finite values (NaN or inf); the model folder's weights "
+                              "may be broken, or the guidance strength (cfg) too extreme for it")
+    return x
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
+    """'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N', checked: an unknown name is a user's typo."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise InputError(f"--device must be auto, cpu or cuda (or cuda:N), got {device!r}")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
     return dev
@@ -301,7 +319,7 @@ class _Run:
         latent = self.sample_stage("ss", "ss_flow", coords, cond)  # (F·r³, C)
         latent = self.normalise("ss", latent, inverse=True)
         dense = SparseTensor.from_frames(coords, list(latent.split(r**3))).to_dense((r, r, r))
-        logits = ss_vae.decode(dense)[:, 0]  # (F, R, R, R)
+        logits = require_finite("ss", ss_vae.decode(dense)[:, 0])  # (F, R, R, R)
         first_pass = self.pipe.config.cascade_from or self.pipe.config.resolution
         side = first_pass // self.pipe.geometry_vae.downsampling  # the latent grid of the (first) geometry pass
         if logits.shape[-1] > side:  # TRELLIS.2: the 64³ occupancy max-pooled onto the 32³ grid of its 512 models
@@ -310,6 +328,9 @@ class _Run:
         for f in range(frames):
             idx = (logits[f] > self.pipe.config.occupancy_threshold).nonzero()  # (n_f, 3)
             occupied.append(idx.cpu())
+        if not any(len(idx) for idx in occupied):
+            raise GenerationError("stage ss produced no voxel in any frame, so there is nothing to mesh; the model "
+                                  "folder may be untrained or broken, or the guidance strength (cfg) too extreme")
         return occupied
 
     def geometry(self, cond: Tensor, coarse: list[Tensor]) -> tuple[list[Tensor], Tensor]:
@@ -341,7 +362,8 @@ class _Run:
         """Latents (N, C) for tokens at coords[f] of each frame, frames concatenated in order; the flow is on the
         device only meanwhile when offloading. `stream` names the noise (default: the stage)."""
         with self.pipe.using(flow_name):
-            return self._sample(stage, self.pipe.components[flow_name], coords, cond, extra, stream or stage)
+            latent = self._sample(stage, self.pipe.components[flow_name], coords, cond, extra, stream or stage)
+        return require_finite(stage, latent)
 
     def _sample(self, stage: str, flow: FlowTransformer, coords: list[Tensor], cond: Tensor, extra: Tensor | None,
                 stream: str) -> Tensor:

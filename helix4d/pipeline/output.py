@@ -1,27 +1,26 @@
 """Writing a generated `Asset4D` to an output folder, all or nothing.
 
 Everything goes into a hidden temporary folder beside the destination, which is renamed into place only when
-every file is written, so a failed or interrupted run never leaves partial results where the user looks.
+every file is written, so a failed or interrupted run never leaves partial results where the user looks. Which
+folders may be written at all is `helix4d.io.files.check_output_dir`'s policy.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
-from helix4d.errors import InputError
 from helix4d.export import FORMATS, export_asset, ovoxel_sampler
-from helix4d.export.files import atomic_dir
+from helix4d.io.files import atomic_dir, check_output_dir
 from helix4d.pipeline.helix4d import Asset4D
 
 
-def prepare_output(out: Path, overwrite: bool) -> None:
-    """Fail early (before any compute) when the destination cannot be used."""
-    if out.exists() and not out.is_dir():
-        raise InputError(f"output {out} exists and is a file; pass a folder path")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise InputError(f"output folder {out} is not empty; pass --overwrite or choose another folder")
+def prepare_output(out: Path, overwrite: bool, inputs: Iterable[str | Path | None] = ()) -> None:
+    """Fail early (before any compute) when the destination cannot or must not be written; `inputs` are the
+    paths the run reads (the video, the model folder), which the output may not be or hold."""
+    check_output_dir(out, inputs=inputs, overwrite=overwrite)
 
 
 def write_asset(
@@ -30,7 +29,7 @@ def write_asset(
 ) -> Path:
     """The export folder layout of `helix4d.export` (per-frame GLB, animated GLB, USD, preview) plus
     `result.json`; textures are baked from the O-Voxels' own attributes. Returns the final folder."""
-    prepare_output(out, overwrite)
+    prepare_output(out, overwrite, inputs=(asset.metadata.get("source"),))
     with atomic_dir(out) as tmp:
         clock = time.perf_counter()
         export_asset(

@@ -8,13 +8,19 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from helix4d.io.video import read_video
-from helix4d.pipeline.helix4d import MODES, Helix4DPipeline
-from helix4d.pipeline.output import prepare_output, write_asset
+from helix4d.console import labelled
 from helix4d.errors import InputError
 from helix4d.export import FORMATS
+from helix4d.io.video import read_video
+from helix4d.pipeline.helix4d import DEMO_MODEL, Helix4DPipeline, resolve_device
+from helix4d.pipeline.output import prepare_output, write_asset
+from helix4d.settings import check_settings
 
 console = Console(stderr=True)
+# How `helix4d generate` spells each setting: messages name the flag the user typed.
+FLAGS = {"max_frames": "--frames", "fps": "--fps", "start": "--start", "end": "--end", "steps": "--steps",
+         "cfg": "--cfg", "window": "--window", "seed": "--seed", "mode": "--mode", "texture_size": "--texture-size",
+         "max_faces": "--max-faces"}
 
 
 def generate(
@@ -24,21 +30,24 @@ def generate(
     formats: tuple[str, ...] = FORMATS, texture_size: int | None = 512, max_faces: int | None = None,
     offload: bool = False,
 ) -> Path:
-    """Run the whole job; every user mistake surfaces as a `Helix4DError` before anything is written."""
-    if mode not in MODES:
-        raise InputError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
-    if steps is not None and steps < 1:
-        raise InputError(f"--steps must be >= 1, got {steps}")
+    """Run the whole job; every user mistake surfaces as a `Helix4DError` before any compute, and nothing is
+    written but `out` (see `helix4d.io.files.check_output_dir`)."""
+    check_settings({"max_frames": frames, "fps": fps, "start": start, "end": end, "steps": steps, "cfg": cfg,
+                    "window": window, "seed": seed, "mode": mode, "texture_size": texture_size,
+                    "max_faces": max_faces}, FLAGS)
     unknown = set(formats) - set(FORMATS)
     if unknown or not formats:
         raise InputError(f"--formats takes a comma-separated subset of {','.join(FORMATS)}, got {','.join(formats)}")
-    prepare_output(out, overwrite)
+    resolve_device(device)
+    prepare_output(out, overwrite, inputs=(video, model or DEMO_MODEL))
     started = time.perf_counter()
     clip = read_video(video, fps=fps, max_frames=frames, start=start, end=end)
     pipe = Helix4DPipeline.from_pretrained(model, device=device, offload=offload)
     if not pipe.config.trained:
-        console.print("[yellow]warning:[/] this model folder is randomly initialised (not trained): expect noise")
-    columns = (TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+        console.print(labelled("warning:", "yellow", "this model folder is randomly initialised (not trained): "
+                               "expect noise"))
+    columns = (TextColumn("{task.description:<18}", markup=False), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False) as bar:
         tasks: dict[str, int] = {}
 
@@ -59,5 +68,6 @@ def generate(
     asset.metadata["seconds"]["load_and_generate"] = time.perf_counter() - started
     with console.status(f"writing {', '.join(formats)}"):
         write_asset(asset, out, settings, overwrite, formats, texture_size, max_faces)
-    console.print(f"wrote {asset.num_frames} frames to {out} in {time.perf_counter() - started:.1f} s")
+    console.print(f"wrote {asset.num_frames} frames to {out} in {time.perf_counter() - started:.1f} s", markup=False,
+                  highlight=False)
     return out

@@ -32,6 +32,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from helix4d.errors import ConfigError
+from helix4d.io.files import atomic_path
 from helix4d.train.distributed import DistEnv
 from helix4d.train.ema import EMA
 
@@ -59,16 +60,10 @@ def latest_checkpoint(ckpt_dir: Path) -> Path | None:
 def atomic_save(obj: Any, path: Path) -> None:
     """torch.save to a temporary file beside `path`, fsync, then os.replace: readers see the old file or the new
     one, never half of one. On any failure the temporary file is removed and the error re-raised."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def save_training_state(

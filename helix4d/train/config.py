@@ -27,7 +27,7 @@ STRATEGIES = ("ddp", "fsdp")
 class TrainConfig:
     """One training run. Only `task` is required; the defaults run (slowly) as they are."""
 
-    task: str  # registry key of a task factory ("ss_vae", "flow_ss_temporal", ...) or "module:factory"
+    task: str  # registry key of a task factory ("ss_vae", "sc_vae", "flow", or a plug-in's entry point)
     task_options: dict[str, Any] = field(default_factory=dict)  # passed to the task untouched
     data: str | None = None  # dataset path, read by the task; must exist when given
     out: str = "runs/train"  # checkpoints/, model/, metrics.jsonl, tensorboard/, config.json

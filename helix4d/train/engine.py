@@ -23,6 +23,7 @@ from torch.distributed.tensor import DTensor
 from torch.utils.data import DataLoader
 
 from helix4d.errors import ConfigError
+from helix4d.io.files import check_output_dir
 from helix4d.train.checkpoint import (
     FULL_STATE,
     checkpoint_path,
@@ -45,6 +46,8 @@ def train(config: TrainConfig, resume: bool = False) -> nn.Module:
     `<out>/checkpoints` exactly as if the run had never stopped (same data, optimizer state and RNG streams);
     without a checkpoint there, start from step 0. Returns the trained model (sharded in place under FSDP)."""
     out = Path(config.out)
+    options = config.task_options
+    check_output_dir(out, inputs=(config.data, options.get("model"), options.get("latents")), reuse=is_run_folder)
     ckpt_dir = out / "checkpoints"
     resume_from = latest_checkpoint(ckpt_dir)
     if resume_from is not None and not resume:
@@ -71,10 +74,10 @@ def train(config: TrainConfig, resume: bool = False) -> nn.Module:
             sampler.start_step, rng_state = restored["step"], restored["rng"]
             say(f"resumed from {resume_from} at step {sampler.start_step}")
             if restored["world_size"] != env.world_size:
-                say(f"[yellow]warning:[/] saved with {restored['world_size']} processes, now {env.world_size}: "
-                    "the data order is kept, random streams restart")
+                say(f"saved with {restored['world_size']} processes, now {env.world_size}: "
+                    "the data order is kept, random streams restart", warning=True)
             if tuple(restored["sampler"]) != sampler.position(sampler.start_step):
-                say("[yellow]warning:[/] the dataset size changed since the checkpoint; the data order differs")
+                say("the dataset size changed since the checkpoint; the data order differs", warning=True)
         elif resume:
             say(f"no checkpoint in {ckpt_dir}; starting from step 0")
         loader = DataLoader(
@@ -145,6 +148,11 @@ def train(config: TrainConfig, resume: bool = False) -> nn.Module:
             say(f"wrote {out / 'model'}")
         env.barrier()
     return model
+
+
+def is_run_folder(folder: Path) -> bool:
+    """Whether `folder` holds a training run (its metrics or checkpoints), which `train` may resume or refuse."""
+    return (folder / "metrics.jsonl").is_file() or (folder / "checkpoints").is_dir()
 
 
 def build_model(task: Task, config: TrainConfig, env: DistEnv) -> nn.Module:

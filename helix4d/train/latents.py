@@ -8,7 +8,6 @@ sequence), the SS latent grids, the coarse voxels and the geometry / material la
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from torch import Tensor
 from helix4d.data.dataset import SequenceDataset
 from helix4d.data.layout import OVOXELS, load_ovoxels
 from helix4d.errors import InputError
+from helix4d.io.files import check_output_dir, write_json_atomic
 from helix4d.ovoxel import OVoxel
 from helix4d.pipeline.config import LatentStats, PipelineConfig
 from helix4d.pipeline.folder import load_component, read_pipeline_config
@@ -95,6 +95,7 @@ def encode_dataset(model: Path, data: Path, out: Path, device: str = "cpu", only
     unknown = set(only) - set(STAGES)
     if unknown or not only:
         raise InputError(f"stages to encode must be among {', '.join(STAGES)}, got {', '.join(only) or 'none'}")
+    check_output_dir(out, inputs=(model, data), reuse=is_latents_folder)
     if set(only) != set(STAGES) and not (out / INDEX).is_file():
         raise InputError(f"{out} holds no latents to update; encode every stage first")
     pipeline = read_pipeline_config(model)
@@ -141,13 +142,12 @@ def encode_dataset(model: Path, data: Path, out: Path, device: str = "cpu", only
     for stage, parts in sums.items():
         x = torch.cat(parts)
         stats[stage] = LatentStats(x.mean(0).tolist(), x.std(0).clamp(min=1e-3).tolist())
-    (out / INDEX).write_text(json.dumps({"model": str(model), "data": str(data), "sequences": index}, indent=2))
+    write_json_atomic(out / INDEX, {"model": str(model), "data": str(data), "sequences": index})
     pipeline.latent_stats = stats
     write_json_atomic(model / "pipeline.json", pipeline.to_dict())
     return stats
 
 
-def write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    tmp.replace(path)
+def is_latents_folder(folder: Path) -> bool:
+    """Whether `folder` holds only latents (finished or interrupted), which encoding may update or complete."""
+    return all(p.is_file() and (p.suffix == ".pt" or p.name == INDEX) for p in folder.iterdir())

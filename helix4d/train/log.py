@@ -9,13 +9,15 @@ from pathlib import Path
 
 from rich.console import Console
 
+from helix4d.console import labelled
+
 _console = Console(highlight=False, soft_wrap=True)
 
 
-def info(message: str, enabled: bool = True) -> None:
-    """Print a status line (rich markup allowed) when `enabled` (rank 0)."""
+def info(message: str, enabled: bool = True, warning: bool = False) -> None:
+    """Print a status line when `enabled` (rank 0), literally (paths may hold [brackets]); `warning` labels it."""
     if enabled:
-        _console.print(message)
+        _console.print(labelled("warning:", "yellow", message) if warning else message, markup=False)
 
 
 class RunLogger:
@@ -40,7 +42,7 @@ class RunLogger:
 
             self.tensorboard = SummaryWriter(str(out_dir / "tensorboard"), purge_step=start_step + 1)
         except ImportError as exc:
-            info(f"[yellow]warning:[/] TensorBoard unavailable ({exc}); metrics go to {self.metrics_path} only")
+            info(f"TensorBoard unavailable ({exc}); metrics go to {self.metrics_path} only", warning=True)
         self.last_step, self.last_time = start_step, time.perf_counter()
 
     def log(self, step: int, values: dict[str, float]) -> None:

@@ -7,8 +7,14 @@ else (processes, devices, optimizer, schedule, EMA, checkpoints, logs). Register
     class SSVAETask(Task):
         def __init__(self, config: TrainConfig): ...
 
-and name it in the config: {"task": "ss_vae", "task_options": {...}}. A config may also name any importable
-factory as "package.module:factory", which needs no registration.
+and name it in the config: {"task": "ss_vae", "task_options": {...}}. A plug-in package makes its tasks known
+without being imported first by declaring them as entry points in the group "helix4d.tasks":
+
+    [project.entry-points."helix4d.tasks"]
+    my_task = "my_package.tasks:MyTask"
+
+Nothing else is accepted: a config is data, and a "module:attribute" in it would import and call whatever it
+names (`"builtins:print"`), so a config can only choose among tasks that code has registered.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import importlib
 import importlib.util
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +39,7 @@ if TYPE_CHECKING:
 # The project's own tasks register themselves when this module is imported; it is imported on the first lookup
 # of a name that is not registered yet, so `helix4d train` knows them without importing every model up front.
 BUILTIN_TASKS_MODULE = "helix4d.train.tasks"
+ENTRY_POINT_GROUP = "helix4d.tasks"  # plug-ins: [project.entry-points."helix4d.tasks"] name = "module:factory"
 
 
 class Task(ABC):
@@ -89,18 +97,20 @@ def register_task(name: str) -> Callable[[TaskFactory], TaskFactory]:
 
 
 def resolve_task(name: str) -> TaskFactory:
-    """The factory for a config's `task`: a registered name or "module:attribute"."""
-    if ":" in name:
-        module_name, _, attr = name.partition(":")
-        try:
-            return getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ConfigError(f"task {name!r} cannot be imported ({exc}); check the module path and name") from None
+    """The factory for a config's `task`: a registered name, the project's own or a plug-in's entry point."""
     if name not in _REGISTRY and importlib.util.find_spec(BUILTIN_TASKS_MODULE) is not None:
         importlib.import_module(BUILTIN_TASKS_MODULE)
     if name not in _REGISTRY:
+        plugin = next(iter(entry_points(group=ENTRY_POINT_GROUP, name=name)), None)
+        if plugin is not None:
+            try:
+                register_task(name)(plugin.load())
+            except Exception as exc:  # a broken plug-in is named, never a traceback
+                raise ConfigError(f"task {name!r} from plug-in {plugin.value!r} cannot be loaded ({exc})") from None
+    if name not in _REGISTRY:
         known = ", ".join(sorted(_REGISTRY)) or "none registered"
         raise ConfigError(
-            f"unknown task {name!r} (known: {known}); fix 'task' in the config, or name a factory as 'module:function'"
+            f"unknown task {name!r} (known: {known}); fix 'task' in the config (a plug-in declares its tasks as "
+            f"{ENTRY_POINT_GROUP!r} entry points)"
         )
     return _REGISTRY[name]

@@ -30,6 +30,7 @@ from torch.utils.data import Dataset
 
 from helix4d.data import layout
 from helix4d.errors import ConfigError
+from helix4d.io.files import write_json_atomic
 from helix4d.models.flow import FlowTransformer
 from helix4d.models.image_encoder import ImageEncoder, OccupancyProbe
 from helix4d.models.sc_vae import SCVAELossWeights
@@ -44,7 +45,7 @@ from helix4d.pipeline.folder import (
 )
 from helix4d.sparse import SparseTensor
 from helix4d.train.config import TrainConfig
-from helix4d.train.latents import INDEX, coarse_occupancy, fine_coords, write_json_atomic
+from helix4d.train.latents import INDEX, coarse_occupancy, fine_coords
 from helix4d.train.task import Task, register_task
 
 STAGE_FLOW = {"ss": "ss_flow", "geometry": "geometry_flow", "material": "material_flow"}

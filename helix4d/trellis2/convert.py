@@ -31,7 +31,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from helix4d.errors import ConfigError
-from helix4d.export.files import atomic_dir
+from helix4d.io.files import atomic_dir, check_output_dir
 from helix4d.models.flow import FlowConfig, FlowTransformer
 from helix4d.pipeline.config import LatentStats, PipelineConfig, StageSampling
 from helix4d.pipeline.folder import save_component, state_mismatches
@@ -337,9 +337,8 @@ def convert_trellis2(src: str | Path, out: str | Path, resolution: int = 512, dt
     """
     if dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    plan, out = plan_trellis2(src, resolution, cascade), Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ConfigError(f"{out} exists and is not an empty folder; choose a new folder")
+    out = check_output_dir(out, inputs=(src, dino))
+    plan = plan_trellis2(src, resolution, cascade)
     dino_files = dino_folder_files(Path(dino)) if dino is not None else []
     with atomic_dir(out) as tmp:
         for name, module, config in plan.components(DTYPES[dtype]):

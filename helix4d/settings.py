@@ -1,0 +1,89 @@
+"""The generation settings a user gives, checked where they enter, by one table of rules.
+
+The CLI, the Python API (`Helix4DPipeline`, `read_video`) and the web app take the same numbers; each checks them
+with `check_settings` before any work, so a rule is written once and cannot drift between them. Each front end
+names a setting its own way (`--frames`, `max_frames`, "Frames"), so the caller says how its user typed it, and
+the message names exactly that. NaN and infinity are refused everywhere: `--cfg nan` would otherwise run two
+stages and end in an unrelated error deep inside the model.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from helix4d.errors import InputError
+
+MODES = ("temporal", "per-frame")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One setting: an int or a finite float in [low, high] (`low_open`: low itself excluded), or one of
+    `choices`. Integral floats pass as ints: sliders and JSON send 16.0 for 16."""
+
+    kind: type
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    choices: tuple[str, ...] = ()
+    hint: str = ""  # appended to a range error: how to fix it
+
+    def check(self, value: Any, name: str) -> Any:
+        """`value` as `kind`, or an InputError naming the setting `name`."""
+        if self.choices:
+            if value not in self.choices:
+                raise InputError(f"{name} must be one of {', '.join(self.choices)}; got {value!r}")
+            return value
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise InputError(f"{name} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise InputError(f"{name} must be a finite number, got {value}")
+        if self.kind is int:
+            if value != int(value):
+                raise InputError(f"{name} must be a whole number, got {value}")
+            value = int(value)
+        else:
+            value = float(value)
+        low_ok = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        if not low_ok or (self.high is not None and value > self.high):
+            bound = [f"> {self.low:g}" if self.low_open else f">= {self.low:g}"] if self.low is not None else []
+            bound += [f"<= {self.high:g}"] if self.high is not None else []
+            raise InputError(f"{name} must be {' and '.join(bound)}, got {value:g}{self.hint}")
+        return value
+
+
+_UNSET = " — leave it unset for the default"
+RULES: dict[str, Rule] = {
+    # which frames of the video
+    "max_frames": Rule(int, low=1, hint=_UNSET + " (every frame)"),
+    "fps": Rule(float, low=0, low_open=True, hint=_UNSET + " (the source frame rate)"),
+    "start": Rule(float, low=0, hint=" (seconds from the start of the video)"),
+    "end": Rule(float, low=0, hint=" (seconds from the start of the video)"),
+    "max_side": Rule(int, low=1),
+    # sampling
+    "steps": Rule(int, low=1, hint=_UNSET + " (the model's)"),
+    "cfg": Rule(float, low=0, hint=" (1 turns guidance off)"),
+    "window": Rule(int, low=0, hint=" (0: the anchor and the frame itself)"),
+    "seed": Rule(int),
+    "mode": Rule(str, choices=MODES),
+    # export
+    "texture_size": Rule(int, low=0, high=8192, hint=" (0: vertex colours)"),
+    "max_faces": Rule(int, low=1),
+}
+
+
+def check_settings(values: Mapping[str, Any], names: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """`values` (keys of `RULES`; None = unset, passed through) checked and normalised (16.0 -> 16), plus the one
+    rule between two settings, end >= start. `names[key]` is how the caller's user wrote each setting (a CLI flag,
+    a UI label); by default the key itself, which is the Python keyword."""
+    names = {key: key for key in RULES} | dict(names or {})
+    checked = {key: None if value is None else RULES[key].check(value, names[key]) for key, value in values.items()}
+    start, end = checked.get("start"), checked.get("end")
+    if start is not None and end is not None and end < start:
+        raise InputError(f"{names['end']} ({end:g}) is before {names['start']} ({start:g}) — swap them or leave one "
+                         "unset")
+    return checked
