@@ -196,3 +196,26 @@ def test_cli_generate_writes_result_and_no_partial_on_failure(model_dir, video, 
     runner.invoke(app, ["generate", str(video), "-o", str(failed), "--model", str(model_dir), "--steps", "1", "--frames", "2"])
     assert not failed.exists()
     assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
+
+
+def test_stage1_reads_its_own_encoder_and_a_given_coarse_structure_replaces_it(model_dir, tmp_path) -> None:
+    """With an `ss_image_encoder` in the folder, stage 1 (only) is conditioned on it; `coarse=` skips stage 1."""
+    import shutil
+
+    folder = tmp_path / "with-stage1-encoder"
+    shutil.copytree(model_dir, folder)
+    shutil.copytree(model_dir / "image_encoder", folder / "ss_image_encoder")
+    images = np.random.default_rng(0).random((3, 4, 32, 32), dtype=np.float32)
+    shared = Helix4DPipeline.from_pretrained(model_dir).generate(images, steps=2)
+    own = Helix4DPipeline.from_pretrained(folder)
+    assert "ss_image_encoder" in own.components
+    assert _same_ovoxels(own.generate(images, steps=2).ovoxels, shared.ovoxels, atol=1e-5)  # a copy: same result
+    with torch.no_grad():
+        for p in own.components["ss_image_encoder"].parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    moved = own.generate(images, steps=2)
+    assert any(not np.array_equal(a, b) for a, b in zip(moved.coarse, shared.coarse))
+    given = own.generate(images, steps=2, coarse=[torch.from_numpy(c) for c in shared.coarse])
+    assert _same_ovoxels(given.ovoxels, shared.ovoxels, atol=1e-5)  # stages 2-3 read the shared encoder only
+    with pytest.raises(InputError, match="2 frames"):
+        own.generate(images, steps=2, coarse=[torch.from_numpy(c) for c in shared.coarse[:2]])

@@ -60,14 +60,18 @@ def test_recipe_trains_every_part(workspace: Path) -> None:
     assert torch.equal(record["geometry"], again["geometry"]) and torch.equal(record["images"], again["images"])
     assert torch.allclose(record["material"], again["material"])
 
-    untrained_encoder = _state(root / "model" / "image_encoder")
+    shared_encoder = _state(root / "model" / "image_encoder")
     losses = _run(root, "image_encoder", "image_encoder", 20, latents=str(root / "latents"))
     assert np.mean(losses[-5:]) < np.mean(losses[:5])  # condition image -> coarse occupancy is learnt
-    assert any(not torch.equal(v, _state(root / "model" / "image_encoder")[k]) for k, v in untrained_encoder.items())
+    stage1_encoder = _state(root / "model" / "ss_image_encoder")  # stage 1's own encoder, started from the shared one
+    assert any(not torch.equal(v, stage1_encoder[k]) for k, v in shared_encoder.items())
+    assert all(torch.equal(v, _state(root / "model" / "image_encoder")[k]) for k, v in shared_encoder.items())
 
     losses = _run(root, "ss_flow", "flow", 20, stage="ss", latents=str(root / "latents"), train_image_encoder=True)
+    assert any(not torch.equal(v, _state(root / "model" / "ss_image_encoder")[k]) for k, v in stage1_encoder.items())
+    assert all(torch.equal(v, _state(root / "model" / "image_encoder")[k]) for k, v in shared_encoder.items())
     assert np.mean(losses[-5:]) < np.mean(losses[:5])
-    encoder_before = _state(root / "model" / "image_encoder")
+    encoder_before = _state(root / "model" / "ss_image_encoder")
     before = _state(root / "model" / "ss_flow")
     assert all(torch.equal(before[k], before[k.replace("temporal_attn", "self_attn")]) for k in before if "temporal_attn" in k)
 
@@ -75,10 +79,10 @@ def test_recipe_trains_every_part(workspace: Path) -> None:
     after = _state(root / "model" / "ss_flow")
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(".temporal_attn." in k for k in changed)
-    assert all(torch.equal(encoder_before[k], v) for k, v in _state(root / "model" / "image_encoder").items())
+    assert all(torch.equal(encoder_before[k], v) for k, v in _state(root / "model" / "ss_image_encoder").items())
 
     pipe = Helix4DPipeline.from_pretrained(root / "model")
-    assert pipe.config.trained
+    assert pipe.config.trained and "ss_image_encoder" in pipe.components
     images = np.random.default_rng(0).random((3, 4, 32, 32), dtype=np.float32)
     assert pipe.generate(images, steps=2).num_frames == 3
 

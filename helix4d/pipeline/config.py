@@ -21,8 +21,14 @@ GEOMETRY_BINARY_CHANNELS = (3, 4, 5, 7, 8, 9)
 
 ARCHITECTURES = ("helix4d", "trellis2")
 COMPONENTS = ("image_encoder", "ss_vae", "geometry_vae", "material_vae", "ss_flow", "geometry_flow", "material_flow")
+# Loaded when the folder holds them. `ss_image_encoder`: stage 1's own condition encoder, supervised on coarse
+# occupancy (the `image_encoder` training task); without it stage 1 reads `image_encoder` like stages 2-3. Why a
+# second one: a small encoder trained from scratch cannot serve both the shape stage-1 needs and the appearance the
+# material stage needs, and retraining the one shared encoder would invalidate every flow trained on its tokens.
+OPTIONAL_COMPONENTS = ("ss_image_encoder",)
 CONFIG_TYPES = {
     "image_encoder": ImageEncoderConfig,
+    "ss_image_encoder": ImageEncoderConfig,
     "ss_vae": SSVAEConfig,
     "geometry_vae": SCVAEConfig,
     "material_vae": SCVAEConfig,

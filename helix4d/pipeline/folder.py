@@ -22,10 +22,11 @@ from helix4d.models.flow import FlowTransformer
 from helix4d.models.image_encoder import ImageEncoder
 from helix4d.models.sc_vae import SCVAE
 from helix4d.models.ss_vae import SSVAE
-from helix4d.pipeline.config import COMPONENTS, CONFIG_TYPES, ModelPreset, PipelineConfig
+from helix4d.pipeline.config import COMPONENTS, CONFIG_TYPES, OPTIONAL_COMPONENTS, ModelPreset, PipelineConfig
 
 MODEL_TYPES = {
     "image_encoder": ImageEncoder,
+    "ss_image_encoder": ImageEncoder,
     "ss_vae": SSVAE,
     "geometry_vae": SCVAE,
     "material_vae": SCVAE,
@@ -115,7 +116,13 @@ def load_components(folder: Path, config: PipelineConfig) -> dict[str, nn.Module
         from helix4d.trellis2.folder import load_trellis2_components  # optional extra (transformers); no cycle
 
         return load_trellis2_components(folder, config)
-    return {name: load_component(name, folder / name)[0] for name in COMPONENTS}
+    present = [name for name in OPTIONAL_COMPONENTS if (folder / name).is_dir()]
+    return {name: load_component(name, folder / name)[0] for name in COMPONENTS + tuple(present)}
+
+
+def stage1_encoder_name(folder: Path) -> str:
+    """The component whose tokens condition stage 1: `ss_image_encoder` when the folder has one."""
+    return "ss_image_encoder" if (folder / "ss_image_encoder").is_dir() else "image_encoder"
 
 
 def read_pipeline_config(folder: Path) -> PipelineConfig:

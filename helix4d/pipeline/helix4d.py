@@ -203,14 +203,20 @@ class Helix4DPipeline:
         timings: dict[str, float] = {}
 
         clock = time.perf_counter()
+        pixels = torch.from_numpy(images).to(self.device)  # (F, 4, S, S)
         with self.using("image_encoder"):
-            cond = self.image_encoder(torch.from_numpy(images).to(self.device))  # (F, L, C)
+            cond = self.image_encoder(pixels)  # (F, L, C)
+        if coarse is None and "ss_image_encoder" in self.components:
+            with self.using("ss_image_encoder"):
+                cond_ss = self.components["ss_image_encoder"](pixels)  # (F, L, C) stage 1's own tokens
+        else:
+            cond_ss = cond
         timings["encode_images"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
         if coarse is None:
             with self.using("ss_vae"):
-                coarse = run.sparse_structure(cond)  # per frame (n_f, 3) coarse voxels
+                coarse = run.sparse_structure(cond_ss)  # per frame (n_f, 3) coarse voxels
         elif len(coarse) != images.shape[0]:
             raise InputError(f"coarse structure given for {len(coarse)} frames, but there are {images.shape[0]} images")
         timings["ss"] = time.perf_counter() - clock

@@ -5,7 +5,7 @@ it back into that folder when done (and into the run's `model/` folder), so the 
 
     ss_vae, sc_vae (geometry, material)  on a dataset             (helix4d data synth)
     -> helix4d model encode-latents                                (latents + statistics)
-    -> image_encoder: condition image -> coarse occupancy          (direct supervision of the encoder)
+    -> image_encoder: condition image -> coarse occupancy          (stage 1's own encoder, `ss_image_encoder`)
     -> flow (stage ss with the image encoder, then geometry, material), static: F = 1
     -> flow ... temporal: true                                     (only the temporal self-attention copies)
 
@@ -42,6 +42,7 @@ from helix4d.pipeline.folder import (
     read_pipeline_config,
     read_trainable_pipeline_config,
     save_component,
+    stage1_encoder_name,
 )
 from helix4d.sparse import SparseTensor
 from helix4d.train.config import TrainConfig
@@ -61,14 +62,15 @@ def _model_folder(config: TrainConfig) -> Path:
 
 
 def install_component(module: nn.Module, config: Any, model_folder: Path, name: str, run_out: Path) -> None:
-    """Write the trained component into the run's output and replace it in the model folder atomically."""
+    """Write the trained component into the run's output and replace (or add) it in the model folder atomically."""
     save_component(module, config, run_out / name)
     staging = model_folder / f".{name}.new"
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(run_out / name, staging)
     old = model_folder / f".{name}.old"
     shutil.rmtree(old, ignore_errors=True)
-    os.replace(model_folder / name, old)
+    if (model_folder / name).exists():
+        os.replace(model_folder / name, old)
     os.replace(staging, model_folder / name)
     shutil.rmtree(old, ignore_errors=True)
 
@@ -313,7 +315,8 @@ class FlowObjective(nn.Module):
 @register_task("flow")
 class FlowTask(Task):
     """options: model, stage (ss | geometry | material), latents (folder), temporal (bool), clip_frames,
-    cond_drop, train_image_encoder (stage ss, static only), window, repeats (temporal items per sequence)."""
+    cond_drop, train_image_encoder (static only: the encoder this stage reads, `ss_image_encoder` for stage ss when
+    the folder has one, else `image_encoder`), window, repeats (temporal items per sequence)."""
 
     def __init__(self, config: TrainConfig) -> None:
         o = config.task_options
@@ -338,7 +341,8 @@ class FlowTask(Task):
 
             encoder = load_trellis2_image_encoder(self.model_folder, pipeline)
         else:
-            encoder, self.encoder_config = load_component("image_encoder", self.model_folder / "image_encoder")
+            self.encoder_name = stage1_encoder_name(self.model_folder) if self.stage == "ss" else "image_encoder"
+            encoder, self.encoder_config = load_component(self.encoder_name, self.model_folder / self.encoder_name)
         if self.temporal:
             init_temporal_from_base(flow)  # the temporal copies start as the trained static weights
         window = int(self.options.get("window", pipeline.window))
@@ -367,7 +371,7 @@ class FlowTask(Task):
             init_temporal_from_base(model.flow)
         install_component(model.flow, self.flow_config, self.model_folder, STAGE_FLOW[self.stage], out_dir)
         if self.train_encoder:
-            install_component(model.encoder, self.encoder_config, self.model_folder, "image_encoder", out_dir)
+            install_component(model.encoder, self.encoder_config, self.model_folder, self.encoder_name, out_dir)
         pipeline = read_pipeline_config(self.model_folder)
         pipeline.trained = True
         write_json_atomic(self.model_folder / "pipeline.json", pipeline.to_dict())
@@ -394,8 +398,9 @@ class EncoderWithProbe(nn.Module):
 
 @register_task("image_encoder")
 class ImageEncoderTask(Task):
-    """Pretrain the image encoder on condition image -> coarse occupancy (the stage-1 target's shape) through an
-    `OccupancyProbe`, before the flows are trained on its tokens. options: model, latents (encoded with
+    """Train stage 1's own encoder (`ss_image_encoder`) on condition image -> coarse occupancy (the stage-1 target's
+    shape) through an `OccupancyProbe`, before the stage-1 flow is trained on its tokens; a folder without one starts
+    it from its `image_encoder`, which stays as it is (stages 2-3 read it). options: model, latents (encoded with
     `helix4d model encode-latents`). Only the encoder is written back; the probe is training scaffolding."""
 
     def __init__(self, config: TrainConfig) -> None:
@@ -404,7 +409,8 @@ class ImageEncoderTask(Task):
         self.latents = Path(config.task_options.get("latents") or config.data or "")
 
     def build_model(self) -> nn.Module:
-        encoder, self.encoder_config = load_component("image_encoder", self.model_folder / "image_encoder")
+        start = stage1_encoder_name(self.model_folder)  # continue stage 1's encoder, or start from the shared one
+        encoder, self.encoder_config = load_component(start, self.model_folder / start)
         ss = read_component_config("ss_vae", self.model_folder / "ss_vae")
         self.resolution = ss.resolution
         probe = OccupancyProbe(self.encoder_config.dim, self.encoder_config.heads, ss.resolution,
@@ -426,4 +432,4 @@ class ImageEncoderTask(Task):
         return model(*batch)
 
     def save_artifact(self, model: nn.Module, out_dir: Path) -> None:
-        install_component(model.encoder, self.encoder_config, self.model_folder, "image_encoder", out_dir)
+        install_component(model.encoder, self.encoder_config, self.model_folder, "ss_image_encoder", out_dir)
