@@ -11,7 +11,7 @@ def test_demo_model_ships_and_generates() -> None:
     total = sum(p.stat().st_size for p in DEMO_MODEL.rglob("*") if p.is_file())
     assert total < 100 * 2**20
     pipe = Helix4DPipeline.from_pretrained()  # the default is the shipped model
-    assert pipe.config.preset == "demo" and pipe.config.trained
+    assert pipe.config.preset == "demo" and pipe.config.trained and "ss_image_encoder" in pipe.components
     asset = pipe(EXAMPLES / "split.mp4", max_frames=3, steps=4)
     assert asset.num_frames == 3
     assert all(len(m.faces) > 100 for m in asset.meshes)
