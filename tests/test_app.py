@@ -245,7 +245,7 @@ def test_app_in_headless_chromium(model_dir, video, tmp_path) -> None:
     finally:
         process.send_signal(signal.SIGINT)  # Ctrl+C: the app closes its server and deletes its files
         try:
-            process.wait(timeout=15)
+            process.wait(timeout=60)  # gradio's close can take tens of seconds on a loaded 2-core machine
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
