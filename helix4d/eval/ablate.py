@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from helix4d.errors import InputError
+from helix4d.eval.tables import cell, finite, nanmean
 from helix4d.eval.protocols import OursProtocol, Protocol, evaluate_sequence
 
 FLOWS = ("ss_flow", "geometry_flow", "material_flow")
@@ -129,8 +130,8 @@ class VariantResult:
         """Metric means over the scored sequences (of one `kind`, if given), plus mean seconds per sequence."""
         rows = [s for s in self.sequences if kind is None or s.kind == kind]
         names = list(dict.fromkeys(k for s in rows for k in s.metrics))
-        means = {name: _nanmean([s.metrics.get(name, math.nan) for s in rows]) for name in names}
-        means["seconds"] = _nanmean([s.seconds for s in rows])
+        means = {name: nanmean([s.metrics.get(name, math.nan) for s in rows]) for name in names}
+        means["seconds"] = nanmean([s.seconds for s in rows])
         return means
 
     @property
@@ -163,8 +164,8 @@ class AblationReport:
         ]
         for v in self.variants:
             means = v.mean()
-            cells = " | ".join(_cell(means.get(c, math.nan)) for c in columns)
-            lines.append(f"| {v.variant.name} | {cells} | {_cell(means['seconds'])} | {v.failed} |")
+            cells = " | ".join(cell(means.get(c, math.nan)) for c in columns)
+            lines.append(f"| {v.variant.name} | {cells} | {cell(means['seconds'])} | {v.failed} |")
         lines += ["", "variants:"] + [f"  {v.variant.name}: {v.variant.description} {v.settings}" for v in self.variants]
         return "\n".join(lines)
 
@@ -177,28 +178,17 @@ class AblationReport:
                 "name": v.variant.name,
                 "description": v.variant.description,
                 "settings": v.settings,
-                "mean": _finite(v.mean()),
+                "mean": finite(v.mean()),
                 "failed": v.failed,
-                "by_kind": {k: {"sequences": sum(s.kind == k for s in v.sequences), **_finite(v.mean(k))}
+                "by_kind": {k: {"sequences": sum(s.kind == k for s in v.sequences), **finite(v.mean(k))}
                             for k in kinds},
                 "sequences": [{"id": s.id, "kind": s.kind, "frames": s.frames, "seconds": s.seconds,
-                               **_finite(s.metrics), "error": s.error} for s in v.sequences],
+                               **finite(s.metrics), "error": s.error} for s in v.sequences],
             })
         return {"protocol": self.protocol, "variants": out}
 
 
-def _nanmean(values: Sequence[float]) -> float:
-    arr = np.asarray(values, np.float64)
-    keep = ~np.isnan(arr)
-    return float(arr[keep].mean()) if keep.any() else math.nan
 
-
-def _cell(value: float) -> str:
-    return "—" if math.isnan(value) else f"{value:.4g}"
-
-
-def _finite(values: dict[str, float]) -> dict[str, float | None]:
-    return {k: (float(v) if math.isfinite(v) else None) for k, v in values.items()}
 
 
 # ------------------------------------------------------------------------------------------------ running

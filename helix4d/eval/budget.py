@@ -32,6 +32,7 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from helix4d.errors import InputError
+from helix4d.eval.tables import cell, finite, nanmean
 from helix4d.eval.protocols import OursProtocol, Protocol, evaluate_sequence
 from helix4d.ovoxel import OVoxel
 
@@ -72,7 +73,7 @@ class BudgetReport:
         """Metric means of one row over the sequences (of one `kind`, if given), NaNs skipped."""
         chosen = [s.rows[row] for s in self.sequences if (kind is None or s.kind == kind) and row in s.rows]
         names = list(dict.fromkeys(k for r in chosen for k in r))
-        return {n: _nanmean([r.get(n, math.nan) for r in chosen]) for n in names}
+        return {n: nanmean([r.get(n, math.nan) for r in chosen]) for n in names}
 
     def table(self) -> str:
         """Markdown: settings, the budget averaged over all sequences, then CD-3D / F-score per phenomenon."""
@@ -85,14 +86,14 @@ class BudgetReport:
         ]
         for row in ROWS:
             means = self.mean(row)
-            lines.append(f"| {row} | " + " | ".join(_cell(means.get(k, math.nan)) for k in HEADLINE) + " |")
+            lines.append(f"| {row} | " + " | ".join(cell(means.get(k, math.nan), 3) for k in HEADLINE) + " |")
         lines += ["", "per phenomenon (CD-3D / F-score@0.02):", "",
                   "| kind | " + " | ".join(ROWS) + " |", "|---" * (len(ROWS) + 1) + "|"]
         for kind in self.kinds:
             cells = []
             for row in ROWS:
                 m = self.mean(row, kind)
-                cells.append(f"{_cell(m.get('cd_3d', math.nan))} / {_cell(m.get('f_score@0.02', math.nan))}")
+                cells.append(f"{cell(m.get('cd_3d', math.nan), 3)} / {cell(m.get('f_score@0.02', math.nan), 3)}")
             lines.append(f"| {kind} | " + " | ".join(cells) + " |")
         lines += ["", "rows:"] + [f"  {name}: {text}" for name, text in ROWS.items()]
         return "\n".join(lines)
@@ -100,10 +101,10 @@ class BudgetReport:
     def to_json(self) -> dict[str, Any]:
         return {
             "settings": self.settings,
-            "mean": {row: _finite(self.mean(row)) for row in ROWS},
-            "by_kind": {k: {row: _finite(self.mean(row, k)) for row in ROWS} for k in self.kinds},
+            "mean": {row: finite(self.mean(row)) for row in ROWS},
+            "by_kind": {k: {row: finite(self.mean(row, k)) for row in ROWS} for k in self.kinds},
             "sequences": [{"id": s.id, "kind": s.kind, "frames": s.frames, "seconds": s.seconds,
-                           "rows": {r: _finite(m) for r, m in s.rows.items()}} for s in self.sequences],
+                           "rows": {r: finite(m) for r, m in s.rows.items()}} for s in self.sequences],
         }
 
 
@@ -280,18 +281,7 @@ def material_errors(pred: list[OVoxel], truth: list[OVoxel]) -> dict[str, float]
         voxel.append(diff[:, :3].mean())
         alpha.append(diff[:, 5].mean())
         obj.append(np.abs(p.attrs[:, :3].mean(0) - t.attrs[:, :3].mean(0)).mean())
-    return {"colour_error": _nanmean(voxel), "object_colour_error": _nanmean(obj), "alpha_error": _nanmean(alpha)}
+    return {"colour_error": nanmean(voxel), "object_colour_error": nanmean(obj), "alpha_error": nanmean(alpha)}
 
 
-def _nanmean(values: Sequence[float]) -> float:
-    arr = np.asarray(values, np.float64)
-    keep = ~np.isnan(arr)
-    return float(arr[keep].mean()) if keep.any() else math.nan
 
-
-def _cell(value: float) -> str:
-    return "—" if math.isnan(value) else f"{value:.3g}"
-
-
-def _finite(values: dict[str, float]) -> dict[str, float | None]:
-    return {k: (float(v) if math.isfinite(v) else None) for k, v in values.items()}

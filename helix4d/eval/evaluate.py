@@ -25,6 +25,7 @@ import numpy as np
 import trimesh
 
 from helix4d.errors import InputError
+from helix4d.eval.tables import cell, finite
 from helix4d.eval.protocols import Protocol, SequenceScores, evaluate_sequence
 
 MESH_SUFFIXES = (".glb", ".gltf", ".ply", ".obj", ".stl", ".off")
@@ -161,9 +162,9 @@ class EvaluationReport:
             "protocol": self.protocol,
             "units": self.units,
             "align": self.align,
-            "sequences": [{"name": s.name, "frames": s.scores.frames, **_finite(s.values())} for s in self.sequences],
-            "mean": _finite(self.mean()),
-            "fvd": None if self.fvd is None else _finite({"fvd": self.fvd})["fvd"],
+            "sequences": [{"name": s.name, "frames": s.scores.frames, **finite(s.values())} for s in self.sequences],
+            "mean": finite(self.mean()),
+            "fvd": None if self.fvd is None else finite({"fvd": self.fvd})["fvd"],
             "unmatched": self.unmatched,
         }
 
@@ -176,9 +177,9 @@ class EvaluationReport:
         for s in self.sequences:
             values = s.values()
             lines.append(f"| {s.name} | {s.scores.frames} | "
-                         + " | ".join(_cell(values.get(c, math.nan)) for c in columns) + " |")
+                         + " | ".join(cell(values.get(c, math.nan)) for c in columns) + " |")
         means = self.mean()
-        lines.append(f"| mean ({len(self.sequences)}) | | " + " | ".join(_cell(means[c]) for c in columns) + " |")
+        lines.append(f"| mean ({len(self.sequences)}) | | " + " | ".join(cell(means[c]) for c in columns) + " |")
         if self.fvd is not None:
             lines.append(f"FVD ({len(self.sequences)} sequences): {self.fvd:.2f}")
         if self.unmatched:
@@ -186,12 +187,6 @@ class EvaluationReport:
         return "\n".join(lines)
 
 
-def _cell(value: float) -> str:
-    return "—" if math.isnan(value) else f"{value:.4g}"
-
-
-def _finite(values: dict[str, float]) -> dict[str, float | None]:
-    return {k: (float(v) if math.isfinite(v) else None) for k, v in values.items()}
 
 
 def run_evaluation(
