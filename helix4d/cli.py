@@ -317,13 +317,21 @@ def data_synth(
         None, "--workers", min=0, help="Worker processes (default: all cores; 0: in-process)."
     ),
     kinds: str = typer.Option("", "--kinds", help="Comma-separated phenomena to cycle through (default: all kinds)."),
+    look: str = typer.Option("canonical", "--look", help="How each sequence is seen: 'canonical' (the fixed front "
+                             "camera, studio lights, the scene's colours, clean images) or 'random' (camera, lights, "
+                             "colours, textures, blur/noise/JPEG drawn per sequence from its seed; domain randomisation) or "
+                             "'unseen' (cameras and lights outside the random ranges: for held-out sets)."),
+    renderer: str = typer.Option("raster", "--renderer", help="'raster' (the fast built-in OpenGL renderer) or "
+                                 "'cycles' (Blender's path tracer: glass refracts; "
+                                 "much slower; needs the 'blender' extra)."),
 ) -> None:
     """Generate synthetic 4D sequences (every phenomenon in turn) into a dataset folder."""
     from helix4d.data.build import build_synthetic
 
     kind_list = [k.strip() for k in kinds.split(",") if k.strip()] or None
     _report_build(build_synthetic(out, count, frames=frames, resolution=resolution, image_size=image_size,
-                                  views=views, seed=seed, workers=workers, kinds=kind_list))
+                                  views=views, seed=seed, workers=workers, kinds=kind_list, look=look,
+                                  renderer=renderer))
 
 
 @data_app.command("build")
@@ -339,12 +347,17 @@ def data_build(
     workers: Optional[int] = typer.Option(
         None, "--workers", min=0, help="Worker processes (default: all cores; 0: in-process)."
     ),
+    look: str = typer.Option("canonical", "--look", help="How each sequence is seen: 'canonical' (the fixed front "
+                             "camera, studio lights, the scene's colours, clean images) or 'random' (camera, lights, "
+                             "colours, textures, blur/noise/JPEG drawn per asset; domain randomisation) or 'unseen'."),
+    renderer: str = typer.Option("raster", "--renderer", help="'raster' (built-in OpenGL) or 'cycles' (Blender's "
+                                 "path tracer)."),
 ) -> None:
     """Build a dataset from animated assets imported through Blender (needs the optional 'blender' extra)."""
     from helix4d.data.build import build_assets
 
     _report_build(build_assets(assets, out, frames=frames, resolution=resolution, image_size=image_size,
-                               views=views, workers=workers))
+                               views=views, workers=workers, look=look, renderer=renderer))
 
 
 @app.command("evaluate")

@@ -32,6 +32,7 @@ from PIL import Image
 
 from helix4d.data import layout
 from helix4d.data.layout import DatasetSettings
+from helix4d.data.look import Look, look_for
 from helix4d.errors import Helix4DError, InputError
 from helix4d.io.files import check_output_dir
 
@@ -50,6 +51,11 @@ class BuildItem:
     @property
     def path(self) -> str:
         return f"{layout.shard_name(self.index)}/{self.id}"
+
+    @property
+    def seed(self) -> int:
+        """The seed its look is drawn from: the scene's own seed, or one made from an asset's id."""
+        return int(self.source["seed"]) if self.source["type"] == "synthetic" else look_seed(self.id)
 
 
 @dataclass
@@ -91,11 +97,14 @@ def build_synthetic(
     workers: int | None = None,
     kinds: Sequence[str] | None = None,
     fps: float = 8.0,
+    look: str = "canonical",
+    renderer: str = "raster",
     progress: bool = True,
 ) -> BuildSummary:
     """Build `count` synthetic sequences into `out`: sequence i uses seed `seed + i` and kind `kinds[i % len(kinds)]`
     (default: all of `synthetic.KINDS`, so every phenomenon appears). `workers` processes (default: all cores;
-    0 builds in this process, without crash isolation)."""
+    0 builds in this process, without crash isolation). `look`: 'canonical', 'random' or 'unseen' (see
+    `helix4d.data.look`); `renderer`: 'raster' or 'cycles' (Blender, the `blender` extra; `helix4d.data.cycles`)."""
     from helix4d.data.synthetic import KINDS
 
     if count < 1:
@@ -106,7 +115,8 @@ def build_synthetic(
                   source={"type": "synthetic", "seed": seed + i, "kind": kind})
         for i, kind in ((i, kinds[i % len(kinds)]) for i in range(count))
     ]
-    settings = DatasetSettings(resolution=resolution, image_size=image_size, frames=frames, views=views, fps=fps)
+    settings = DatasetSettings(resolution=resolution, image_size=image_size, frames=frames, views=views, fps=fps,
+                               look=look, renderer=renderer)
     return _build(items, Path(out), settings, workers, progress)
 
 
@@ -119,6 +129,8 @@ def build_assets(
     views: int = 4,
     workers: int | None = None,
     fps: float = 8.0,
+    look: str = "canonical",
+    renderer: str = "raster",
     progress: bool = True,
 ) -> BuildSummary:
     """Build one sequence per animated asset file (glTF/GLB, FBX, .blend; imported through Blender): `frames` frames
@@ -137,7 +149,8 @@ def build_assets(
             seen.add(item_id)
             items.append(BuildItem(id=item_id, index=len(items), kind="asset",
                                    source={"type": "asset", "path": str(resolved)}))
-    settings = DatasetSettings(resolution=resolution, image_size=image_size, frames=frames, views=views, fps=fps)
+    settings = DatasetSettings(resolution=resolution, image_size=image_size, frames=frames, views=views, fps=fps,
+                               look=look, renderer=renderer)
     return _build(items, Path(out), settings, workers, progress)
 
 
@@ -146,12 +159,14 @@ def build_sequence(item: BuildItem, settings: DatasetSettings, root: Path) -> di
     meshes, times, source, normalization = _load_source(item, settings)
     if len(meshes) != settings.frames:
         raise InputError(f"source gave {len(meshes)} frames, expected {settings.frames}")
+    look = look_for(settings.look, item.seed)
+    meshes = look.recolour.apply(meshes)  # before encoding: the ground truth carries the colours that are seen
     final = root / item.path
     tmp = layout.start_sequence(final)
     ovoxels = [_encode(mesh, settings.resolution, f) for f, mesh in enumerate(meshes)]
     layout.save_ovoxels(tmp / layout.OVOXELS, ovoxels)
-    cameras = layout.dataset_cameras(settings.views)
-    front = _render_views(meshes, cameras, settings.image_size, tmp)  # (F, S, S, 4)
+    cameras = look.cameras(settings.views)
+    front = _render_views(meshes, cameras, look, item.seed, settings.image_size, tmp, settings.renderer)  # (F, S, S, 4)
     from helix4d.io.video import write_video
 
     write_video(tmp / layout.VIDEO, over_white(front), settings.fps)
@@ -162,12 +177,18 @@ def build_sequence(item: BuildItem, settings: DatasetSettings, root: Path) -> di
         "settings": settings.to_dict(),
         "times": [float(t) for t in times],
         "cameras": [layout.camera_to_dict(c) for c in cameras],
+        "look": look.to_dict(),
         "normalization": {"matrix": np.asarray(normalization, np.float64).tolist()},
         "voxels": [len(ov) for ov in ovoxels],
     }
     layout.write_json_atomic(tmp / layout.META, meta)
     layout.finish_sequence(tmp, final)
     return {"id": item.id, "path": item.path, "kind": item.kind, "frames": len(meshes)}
+
+
+def look_seed(name: str) -> int:
+    """A stable 32-bit seed from a name (Python's hash() changes between processes)."""
+    return int.from_bytes(hashlib.sha1(name.encode()).digest()[:4], "little")
 
 
 def over_white(rgba: np.ndarray) -> np.ndarray:
@@ -208,16 +229,27 @@ def _encode(mesh: trimesh.Trimesh, resolution: int, frame: int):
 _renderers: dict[int, Any] = {}
 
 
-def _render_views(meshes: list[trimesh.Trimesh], cameras: list, size: int, folder: Path) -> np.ndarray:
-    """Write views/vKK/FFFF.png for every view and frame; return view 0's frames (F, S, S, 4) uint8."""
+def _render_views(meshes: list[trimesh.Trimesh], cameras: list, look: Look, seed: int, size: int, folder: Path,
+                  engine: str = "raster") -> np.ndarray:
+    """Write views/vKK/FFFF.png for every view and frame, rendered by `engine` ('raster' or 'cycles'), lit and
+    degraded as `look` says; return view 0's frames (F, S, S, 4) uint8."""
     from helix4d.render import Renderer
 
-    if size not in _renderers:  # one per process and size: GL setup is not free
-        _renderers[size] = Renderer(size, size)
-    renderer = _renderers[size]
+    if engine == "cycles":
+        from helix4d.data.cycles import render_cycles
+
+        traced = render_cycles(meshes, cameras, look.lighting, size)  # (F, K, S, S, 4)
+    else:
+        traced = None
+        if size not in _renderers:  # one per process and size: GL setup is not free
+            _renderers[size] = Renderer(size, size)
+        renderer = _renderers[size]
+        renderer.set_lighting(look.lighting)
+    noise = np.random.default_rng([seed & 0xFFFFFFFF, 0x5E45])  # sensor noise: the same on every rebuild
     front = np.empty((len(meshes), size, size, 4), np.uint8)
     for f, mesh in enumerate(meshes):
-        images = renderer.render_views(mesh, cameras)  # (K, S, S, 4)
+        rendered = renderer.render_views(mesh, cameras) if traced is None else traced[f]  # (K, S, S, 4)
+        images = [look.sensor.apply(image, noise) for image in rendered]
         for v, image in enumerate(images):
             png = layout.view_png(folder, v, f)
             png.parent.mkdir(parents=True, exist_ok=True)
@@ -232,6 +264,10 @@ def _render_views(meshes: list[trimesh.Trimesh], cameras: list, size: int, folde
 def _build(
     items: list[BuildItem], root: Path, settings: DatasetSettings, workers: int | None, progress: bool
 ) -> BuildSummary:
+    if settings.renderer == "cycles":
+        from helix4d.data.blender import require_bpy
+
+        require_bpy()  # once, up front, rather than as a failure of every item
     sources = [item.source["path"] for item in items if item.source["type"] == "asset"]
     check_output_dir(root, inputs=sources, reuse=layout.is_dataset)
     root.mkdir(parents=True, exist_ok=True)

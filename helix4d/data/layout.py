@@ -71,6 +71,8 @@ class DatasetSettings:
     frames: int = 16  # F frames per sequence
     views: int = 4  # K rendered views (view 0 = conditioning camera)
     fps: float = 8.0  # frame rate of the sampled frames and of video.mp4
+    look: str = "canonical"  # camera, lights, colours, sensor: 'canonical', 'random' or 'unseen' (data.look)
+    renderer: str = "raster"  # 'raster' (helix4d.render, OpenGL) or 'cycles' (Blender's path tracer, data.cycles)
 
     def __post_init__(self) -> None:
         checks = {"resolution": 2, "image_size": 8, "frames": 1, "views": 1}
@@ -79,13 +81,19 @@ class DatasetSettings:
                 raise InputError(f"{name} must be >= {low}, got {getattr(self, name)}")
         if not self.fps > 0:
             raise InputError(f"fps must be > 0, got {self.fps}")
+        if self.look not in ("canonical", "random", "unseen"):
+            raise InputError(f"look must be 'canonical', 'random' or 'unseen', got {self.look!r}")
+        if self.renderer not in ("raster", "cycles"):
+            raise InputError(f"renderer must be 'raster' or 'cycles', got {self.renderer!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DatasetSettings:
-        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls)})
+        defaults = {"look": "canonical", "renderer": "raster"}  # datasets built before these settings existed
+        return cls(**{f.name: d[f.name] if f.name in d or f.name not in defaults else defaults[f.name]
+                      for f in dataclasses.fields(cls)})
 
 
 # ------------------------------------------------------------------------------------------------ cameras

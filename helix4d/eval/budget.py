@@ -215,12 +215,17 @@ def ground_truth_meshes(folder: Path, ovoxels: list[OVoxel]) -> tuple[list[trime
     """The source meshes of a synthetic sequence (rebuilt from its recorded spec, already in the unit cube), else
     the dataset's O-Voxels meshed; and which of the two it is."""
     from helix4d.data import layout
+    from helix4d.data.look import Look
     from helix4d.data.synthetic import SceneSpec, build_frames
     from helix4d.ovoxel import ovoxel_to_mesh
 
-    source = layout.read_json(folder / layout.META)["source"]
+    meta = layout.read_json(folder / layout.META)
+    source = meta["source"]
     if source.get("type") == "synthetic":
-        return build_frames(SceneSpec.from_dict(source["spec"]))[: len(ovoxels)], "source meshes (synthetic spec)"
+        meshes = build_frames(SceneSpec.from_dict(source["spec"]))[: len(ovoxels)]
+        if "look" in meta:  # a randomised look recoloured the surfaces the model saw (and the dataset's O-Voxels)
+            meshes = Look.from_dict(meta["look"]).recolour.apply(meshes)
+        return meshes, "source meshes (synthetic spec)"
     return [ovoxel_to_mesh(v) for v in ovoxels], "the dataset's O-Voxels meshed"
 
 

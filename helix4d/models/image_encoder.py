@@ -21,6 +21,19 @@ class ImageEncoderConfig:
     grid: int = 8  # output tokens = grid² (+1 global token)
     depth: int = 2
     heads: int = 4
+    stem_blocks: int = 0  # residual 3×3 conv blocks after each stem level (0: the original plain stem)
+
+
+class ResidualConvBlock(nn.Module):
+    """x + GELU(GN(conv3×3(x))): depth for the stem at the cost of one convolution per level (shape cues such as
+    silhouette curvature and shading need more than one strided convolution per scale)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.GroupNorm(8, channels), nn.GELU())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
 
 
 class ImageEncoder(nn.Module):
@@ -31,10 +44,12 @@ class ImageEncoder(nn.Module):
         # A 4×4 patchify convolution first (cheap at full resolution), then ×2 strided convolutions to the grid.
         first = 4 if stride_total >= 4 else stride_total
         layers: list[nn.Module] = [nn.Conv2d(config.in_channels, 32, first, stride=first), nn.GroupNorm(8, 32), nn.GELU()]
+        layers += [ResidualConvBlock(32) for _ in range(config.stem_blocks)]
         ch_in, stride_total = 32, stride_total // first
         while stride_total > 1:
             ch = min(ch_in * 2, config.dim)
             layers += [nn.Conv2d(ch_in, ch, 4, stride=2, padding=1), nn.GroupNorm(8, ch), nn.GELU()]
+            layers += [ResidualConvBlock(ch) for _ in range(config.stem_blocks)]
             ch_in, stride_total = ch, stride_total // 2
         layers.append(nn.Conv2d(ch_in, config.dim, 1))
         self.stem = nn.Sequential(*layers)

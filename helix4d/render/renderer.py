@@ -128,16 +128,7 @@ class Renderer:
         self._resolve = ctx.vertex_array(resolve, [])
         self._set_uniforms(self._peel_prog, {"u_prev_z": 0, "u_opaque_z": 1})
         self._set_uniforms(resolve, {"u_accum": 0, "u_opaque": 1, "u_first_z": 2, "u_opaque_z": 3})
-        lights = {
-            "u_key_dir": tuple(np.asarray(lighting.key_dir) / np.linalg.norm(lighting.key_dir)),
-            "u_key_color": lighting.key_color,
-            "u_fill_dir": tuple(np.asarray(lighting.fill_dir) / np.linalg.norm(lighting.fill_dir)),
-            "u_fill_color": lighting.fill_color,
-            "u_sky": lighting.sky,
-            "u_ground": lighting.ground,
-        }
-        self._set_uniforms(self._opaque_prog, lights)
-        self._set_uniforms(self._layer_prog, lights)
+        self.set_lighting(lighting)
 
         size = (width, height)
         depth = ctx.depth_renderbuffer(size)
@@ -158,6 +149,19 @@ class Renderer:
         self._far_fbos = {id(t): ctx.framebuffer([t]) for t in (self._opaque_z, self._out_z)}
         self._query = ctx.query(samples=True)
         self._scratch = SceneBuffers(self)
+
+    def set_lighting(self, lighting: Lighting) -> None:
+        """Light the following renders with `lighting` (one renderer serves sequences of different looks)."""
+        lights = {
+            "u_key_dir": tuple(float(v) for v in np.asarray(lighting.key_dir) / np.linalg.norm(lighting.key_dir)),
+            "u_key_color": tuple(float(v) for v in lighting.key_color),
+            "u_fill_dir": tuple(float(v) for v in np.asarray(lighting.fill_dir) / np.linalg.norm(lighting.fill_dir)),
+            "u_fill_color": tuple(float(v) for v in lighting.fill_color),
+            "u_sky": tuple(float(v) for v in lighting.sky),
+            "u_ground": tuple(float(v) for v in lighting.ground),
+        }
+        self._set_uniforms(self._opaque_prog, lights)
+        self._set_uniforms(self._layer_prog, lights)
 
     @staticmethod
     def _set_uniforms(program, values: dict) -> None:

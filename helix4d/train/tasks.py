@@ -15,6 +15,7 @@ the loss covers frames >= 1 only, and condition dropout (per frame, never the an
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -401,7 +402,9 @@ class ImageEncoderTask(Task):
     """Train stage 1's own encoder (`ss_image_encoder`) on condition image -> coarse occupancy (the stage-1 target's
     shape) through an `OccupancyProbe`, before the stage-1 flow is trained on its tokens; a folder without one starts
     it from its `image_encoder`, which stays as it is (stages 2-3 read it). options: model, latents (encoded with
-    `helix4d model encode-latents`). Only the encoder is written back; the probe is training scaffolding."""
+    `helix4d model encode-latents`), encoder (ImageEncoderConfig fields: a fresh encoder of that shape instead, e.g.
+    a deeper one; `dim` must stay the stage-1 flow's `cond_dim`). Only the encoder is written back; the probe is
+    training scaffolding."""
 
     def __init__(self, config: TrainConfig) -> None:
         self.config, self.model_folder = config, _model_folder(config)
@@ -411,6 +414,14 @@ class ImageEncoderTask(Task):
     def build_model(self) -> nn.Module:
         start = stage1_encoder_name(self.model_folder)  # continue stage 1's encoder, or start from the shared one
         encoder, self.encoder_config = load_component(start, self.model_folder / start)
+        shape = self.config.task_options.get("encoder")
+        if shape:
+            try:
+                fresh = dataclasses.replace(self.encoder_config, **shape)
+            except TypeError as exc:
+                raise ConfigError(f"task_options.encoder: {exc}") from None
+            if fresh != self.encoder_config:
+                encoder, self.encoder_config = ImageEncoder(fresh), fresh
         ss = read_component_config("ss_vae", self.model_folder / "ss_vae")
         self.resolution = ss.resolution
         probe = OccupancyProbe(self.encoder_config.dim, self.encoder_config.heads, ss.resolution,
