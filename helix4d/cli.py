@@ -209,8 +209,10 @@ def model_encode_latents(
 
 @app.command("generate")
 def generate_command(
-    video: Path = typer.Argument(..., help="Input video (mp4/mov/webm/gif) or a folder of frames."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder (written all at once when generation succeeds)."),
+    videos: list[Path] = typer.Argument(..., help="Input video (mp4/mov/webm/gif) or a folder of frames; or a batch: "
+                                        "several videos, a folder of videos or a list file (.txt, one path a line)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (written all at once when generation succeeds); "
+                             "for a batch, the folder that receives OUT/<video name>/ per video and OUT/batch.json."),
     model: Optional[Path] = typer.Option(None, "--model", help="Model folder; default: the shipped demo model."),
     frames: Optional[int] = typer.Option(None, "--frames", help="Use at most this many frames (after --fps sampling)."),
     fps: Optional[float] = typer.Option(None, "--fps", help="Sample the video at this frame rate (default: every frame)."),
@@ -232,13 +234,26 @@ def generate_command(
     offload: bool = typer.Option(False, "--offload", help="Keep weights in CPU memory and move each stage's models to "
                                  "the GPU only while it runs (large models on small GPUs, e.g. TRELLIS.2)."),
 ) -> None:
-    """Turn a video into a 4D asset: textured per-frame GLB, an animated GLB, USD and a preview, in OUT."""
-    from helix4d.pipeline.run import generate
+    """Turn a video into a 4D asset: textured per-frame GLB, an animated GLB, USD and a preview, in OUT.
 
-    generate(video=video, out=out, model=model, frames=frames, fps=fps, start=start, end=end, steps=steps, cfg=cfg,
-             window=window, seed=seed, device=device, mode=mode, overwrite=overwrite,
-             formats=tuple(f.strip() for f in formats.split(",") if f.strip()), texture_size=texture_size or None,
-             max_faces=max_faces, offload=offload)
+    A batch (several inputs, a folder of videos or a list file) writes one folder per video, skips finished ones
+    when rerun (unless --overwrite), records a failing video in OUT/batch.json and goes on, and prints a summary;
+    it exits with 2 only when every video failed. Shard a batch over processes or GPUs with
+    `torchrun --nproc_per_node N -m helix4d.generate VIDEOS... -o OUT`.
+    """
+    from helix4d.pipeline.batch import batch_videos
+    from helix4d.pipeline.run import generate, generate_batch
+
+    options = dict(frames=frames, fps=fps, start=start, end=end, steps=steps, cfg=cfg, window=window, seed=seed,
+                   mode=mode, formats=tuple(f.strip() for f in formats.split(",") if f.strip()),
+                   texture_size=texture_size or None, max_faces=max_faces)
+    batch = batch_videos(videos)
+    if batch is None:
+        generate(video=videos[0], out=out, model=model, device=device, overwrite=overwrite, offload=offload, **options)
+        return
+    reports = generate_batch(batch, out, model=model, device=device, offload=offload, overwrite=overwrite, **options)
+    if reports is not None and all(r.status == "failed" for r in reports):
+        raise typer.Exit(2)
 
 
 @app.command("app")

@@ -14,6 +14,7 @@ base colour renders as the sRGB colour it is (Filmic or AgX would wash them out)
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -112,6 +113,9 @@ def _child_main(scene_path: str, frames: int, views: int) -> None:
     scene = bpy.context.scene
     scene.render.engine = "CYCLES"
     scene.cycles.device = "CPU"
+    threads = os.environ.get("OMP_NUM_THREADS", "")
+    if threads.isdigit() and int(threads) > 0:  # a share of a busy machine, as for PyTorch; else every core
+        scene.render.threads_mode, scene.render.threads = "FIXED", int(threads)
     scene.cycles.samples = int(z["samples"])
     scene.cycles.use_denoising = True
     scene.cycles.denoiser = "OPENIMAGEDENOISE"

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
+import torch
 from rich.console import Console
+from rich.table import Table
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from helix4d.console import labelled
 from helix4d.errors import InputError
 from helix4d.export import FORMATS
 from helix4d.io.video import read_video
+from helix4d.pipeline.batch import BatchItem, ItemReport, gather_reports, plan_batch, run_batch, shard
 from helix4d.pipeline.helix4d import DEMO_MODEL, Helix4DPipeline, resolve_device
 from helix4d.pipeline.output import prepare_output, write_asset
 from helix4d.settings import check_settings
@@ -28,24 +32,16 @@ def generate(
     start: float | None = None, end: float | None = None, steps: int | None = None, cfg: float | None = None,
     window: int | None = None, seed: int = 0, device: str = "auto", mode: str = "temporal", overwrite: bool = False,
     formats: tuple[str, ...] = FORMATS, texture_size: int | None = 512, max_faces: int | None = None,
-    offload: bool = False,
+    offload: bool = False, pipe: Helix4DPipeline | None = None,
 ) -> Path:
     """Run the whole job; every user mistake surfaces as a `Helix4DError` before any compute, and nothing is
-    written but `out` (see `helix4d.io.files.check_output_dir`)."""
-    check_settings({"max_frames": frames, "fps": fps, "start": start, "end": end, "steps": steps, "cfg": cfg,
-                    "window": window, "seed": seed, "mode": mode, "texture_size": texture_size,
-                    "max_faces": max_faces}, FLAGS)
-    unknown = set(formats) - set(FORMATS)
-    if unknown or not formats:
-        raise InputError(f"--formats takes a comma-separated subset of {','.join(FORMATS)}, got {','.join(formats)}")
+    written but `out` (see `helix4d.io.files.check_output_dir`). `pipe`: an already loaded model (a batch)."""
+    check_options(frames, fps, start, end, steps, cfg, window, seed, mode, formats, texture_size, max_faces)
     resolve_device(device)
     prepare_output(out, overwrite, inputs=(video, model or DEMO_MODEL))
     started = time.perf_counter()
     clip = read_video(video, fps=fps, max_frames=frames, start=start, end=end)
-    pipe = Helix4DPipeline.from_pretrained(model, device=device, offload=offload)
-    if not pipe.config.trained:
-        console.print(labelled("warning:", "yellow", "this model folder is randomly initialised (not trained): "
-                               "expect noise"))
+    pipe = pipe or load_model(model, device, offload)
     columns = (TextColumn("{task.description:<18}", markup=False), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False) as bar:
@@ -71,3 +67,59 @@ def generate(
     console.print(f"wrote {asset.num_frames} frames to {out} in {time.perf_counter() - started:.1f} s", markup=False,
                   highlight=False)
     return out
+
+
+def check_options(frames: int | None, fps: float | None, start: float | None, end: float | None, steps: int | None,
+                  cfg: float | None, window: int | None, seed: int, mode: str, formats: tuple[str, ...],
+                  texture_size: int | None, max_faces: int | None) -> None:
+    """Every generate setting checked, named by the flag the user typed (before any compute)."""
+    check_settings({"max_frames": frames, "fps": fps, "start": start, "end": end, "steps": steps, "cfg": cfg,
+                    "window": window, "seed": seed, "mode": mode, "texture_size": texture_size,
+                    "max_faces": max_faces}, FLAGS)
+    unknown = set(formats) - set(FORMATS)
+    if unknown or not formats:
+        raise InputError(f"--formats takes a comma-separated subset of {','.join(FORMATS)}, got {','.join(formats)}")
+
+
+def load_model(model: Path | None, device: str, offload: bool) -> Helix4DPipeline:
+    pipe = Helix4DPipeline.from_pretrained(model, device=device, offload=offload)
+    if not pipe.config.trained:
+        console.print(labelled("warning:", "yellow", "this model folder is randomly initialised (not trained): "
+                               "expect noise"))
+    return pipe
+
+
+def generate_batch(videos: list[Path], out: Path, model: Path | None = None, device: str = "auto",
+                   offload: bool = False, overwrite: bool = False, **options) -> list[ItemReport] | None:
+    """`generate` for every video into OUT/<name>/ with one loaded model (DESIGN: helix4d.pipeline.batch); under
+    torchrun, this process's share on its own GPU. Returns every video's report on rank 0, None elsewhere."""
+    check_options(options.get("frames"), options.get("fps"), options.get("start"), options.get("end"),
+                  options.get("steps"), options.get("cfg"), options.get("window"), options.get("seed", 0),
+                  options.get("mode", "temporal"), options.get("formats", FORMATS), options.get("texture_size", 512),
+                  options.get("max_faces"))
+    rank, world = shard()
+    if world > 1 and device == "auto" and torch.cuda.is_available():
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count()}"
+    resolve_device(device)
+    items = plan_batch(videos, out, inputs=(model or DEMO_MODEL,))
+    out.mkdir(parents=True, exist_ok=True)
+    pipe = load_model(model, device, offload)
+
+    def one(item: BatchItem) -> None:
+        console.print(f"[{item.video}]", markup=False, highlight=False)
+        generate(item.video, item.out, model=model, device=device, offload=offload, overwrite=overwrite, pipe=pipe,
+                 **options)
+
+    def note(report: ItemReport) -> None:
+        if report.status == "failed":
+            console.print(labelled("failed:", "yellow", f"{report.video}: {report.error}"), highlight=False)
+
+    reports = gather_reports(run_batch(items, one, overwrite, note), out)
+    if reports is not None:
+        table = Table("video", "status", "seconds", "output", title=f"{len(reports)} videos" +
+                      (f" on {world} processes" if world > 1 else ""))
+        for r in reports:
+            table.add_row(r.video, r.status if r.status != "failed" else f"failed: {r.error}",
+                          f"{r.seconds:.1f}" if r.status != "skipped" else "", r.out)
+        console.print(table)
+    return reports
