@@ -80,6 +80,7 @@ class BudgetReport:
         s = self.settings
         lines = [
             f"error budget of {s['model']} on {s['dataset']} ({s['sequences']} sequences, {s['frames']})",
+            f"seen as: look {s.get('look', 'canonical')}, renderer {s.get('renderer', 'raster')} (the dataset's settings)",
             f"ground truth: {s['ground_truth']}; protocol {s['protocol']} ({s['units']}), {s['points']} points/frame",
             f"sampling: {s['steps']} steps, seed {s['seed']}, device {s['device']}", "",
             "| row | " + " | ".join(HEADLINE) + " |", "|---" * (len(HEADLINE) + 1) + "|",
@@ -155,7 +156,8 @@ def run_budget(
     if progress:
         progress("done", len(entries), len(entries))
     settings = {
-        "dataset": str(dataset), "sequences": len(entries),
+        "dataset": str(dataset), "sequences": len(entries), "look": data.settings.look,
+        "renderer": data.settings.renderer,
         "frames": f"first {frames} frames" if frames else "all frames",
         "model": str(model) if model else "demo (shipped)", "model_trained": pipe.config.trained,
         "ground_truth": " and ".join(sorted(sources)), "protocol": protocol.name,
