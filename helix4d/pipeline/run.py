@@ -18,6 +18,7 @@ from helix4d.io.video import read_video
 from helix4d.pipeline.batch import BatchItem, ItemReport, gather_reports, plan_batch, run_batch, shard
 from helix4d.pipeline.helix4d import DEMO_MODEL, Helix4DPipeline, resolve_device
 from helix4d.pipeline.output import prepare_output, write_asset
+from helix4d.pipeline.threads import share_threads
 from helix4d.settings import check_settings
 
 console = Console(stderr=True)
@@ -39,6 +40,7 @@ def generate(
     check_options(frames, fps, start, end, steps, cfg, window, seed, mode, formats, texture_size, max_faces)
     resolve_device(device)
     prepare_output(out, overwrite, inputs=(video, model or DEMO_MODEL))
+    threads = torch.get_num_threads() if pipe else share_threads()  # a batch chose once for all its videos
     started = time.perf_counter()
     clip = read_video(video, fps=fps, max_frames=frames, start=start, end=end)
     pipe = pipe or load_model(model, device, offload)
@@ -59,7 +61,7 @@ def generate(
         "video": str(video), "model": str(model) if model else "demo (shipped)", "frames": frames, "fps": fps,
         "start": start, "end": end, "steps": steps, "cfg": cfg, "window": window, "seed": seed,
         "device": str(pipe.device), "mode": mode, "formats": list(formats), "texture_size": texture_size,
-        "max_faces": max_faces, "offload": pipe.offload,
+        "max_faces": max_faces, "offload": pipe.offload, "threads": threads,
     }
     asset.metadata["seconds"]["load_and_generate"] = time.perf_counter() - started
     with console.status(f"writing {', '.join(formats)}"):
@@ -103,6 +105,7 @@ def generate_batch(videos: list[Path], out: Path, model: Path | None = None, dev
     resolve_device(device)
     items = plan_batch(videos, out, inputs=(model or DEMO_MODEL,))
     out.mkdir(parents=True, exist_ok=True)
+    share_threads()  # under torchrun, OMP_NUM_THREADS (1 unless set) is each process's share
     pipe = load_model(model, device, offload)
 
     def one(item: BatchItem) -> None:

@@ -1,0 +1,56 @@
+"""The thread share of a generation on a busy machine (helix4d.pipeline.threads)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+import pytest
+import torch
+
+from helix4d.pipeline import threads
+
+
+def _spin(seconds: float) -> None:
+    import time
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+def test_idle_cores_sees_a_busy_process() -> None:
+    if not os.path.exists("/proc/stat"):
+        pytest.skip("needs /proc/stat")
+    cores = os.cpu_count() or 1
+    quiet = threads.idle_cores(0.2)
+    assert quiet is not None and 0.0 <= quiet <= cores + 1e-6
+    busy = multiprocessing.get_context("spawn").Process(target=_spin, args=(3.0,))
+    busy.start()
+    try:
+        import time
+
+        time.sleep(0.5)  # let the child start spinning
+        loaded = threads.idle_cores(0.5)
+    finally:
+        busy.join()
+    assert loaded is not None and loaded < quiet + 0.1 and loaded <= cores - 0.5
+
+
+def test_share_threads_follows_idle_cores_and_respects_omp_num_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        monkeypatch.setattr(threads, "DEFAULT_THREADS", 4)
+        monkeypatch.setattr(threads, "idle_cores", lambda: 0.2)  # every core busy: still one thread
+        assert threads.share_threads() == 1 == torch.get_num_threads()
+        monkeypatch.setattr(threads, "idle_cores", lambda: 2.6)
+        assert threads.share_threads() == 3
+        monkeypatch.setattr(threads, "idle_cores", lambda: 16.0)  # never more than the machine's default
+        assert threads.share_threads() == 4
+        torch.set_num_threads(2)
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the user's choice stands
+        monkeypatch.setattr(threads, "idle_cores", lambda: 0.0)
+        assert threads.share_threads() == 2 == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
