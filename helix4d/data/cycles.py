@@ -7,7 +7,8 @@ PBR) and the same cameras are rendered in a child process (bpy is neither fork- 
 state; see helix4d.data.blender), few samples plus the OpenImageDenoise denoiser (in Blender's PyPI wheel).
 
 Lights follow the sequence's `Look`: the key and fill lights become sun lamps from the same view-space directions,
-the sky / ground ambient becomes the world colour. Colours are shown with Blender's 'Standard' view transform, so a
+the sky ambient becomes the world colour (the raster renderer shades in sRGB, so light levels are matched
+through the sRGB curve). Colours are shown with Blender's 'Standard' view transform, so a
 base colour renders as the sRGB colour it is (Filmic or AgX would wash them out).
 """
 
@@ -29,7 +30,6 @@ from helix4d.errors import InputError
 from helix4d.render.camera import Camera
 from helix4d.render.renderer import Lighting
 
-RENDERERS = ("raster", "cycles")
 SAMPLES = 16
 # helix4d is y-up with the front at +z; Blender is z-up with the front at -y: (x, y, z) -> (x, -z, y).
 TO_BLENDER = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
@@ -56,7 +56,7 @@ def render_cycles(meshes: list[trimesh.Trimesh], cameras: list[Camera], lighting
         view = cameras[0].rotation()  # the rig moves with view 0, as in the raster renderer
         arrays["key"] = _sun(lighting.key_dir, lighting.key_color, view)
         arrays["fill"] = _sun(lighting.fill_dir, lighting.fill_color, view)
-        arrays["world"] = np.asarray(_srgb_to_linear((np.asarray(lighting.sky) + np.asarray(lighting.ground)) / 2))
+        arrays["world"] = np.asarray(_srgb_to_linear(lighting.sky))  # the raster's hemisphere, mostly seen from above
         np.savez(scene, **arrays)
         code = f"from helix4d.data.cycles import _child_main; _child_main({str(scene)!r}, {len(meshes)}, {len(cameras)})"
         try:

@@ -60,6 +60,8 @@ OVOXELS = "ovoxels.npz"
 VIDEO = "video.mp4"
 CONDITION_ELEVATION_DEG = 15.0
 CONDITION_FOV_DEG = 40.0
+LOOKS = ("canonical", "random", "unseen")  # how sequences are seen (helix4d.data.look)
+RENDERERS = ("raster", "cycles")  # what draws them (helix4d.render, helix4d.data.cycles)
 
 
 @dataclass(frozen=True)
@@ -81,10 +83,9 @@ class DatasetSettings:
                 raise InputError(f"{name} must be >= {low}, got {getattr(self, name)}")
         if not self.fps > 0:
             raise InputError(f"fps must be > 0, got {self.fps}")
-        if self.look not in ("canonical", "random", "unseen"):
-            raise InputError(f"look must be 'canonical', 'random' or 'unseen', got {self.look!r}")
-        if self.renderer not in ("raster", "cycles"):
-            raise InputError(f"renderer must be 'raster' or 'cycles', got {self.renderer!r}")
+        for name, allowed in (("look", LOOKS), ("renderer", RENDERERS)):
+            if getattr(self, name) not in allowed:
+                raise InputError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

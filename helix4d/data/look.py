@@ -24,13 +24,10 @@ import numpy as np
 import trimesh
 from PIL import Image, ImageFilter
 
-from helix4d.data.layout import CONDITION_ELEVATION_DEG, CONDITION_FOV_DEG, fit_radius
+from helix4d.data.layout import CONDITION_ELEVATION_DEG, CONDITION_FOV_DEG, LOOKS, fit_radius
 from helix4d.errors import InputError
 from helix4d.render.camera import Camera
 from helix4d.render.renderer import Lighting
-
-LOOKS = ("canonical", "random", "unseen")
-
 
 @dataclass(frozen=True)
 class Recolour:
@@ -209,7 +206,7 @@ def _sample_lighting(rng: np.random.Generator, from_behind: bool = False) -> Lig
         return np.clip(1.0 + strength * np.array([warm, 0.1 * warm, -warm]), 0.0, 2.0)
 
     key = Lighting().key_color * tint(0.15) * rng.uniform(0.6, 1.4)
-    fill = Lighting().fill_color * tint(0.2) * rng.uniform(0.3, 1.6)
+    fill = Lighting().fill_color * tint(0.2) * rng.uniform(0.3, 1.6) * (2.0 if from_behind else 1.0)  # backlit: a front fill
     env = tint(0.25) * rng.uniform(0.4, 1.6)
     return Lighting(
         key_dir=direction(0.2, from_behind), key_color=tuple(float(c) for c in key),
