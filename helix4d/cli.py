@@ -231,6 +231,8 @@ def generate_command(
     max_faces: Optional[int] = typer.Option(None, "--max-faces", help="Simplify each frame's mesh to at most this many faces."),
     offload: bool = typer.Option(False, "--offload", help="Keep weights in CPU memory and move each stage's models to "
                                  "the GPU only while it runs (large models on small GPUs, e.g. TRELLIS.2)."),
+    cleanup: bool = typer.Option(True, "--cleanup/--no-cleanup", help="Clean the surfaces before writing: remove "
+                                 "floaters, cap small holes of closed surfaces, Taubin-smooth (default on)."),
 ) -> None:
     """Turn a video into a 4D asset: textured per-frame GLB, an animated GLB, USD and a preview, in OUT."""
     from helix4d.pipeline.run import generate
@@ -238,7 +240,7 @@ def generate_command(
     generate(video=video, out=out, model=model, frames=frames, fps=fps, start=start, end=end, steps=steps, cfg=cfg,
              window=window, seed=seed, device=device, mode=mode, overwrite=overwrite,
              formats=tuple(f.strip() for f in formats.split(",") if f.strip()), texture_size=texture_size or None,
-             max_faces=max_faces, offload=offload)
+             max_faces=max_faces, offload=offload, cleanup=cleanup)
 
 
 @app.command("app")

@@ -11,13 +11,14 @@ OUT/asset.usdc                  one time-sampled UsdGeom.Mesh; OUT/textures/ hol
 OUT/asset.usdz                  the same, packaged with its textures
 OUT/preview.mp4                 input video | result from the input camera, then one orbit
 ```
-Building blocks: `bake_textures` (xatlas + texel baking), `simplify_mesh`, `write_glb`, `write_animated_glb`,
+Every frame is cleaned first (`clean_mesh`, on by default). Building blocks: `bake_textures` (xatlas + texel baking), `simplify_mesh`, `write_glb`, `write_animated_glb`,
 `write_usd` / `check_usd`, `render_preview`, and attribute functions `mesh_sampler` / `ovoxel_sampler`.
 """
 
 from helix4d.export.animated import write_animated_glb
 from helix4d.export.asset import FORMATS, ExportedFiles, export_asset, prepare_frame
 from helix4d.export.bake import TexturedMesh, bake_textures
+from helix4d.export.cleanup import CleanupConfig, clean_mesh
 from helix4d.export.glb import write_glb
 from helix4d.export.preview import preview_frame_count, render_preview
 from helix4d.export.sampling import AttributeFn, mesh_sampler, ovoxel_sampler
@@ -27,10 +28,12 @@ from helix4d.export.usd import check_usd, write_usd
 __all__ = [
     "FORMATS",
     "AttributeFn",
+    "CleanupConfig",
     "ExportedFiles",
     "TexturedMesh",
     "bake_textures",
     "check_usd",
+    "clean_mesh",
     "export_asset",
     "mesh_sampler",
     "ovoxel_sampler",

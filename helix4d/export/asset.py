@@ -11,7 +11,9 @@ OUT/
 ```
 Textured mode (`texture_size` set, the default): each frame is simplified to `max_faces` (if given), unwrapped
 with xatlas and baked into base colour + alpha and metallic-roughness textures of texture_size² texels.
-Vertex-colour mode (`texture_size=None`): files carry per-vertex colours (fast, no UVs). Every file is written
+Vertex-colour mode (`texture_size=None`): files carry per-vertex colours (fast, no UVs). Before all of it, every
+frame is cleaned (`clean_mesh`: floaters removed, small holes of closed surfaces capped, Taubin-smoothed) unless
+`cleanup=None`. Every file is written
 under a temporary name and renamed into place, so an interrupted run never leaves a half-written file.
 """
 
@@ -28,6 +30,7 @@ import trimesh
 from helix4d.errors import InputError
 from helix4d.export.animated import write_animated_glb
 from helix4d.export.bake import bake_textures
+from helix4d.export.cleanup import CleanupConfig, clean_mesh
 from helix4d.export.glb import write_glb
 from helix4d.export.preview import render_preview
 from helix4d.export.sampling import AttributeFn, mesh_sampler
@@ -81,6 +84,7 @@ def export_asset(
     attribute_fns: Sequence[AttributeFn | None] | None = None,
     input_frames: np.ndarray | None = None,
     preview_size: int = 384,
+    cleanup: CleanupConfig | None = CleanupConfig(),
 ) -> ExportedFiles:
     """Write the folder layout of this module's docstring for `meshes` (one per frame, played at `fps`).
 
@@ -88,6 +92,8 @@ def export_asset(
     attribute_fns: per frame, where to read the material for simplification and baking (e.g.
                    `ovoxel_sampler(ovoxel)` to bake the O-Voxel's own attributes); default: the mesh itself.
     input_frames:  (F_in, H, W, 3|4) uint8 input video shown beside the result in the preview.
+    cleanup:       surface clean-up applied to every frame first (`helix4d.export.cleanup`); None writes the
+                   meshes as they are.
     """
     unknown = set(formats) - set(FORMATS)
     if unknown:
@@ -101,6 +107,8 @@ def export_asset(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = ExportedFiles()
+    if cleanup is not None:
+        meshes = [clean_mesh(m, cleanup) for m in meshes]
 
     if set(formats) & {"glb", "animated", "usdc", "usdz"}:
         fns = attribute_fns or [None] * len(meshes)

@@ -28,7 +28,7 @@ def generate(
     start: float | None = None, end: float | None = None, steps: int | None = None, cfg: float | None = None,
     window: int | None = None, seed: int = 0, device: str = "auto", mode: str = "temporal", overwrite: bool = False,
     formats: tuple[str, ...] = FORMATS, texture_size: int | None = 512, max_faces: int | None = None,
-    offload: bool = False,
+    offload: bool = False, cleanup: bool = True,
 ) -> Path:
     """Run the whole job; every user mistake surfaces as a `Helix4DError` before any compute, and nothing is
     written but `out` (see `helix4d.io.files.check_output_dir`)."""
@@ -63,11 +63,11 @@ def generate(
         "video": str(video), "model": str(model) if model else "demo (shipped)", "frames": frames, "fps": fps,
         "start": start, "end": end, "steps": steps, "cfg": cfg, "window": window, "seed": seed,
         "device": str(pipe.device), "mode": mode, "formats": list(formats), "texture_size": texture_size,
-        "max_faces": max_faces, "offload": pipe.offload,
+        "max_faces": max_faces, "offload": pipe.offload, "cleanup": cleanup,
     }
     asset.metadata["seconds"]["load_and_generate"] = time.perf_counter() - started
     with console.status(f"writing {', '.join(formats)}"):
-        write_asset(asset, out, settings, overwrite, formats, texture_size, max_faces)
+        write_asset(asset, out, settings, overwrite, formats, texture_size, max_faces, cleanup)
     console.print(f"wrote {asset.num_frames} frames to {out} in {time.perf_counter() - started:.1f} s", markup=False,
                   highlight=False)
     return out
