@@ -1,4 +1,4 @@
-"""Production assets: surface clean-up and topology segments (small meshes, seconds)."""
+"""Production assets: surface clean-up, topology segments, tracked vertices (small meshes, seconds)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from helix4d.export.cleanup import (
     rim_loops,
     taubin_smooth,
 )
-from helix4d.export.segments import SegmentConfig, topology_segments, topology_signature
+from helix4d.export.segments import Segment, SegmentConfig, topology_segments, topology_signature
+from helix4d.export.tracking import TrackingConfig, track_clip
 from helix4d.ovoxel import set_vertex_pbr, vertex_pbr
 
 
@@ -149,3 +150,29 @@ def test_segments_match_the_procedural_worlds_split_events():
     segments = topology_segments(meshes)
     assert [s.start for s in segments[1:]] == events
     assert [s.signature.parts for s in segments] == [bodies[s.start] for s in segments]
+
+
+# ---------------------------------------------------------------------------------------------- tracking
+def stretched(frame: int, subdivisions: int) -> trimesh.Trimesh:
+    """An ellipsoid that stretches along x and drifts along y with `frame`, meshed at its own resolution."""
+    mesh = trimesh.creation.icosphere(subdivisions, radius=0.2)
+    mesh.vertices = mesh.vertices * [1.0 + 0.08 * frame, 1.0, 1.0 - 0.03 * frame] + [0.0, 0.02 * frame, 0.0]
+    return coloured(mesh)
+
+
+def test_tracking_moves_one_vertex_set_through_a_segment():
+    clip = [stretched(k, 2 if k % 2 == 0 else 3) for k in range(5)]  # per-frame meshes share no vertices
+    (segment,) = track_clip(clip, topology_segments(clip), TrackingConfig(iterations=30, samples=500))
+    assert segment.start == 0 and segment.stop == 5
+    assert segment.positions.shape == (5, len(clip[0].vertices), 3)
+    assert max(segment.cd) <= 1.0 / 32  # each tracked frame lies on that frame's own surface
+    last = segment.mesh(4)
+    assert np.array_equal(last.faces, clip[0].faces) and last.bounds[1, 0] > clip[0].bounds[1, 0] + 0.05
+
+
+def test_tracking_falls_back_where_the_fit_fails():
+    box = coloured(trimesh.creation.box((0.1, 0.5, 0.1)).apply_translation([0.3, 0.0, 0.0]))
+    clip = [stretched(0, 2), stretched(1, 2), box]
+    tracked = track_clip(clip, [Segment(0, 3, topology_signature(clip[0]))], TrackingConfig(iterations=10, samples=500))
+    assert [(t.start, t.stop) for t in tracked] == [(0, 2), (2, 3)]  # the box could not be reached: own mesh
+    assert len(tracked[1].template.vertices) == len(box.vertices)
