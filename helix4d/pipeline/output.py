@@ -8,6 +8,7 @@ folders may be written at all is `helix4d.io.files.check_output_dir`'s policy.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -33,7 +34,7 @@ def write_asset(
     prepare_output(out, overwrite, inputs=(asset.metadata.get("source"),))
     with atomic_dir(out) as tmp:
         clock = time.perf_counter()
-        export_asset(
+        files = export_asset(
             asset.meshes, tmp, fps=asset.fps, formats=formats, texture_size=texture_size, max_faces=max_faces,
             attribute_fns=[ovoxel_sampler(v) if len(v) else None for v in asset.ovoxels],
             input_frames=asset.input_frames, cleanup=CleanupConfig() if cleanup else None,
@@ -48,6 +49,7 @@ def write_asset(
             "times": [float(t) for t in asset.times],
             "files": sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()),
             "faces_per_frame": [int(len(m.faces)) for m in asset.meshes],
+            "segments": [asdict(s) for s in files.segments],
             **asset.metadata,
         }
         (tmp / "result.json").write_text(json.dumps(result, indent=2))
