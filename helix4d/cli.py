@@ -225,7 +225,8 @@ def generate_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
     formats: str = typer.Option(
         "glb,animated,usdc,usdz,preview", "--formats",
-        help="What to write: any of glb (per-frame), animated (one GLB), usdc, usdz, preview (mp4).",
+        help="What to write: any of glb (per-frame), animated (one GLB), usdc, usdz, abc (Alembic; needs "
+        "pip install 'helix4d[alembic]'), preview (mp4).",
     ),
     texture_size: int = typer.Option(512, "--texture-size", help="Baked texture side per frame; 0 = vertex colours (fast)."),
     max_faces: Optional[int] = typer.Option(None, "--max-faces", help="Simplify each frame's mesh to at most this many faces."),

@@ -6,9 +6,11 @@ on first use with `npm ci --prefix tests/js`); those checks skip when node/npm a
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -258,6 +260,42 @@ def test_morph_target_glb_plays_a_tracked_segment(tmp_path, gltf_validator):
     assert times.tolist() == pytest.approx([0.0, 1 / FPS, 2 / FPS, 3 / FPS])
     assert np.array_equal(values.reshape(4, 3), np.eye(4, 3, k=-1))  # frame k: target k - 1 alone
     assert files.animated.stat().st_size * 2.5 < legacy.animated.stat().st_size  # 4 frames: one mesh + textures
+
+
+_BLENDER_ABC = """
+import bpy, json, sys
+bpy.ops.wm.read_factory_settings(use_empty=True)
+scene = bpy.context.scene
+scene.render.fps = int(sys.argv[2])
+bpy.ops.wm.alembic_import(filepath=sys.argv[1], as_background_job=False)
+(obj,) = [o for o in scene.objects if o.type == "MESH"]
+counts = []
+for f in range(scene.frame_start, scene.frame_end + 1):
+    scene.frame_set(f)
+    counts.append(len(obj.evaluated_get(bpy.context.evaluated_depsgraph_get()).data.vertices))
+print("RESULT" + json.dumps({"frames": [scene.frame_start, scene.frame_end], "counts": counts}))
+"""
+
+
+def test_alembic_cache_opens_in_blender(tmp_path):
+    """Blender's own Alembic importer reads the cache: one sample per frame, a segment's vertex count per frame."""
+    pytest.importorskip("alembic3d")
+    if importlib.util.find_spec("bpy") is None:
+        pytest.skip("bpy (Blender as a Python module, the blender extra) is not installed")
+    box = pbr_mesh(trimesh.creation.box((0.1, 0.5, 0.1)).apply_translation([0.3, 0.0, 0.0]))
+    clip = [*stretching_clip(3), box]  # three tracked frames, then a mesh the tracking cannot reach
+    tracking = TrackingConfig(iterations=30, samples=500)
+    files = export_asset(clip, tmp_path, FPS, formats={"abc"}, texture_size=32, tracking=tracking)
+    assert [(s.start, s.stop) for s in files.segments] == [(0, 3), (3, 4)]
+    done = subprocess.run([sys.executable, "-c", _BLENDER_ABC, str(files.abc), str(int(FPS))], capture_output=True,
+                          text=True, timeout=300)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT")), None)
+    assert line is not None, done.stderr[-2000:]
+    result = json.loads(line[len("RESULT"):])
+    sizes = [s.vertices for s in files.segments]
+    assert result["frames"] == [0, len(clip) - 1]
+    assert result["counts"][:3] == [result["counts"][0]] * 3 and result["counts"][0] >= sizes[0]  # UV seams split
+    assert result["counts"][3] >= len(box.vertices) and result["counts"][3] != result["counts"][0]
 
 
 def test_frame_keys_cover_the_clip():

@@ -6,9 +6,10 @@
 Folder layout written by `export_asset`:
 ```
 OUT/frames/frame_0000.glb ...   one GLB per frame
-OUT/animated.glb                all frames, STEP scale animation (one node per frame)
+OUT/animated.glb                one mesh per topology segment, morph targets per frame
 OUT/asset.usdc                  one time-sampled UsdGeom.Mesh; OUT/textures/ holds its per-frame textures
 OUT/asset.usdz                  the same, packaged with its textures
+OUT/asset.abc                   Alembic cache (format "abc", optional: needs alembic3d)
 OUT/preview.mp4                 input video | result from the input camera, then one orbit
 ```
 Every frame is cleaned first (`clean_mesh`, on by default). Building blocks: `bake_textures` (xatlas + texel baking), `simplify_mesh`, `write_glb`, `write_animated_glb`,
@@ -16,7 +17,8 @@ Every frame is cleaned first (`clean_mesh`, on by default). Building blocks: `ba
 """
 
 from helix4d.export.animated import write_animated_glb
-from helix4d.export.asset import FORMATS, ExportedFiles, export_asset, prepare_frame
+from helix4d.export.alembic import write_alembic
+from helix4d.export.asset import DEFAULT_FORMATS, FORMATS, ExportedFiles, export_asset, prepare_frame
 from helix4d.export.bake import TexturedMesh, bake_textures
 from helix4d.export.cleanup import CleanupConfig, clean_mesh
 from helix4d.export.glb import write_glb
@@ -26,6 +28,7 @@ from helix4d.export.simplify import simplify_mesh
 from helix4d.export.usd import check_usd, write_usd
 
 __all__ = [
+    "DEFAULT_FORMATS",
     "FORMATS",
     "AttributeFn",
     "CleanupConfig",
@@ -41,6 +44,7 @@ __all__ = [
     "preview_frame_count",
     "render_preview",
     "simplify_mesh",
+    "write_alembic",
     "write_animated_glb",
     "write_glb",
     "write_usd",

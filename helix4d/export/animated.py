@@ -101,20 +101,29 @@ def _channel(builder: GltfBuilder, animation: gl.Animation, node: int, path: str
                                                   target=gl.AnimationChannelTarget(node=node, path=path)))
 
 
+def written_positions(segment: MorphSegment) -> list[np.ndarray]:
+    """(V, 3) float32 positions of the written vertices (split at UV seams for textured frames) in each frame of the
+    segment."""
+    frame = segment.frame
+    if segment.positions is None:
+        return [surface_arrays(frame).positions]
+    index = frame.source_vertex if isinstance(frame, TexturedMesh) else np.arange(segment.positions.shape[1])
+    return [np.asarray(moved[index], np.float32) for moved in segment.positions]
+
+
 def _morph_targets(segment: MorphSegment) -> tuple[np.ndarray, np.ndarray]:
     """(position, normal) displacements (K - 1, V, 3) float32 of the segment's later frames from its first, on the
-    written vertices (split at UV seams for textured frames; normals are summed over the copies of a source vertex,
-    so they stay smooth across seams as the baked frame's own normals do)."""
+    written vertices (normals are summed over the copies of a source vertex, so they stay smooth across UV seams as
+    the baked frame's own normals do)."""
     frame = segment.frame
     written = frame.mesh if isinstance(frame, TexturedMesh) else frame
     index = frame.source_vertex if isinstance(frame, TexturedMesh) else np.arange(len(written.vertices))
     base = surface_arrays(frame)
     faces = np.asarray(written.faces)
     positions, normals = [], []
-    for moved in segment.positions[1:]:  # (V_source, 3)
-        at = moved[index]  # (V, 3)
+    for at in written_positions(segment)[1:]:  # (V, 3)
         split = np.asarray(trimesh.Trimesh(at, faces, process=False).vertex_normals, np.float64)  # (V, 3)
-        summed = np.zeros_like(moved, dtype=np.float64)
+        summed = np.zeros((index.max() + 1, 3))
         np.add.at(summed, index, split)
         n = summed[index]
         positions.append(at - base.positions)

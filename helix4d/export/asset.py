@@ -7,6 +7,7 @@ OUT/
   asset.usdc                  one time-sampled UsdGeom.Mesh (topology may change per frame) format "usdc"
   textures/asset_fNNNN_*.png  per-frame textures referenced by asset.usdc (textured mode only)
   asset.usdz                  asset.usdc + its textures in one package                      format "usdz"
+  asset.abc                   Alembic cache: tracked vertices per segment, one sample a frame format "abc"
   preview.mp4                 input video | result (input camera, then one orbit)           format "preview"
 ```
 Textured mode (`texture_size` set, the default): each frame is simplified to `max_faces` (if given), unwrapped
@@ -29,6 +30,7 @@ import numpy as np
 import trimesh
 
 from helix4d.errors import InputError
+from helix4d.export.alembic import write_alembic
 from helix4d.export.animated import MorphSegment, write_animated_glb, write_segments_glb
 from helix4d.export.bake import bake_textures
 from helix4d.export.cleanup import CleanupConfig, clean_mesh
@@ -38,10 +40,11 @@ from helix4d.export.segments import SegmentConfig, topology_segments
 from helix4d.export.sampling import AttributeFn, mesh_sampler
 from helix4d.export.simplify import simplify_mesh
 from helix4d.export.surface import Frame
-from helix4d.export.tracking import TrackingConfig, track_clip
+from helix4d.export.tracking import TrackedSegment, TrackingConfig, track_clip
 from helix4d.export.usd import write_usd
 
-FORMATS = ("glb", "animated", "usdc", "usdz", "preview")
+FORMATS = ("glb", "animated", "usdc", "usdz", "abc", "preview")
+DEFAULT_FORMATS = ("glb", "animated", "usdc", "usdz", "preview")  # "abc" needs the optional alembic3d
 
 
 @dataclass
@@ -64,6 +67,7 @@ class ExportedFiles:
     animated: Path | None = None
     usdc: Path | None = None
     usdz: Path | None = None
+    abc: Path | None = None
     preview: Path | None = None
 
 
@@ -99,7 +103,7 @@ def export_asset(
     meshes: Sequence[trimesh.Trimesh],
     out_dir: str | os.PathLike,
     fps: float,
-    formats: Collection[str] = FORMATS,
+    formats: Collection[str] = DEFAULT_FORMATS,
     texture_size: int | None = 1024,
     max_faces: int | None = None,
     attribute_fns: Sequence[AttributeFn | None] | None = None,
@@ -111,7 +115,7 @@ def export_asset(
 ) -> ExportedFiles:
     """Write the folder layout of this module's docstring for `meshes` (one per frame, played at `fps`).
 
-    formats:       any of "glb", "animated", "usdc", "usdz", "preview".
+    formats:       any of "glb", "animated", "usdc", "usdz", "abc" (needs alembic3d), "preview".
     attribute_fns: per frame, where to read the material for simplification and baking (e.g.
                    `ovoxel_sampler(ovoxel)` to bake the O-Voxel's own attributes); default: the mesh itself.
     input_frames:  (F_in, H, W, 3|4) uint8 input video shown beside the result in the preview.
@@ -135,11 +139,11 @@ def export_asset(
     if cleanup is not None:
         meshes = [clean_mesh(m, cleanup) for m in meshes]
 
-    if set(formats) & {"glb", "animated", "usdc", "usdz"}:
+    if set(formats) & {"glb", "animated", "usdc", "usdz", "abc"}:
         budgeted = [budget_frame(m, max_faces, fn) for m, fn in zip(meshes, attribute_fns or [None] * len(meshes))]
         simple = [m for m, _ in budgeted]
         tracked = None
-        if "animated" in formats and tracking is not None:
+        if set(formats) & {"animated", "abc"} and tracking is not None:
             tracked = track_clip(simple, topology_segments(simple, segments), tracking)
             files.segments = [SegmentReport(t.start, t.stop, len(t.template.vertices), max(t.cd)) for t in tracked]
         per_frame = set(formats) & {"glb", "usdc", "usdz"}
@@ -151,8 +155,10 @@ def export_asset(
         if "animated" in formats and tracked is None:
             files.animated = write_animated_glb(frames, out / "animated.glb", fps)
         elif "animated" in formats:
-            morphs = [MorphSegment(t.start, frames[t.start], t.positions) for t in tracked]
-            files.animated = write_segments_glb(morphs, out / "animated.glb", fps)
+            files.animated = write_segments_glb(_morph_segments(tracked, frames), out / "animated.glb", fps)
+        if "abc" in formats:
+            morphs = _morph_segments(tracked, frames) if tracked else [MorphSegment(k, f) for k, f in enumerate(frames)]
+            files.abc = write_alembic(morphs, out / "asset.abc", fps)
         if "usdc" in formats:
             usdz = out / "asset.usdz" if "usdz" in formats else None
             written = write_usd(frames, out / "asset.usdc", fps, usdz_path=usdz)
@@ -162,3 +168,8 @@ def export_asset(
     if "preview" in formats:
         files.preview = render_preview(meshes, input_frames, out / "preview.mp4", fps, size=preview_size)
     return files
+
+
+def _morph_segments(tracked: Sequence[TrackedSegment], frames: Sequence[Frame | None]) -> list[MorphSegment]:
+    """The writers' view of tracked segments: each shown by its first frame, prepared for export."""
+    return [MorphSegment(t.start, frames[t.start], t.positions) for t in tracked]

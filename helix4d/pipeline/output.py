@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from helix4d.export import FORMATS, CleanupConfig, export_asset, ovoxel_sampler
+from helix4d.export import DEFAULT_FORMATS, CleanupConfig, export_asset, ovoxel_sampler
 from helix4d.io.files import atomic_dir, check_output_dir
 from helix4d.pipeline.helix4d import Asset4D
 
@@ -25,7 +25,7 @@ def prepare_output(out: Path, overwrite: bool, inputs: Iterable[str | Path | Non
 
 
 def write_asset(
-    asset: Asset4D, out: Path, settings: dict, overwrite: bool = False, formats: tuple[str, ...] = FORMATS,
+    asset: Asset4D, out: Path, settings: dict, overwrite: bool = False, formats: tuple[str, ...] = DEFAULT_FORMATS,
     texture_size: int | None = 512, max_faces: int | None = None, cleanup: bool = True,
 ) -> Path:
     """The export folder layout of `helix4d.export` (per-frame GLB, animated GLB, USD, preview) plus

@@ -10,7 +10,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from helix4d.console import labelled
 from helix4d.errors import InputError
-from helix4d.export import FORMATS
+from helix4d.export import DEFAULT_FORMATS, FORMATS
+from helix4d.export.alembic import require_alembic
 from helix4d.io.video import read_video
 from helix4d.pipeline.helix4d import DEMO_MODEL, Helix4DPipeline, resolve_device
 from helix4d.pipeline.output import prepare_output, write_asset
@@ -27,7 +28,7 @@ def generate(
     video: Path, out: Path, model: Path | None = None, frames: int | None = None, fps: float | None = None,
     start: float | None = None, end: float | None = None, steps: int | None = None, cfg: float | None = None,
     window: int | None = None, seed: int = 0, device: str = "auto", mode: str = "temporal", overwrite: bool = False,
-    formats: tuple[str, ...] = FORMATS, texture_size: int | None = 512, max_faces: int | None = None,
+    formats: tuple[str, ...] = DEFAULT_FORMATS, texture_size: int | None = 512, max_faces: int | None = None,
     offload: bool = False, cleanup: bool = True,
 ) -> Path:
     """Run the whole job; every user mistake surfaces as a `Helix4DError` before any compute, and nothing is
@@ -38,6 +39,8 @@ def generate(
     unknown = set(formats) - set(FORMATS)
     if unknown or not formats:
         raise InputError(f"--formats takes a comma-separated subset of {','.join(FORMATS)}, got {','.join(formats)}")
+    if "abc" in formats:
+        require_alembic()
     resolve_device(device)
     prepare_output(out, overwrite, inputs=(video, model or DEMO_MODEL))
     started = time.perf_counter()
