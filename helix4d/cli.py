@@ -227,12 +227,15 @@ def generate_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
     formats: str = typer.Option(
         "glb,animated,usdc,usdz,preview", "--formats",
-        help="What to write: any of glb (per-frame), animated (one GLB), usdc, usdz, preview (mp4).",
+        help="What to write: any of glb (per-frame), animated (one GLB), usdc, usdz, abc (Alembic; needs "
+        "pip install 'helix4d[alembic]'), preview (mp4).",
     ),
     texture_size: int = typer.Option(512, "--texture-size", help="Baked texture side per frame; 0 = vertex colours (fast)."),
     max_faces: Optional[int] = typer.Option(None, "--max-faces", help="Simplify each frame's mesh to at most this many faces."),
     offload: bool = typer.Option(False, "--offload", help="Keep weights in CPU memory and move each stage's models to "
                                  "the GPU only while it runs (large models on small GPUs, e.g. TRELLIS.2)."),
+    cleanup: bool = typer.Option(True, "--cleanup/--no-cleanup", help="Clean the surfaces before writing: remove "
+                                 "floaters, cap small holes of closed surfaces, Taubin-smooth (default on)."),
 ) -> None:
     """Turn a video into a 4D asset: textured per-frame GLB, an animated GLB, USD and a preview, in OUT.
 
@@ -246,7 +249,7 @@ def generate_command(
 
     options = dict(frames=frames, fps=fps, start=start, end=end, steps=steps, cfg=cfg, window=window, seed=seed,
                    mode=mode, formats=tuple(f.strip() for f in formats.split(",") if f.strip()),
-                   texture_size=texture_size or None, max_faces=max_faces)
+                   texture_size=texture_size or None, max_faces=max_faces, cleanup=cleanup)
     batch = batch_videos(videos)
     if batch is None:
         generate(video=videos[0], out=out, model=model, device=device, overwrite=overwrite, offload=offload, **options)

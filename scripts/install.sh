@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install helix4d into ./.venv (the README's set-up step).
 #   scripts/install.sh                 the package: generate, train, export, evaluate
-#   scripts/install.sh test,app,blender  + tests, the web app, Blender import (CI runs this)
+#   scripts/install.sh test,app,blender,alembic  + tests, the web app, Blender import, Alembic export (CI runs this)
 # System libraries (headless EGL rendering; for tests also Chromium and Node for the browser and glTF checks)
 # are installed with apt-get when it is available and we are root; otherwise install them yourself.
 set -euo pipefail

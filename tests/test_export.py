@@ -6,9 +6,11 @@ on first use with `npm ci --prefix tests/js`); those checks skip when node/npm a
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from helix4d.export import (
     write_usd,
 )
 from helix4d.export.animated import frame_keys
+from helix4d.export.tracking import TrackingConfig
 from helix4d.ovoxel import OVoxel, set_vertex_pbr
 
 JS_DIR = Path(__file__).parent / "js"
@@ -88,6 +91,20 @@ def assert_valid(validate, *paths: Path) -> None:
     for report in validate(*paths):
         assert report["numErrors"] == 0, report["errors"]
         assert report["numWarnings"] == 0, report["warnings"]
+
+
+def accessor_reader(gltf: pygltflib.GLTF2):
+    """Callable(accessor index) -> (count, width) float32 array of a loaded GLB's binary chunk."""
+    blob = gltf.binary_blob()
+
+    def read(index: int) -> np.ndarray:
+        acc = gltf.accessors[index]
+        view = gltf.bufferViews[acc.bufferView]
+        width = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}[acc.type]
+        data = np.frombuffer(blob, np.float32, acc.count * width, view.byteOffset + (acc.byteOffset or 0))
+        return data.reshape(acc.count, width)
+
+    return read
 
 
 def sample_bilinear(image: np.ndarray, uv: np.ndarray) -> np.ndarray:
@@ -193,15 +210,7 @@ def test_animated_glb_shows_each_frame_in_its_slot(tmp_path, frames, gltf_valida
     assert_valid(gltf_validator, path)
 
     gltf = pygltflib.GLTF2().load(str(path))
-    blob = gltf.binary_blob()
-
-    def read(index: int) -> np.ndarray:
-        acc = gltf.accessors[index]
-        view = gltf.bufferViews[acc.bufferView]
-        width = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}[acc.type]
-        data = np.frombuffer(blob, np.float32, acc.count * width, view.byteOffset + (acc.byteOffset or 0))
-        return data.reshape(acc.count, width)
-
+    read = accessor_reader(gltf)
     (animation,) = gltf.animations
     nodes = [c.target.node for c in animation.channels]
     assert len(set(nodes)) == len(mixed) and all(c.target.path == "scale" for c in animation.channels)
@@ -218,6 +227,75 @@ def test_animated_glb_shows_each_frame_in_its_slot(tmp_path, frames, gltf_valida
             visible.append(scales[np.searchsorted(times, t, side="right") - 1][0])
         assert visible == [float(j == k) for j in range(len(mixed))]
     assert max(read(s.input).max() for s in animation.samplers) == pytest.approx(len(mixed) / FPS)
+
+
+def stretching_clip(count: int = 4) -> list[trimesh.Trimesh]:
+    """An ellipsoid stretching along x, meshed anew every frame (alternating resolutions: no shared vertices)."""
+    clip = []
+    for k in range(count):
+        mesh = trimesh.creation.icosphere(2 + k % 2, radius=0.2)
+        mesh.vertices = mesh.vertices * [1.0 + 0.08 * k, 1.0, 1.0 - 0.03 * k]
+        clip.append(pbr_mesh(mesh))
+    return clip
+
+
+def test_morph_target_glb_plays_a_tracked_segment(tmp_path, gltf_validator):
+    clip = stretching_clip()
+    tracking = TrackingConfig(iterations=30, samples=500)
+    files = export_asset(clip, tmp_path / "morph", FPS, formats={"animated"}, texture_size=32, tracking=tracking)
+    legacy = export_asset(clip, tmp_path / "nodes", FPS, formats={"animated"}, texture_size=32, tracking=None)
+    assert_valid(gltf_validator, files.animated)
+    assert [(s.start, s.stop) for s in files.segments] == [(0, 4)] and files.segments[0].max_cd <= 1 / 32
+    gltf = pygltflib.GLTF2().load(str(files.animated))
+    read = accessor_reader(gltf)
+    (mesh,) = gltf.meshes
+    (primitive,) = mesh.primitives
+    assert len(primitive.targets) == 3 and mesh.weights == [0.0, 0.0, 0.0] and len(gltf.images) == 2  # one texture pair
+    base = read(primitive.attributes.POSITION)
+    last = base + read(primitive.targets[2]["POSITION"])  # frame 3 = base + target 2
+    assert last[:, 0].max() == pytest.approx(clip[3].vertices[:, 0].max(), abs=0.02)
+    (animation,) = gltf.animations
+    weights = next(c for c in animation.channels if c.target.path == "weights")
+    times, values = read(animation.samplers[weights.sampler].input)[:, 0], read(animation.samplers[weights.sampler].output)
+    assert times.tolist() == pytest.approx([0.0, 1 / FPS, 2 / FPS, 3 / FPS])
+    assert np.array_equal(values.reshape(4, 3), np.eye(4, 3, k=-1))  # frame k: target k - 1 alone
+    assert files.animated.stat().st_size * 2.5 < legacy.animated.stat().st_size  # 4 frames: one mesh + textures
+
+
+_BLENDER_ABC = """
+import bpy, json, sys
+bpy.ops.wm.read_factory_settings(use_empty=True)
+scene = bpy.context.scene
+scene.render.fps = int(sys.argv[2])
+bpy.ops.wm.alembic_import(filepath=sys.argv[1], as_background_job=False)
+(obj,) = [o for o in scene.objects if o.type == "MESH"]
+counts = []
+for f in range(scene.frame_start, scene.frame_end + 1):
+    scene.frame_set(f)
+    counts.append(len(obj.evaluated_get(bpy.context.evaluated_depsgraph_get()).data.vertices))
+print("RESULT" + json.dumps({"frames": [scene.frame_start, scene.frame_end], "counts": counts}))
+"""
+
+
+def test_alembic_cache_opens_in_blender(tmp_path):
+    """Blender's own Alembic importer reads the cache: one sample per frame, a segment's vertex count per frame."""
+    pytest.importorskip("alembic3d")
+    if importlib.util.find_spec("bpy") is None:
+        pytest.skip("bpy (Blender as a Python module, the blender extra) is not installed")
+    box = pbr_mesh(trimesh.creation.box((0.1, 0.5, 0.1)).apply_translation([0.3, 0.0, 0.0]))
+    clip = [*stretching_clip(3), box]  # three tracked frames, then a mesh the tracking cannot reach
+    tracking = TrackingConfig(iterations=30, samples=500)
+    files = export_asset(clip, tmp_path, FPS, formats={"abc"}, texture_size=32, tracking=tracking)
+    assert [(s.start, s.stop) for s in files.segments] == [(0, 3), (3, 4)]
+    done = subprocess.run([sys.executable, "-c", _BLENDER_ABC, str(files.abc), str(int(FPS))], capture_output=True,
+                          text=True, timeout=300)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT")), None)
+    assert line is not None, done.stderr[-2000:]
+    result = json.loads(line[len("RESULT"):])
+    sizes = [s.vertices for s in files.segments]
+    assert result["frames"] == [0, len(clip) - 1]
+    assert result["counts"][:3] == [result["counts"][0]] * 3 and result["counts"][0] >= sizes[0]  # UV seams split
+    assert result["counts"][3] >= len(box.vertices) and result["counts"][3] != result["counts"][0]
 
 
 def test_frame_keys_cover_the_clip():
@@ -307,7 +385,10 @@ def test_export_asset_vertex_colour_subset(tmp_path, frames):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["animated.glb", "asset.usdz"]
     assert files.usdc is None and check_usd(files.usdz) == []
     gltf = pygltflib.GLTF2().load(str(files.animated))
-    assert len(gltf.images) == 0 and len(gltf.meshes) == len(frames)
+    assert len(gltf.images) == 0 and len(gltf.meshes) == len(files.segments)  # one mesh per tracked segment
+    assert files.segments[0].start == 0 and files.segments[-1].stop == len(frames)
+    assert all(a.stop == b.start for a, b in zip(files.segments, files.segments[1:]))
+    assert all(s.max_cd <= 1 / 32 for s in files.segments)
 
 
 def test_export_asset_rejects_unknown_formats(tmp_path, frames):

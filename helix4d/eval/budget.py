@@ -32,6 +32,7 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from helix4d.errors import InputError
+from helix4d.export.cleanup import boundary_edges
 from helix4d.eval.tables import cell, finite, nanmean
 from helix4d.eval.protocols import OursProtocol, Protocol, evaluate_sequence
 from helix4d.ovoxel import OVoxel
@@ -270,10 +271,7 @@ def voxel_iou(pred: np.ndarray, true: np.ndarray) -> float:
 
 def boundary_edge_count(mesh: trimesh.Trimesh) -> int:
     """Edges used by exactly one face: the rims of holes (and of open sheets)."""
-    if len(mesh.faces) == 0:
-        return 0
-    _, counts = np.unique(mesh.edges_sorted, axis=0, return_counts=True)
-    return int((counts == 1).sum())
+    return len(boundary_edges(mesh)) if len(mesh.faces) else 0
 
 
 def material_errors(pred: list[OVoxel], truth: list[OVoxel]) -> dict[str, float]:

@@ -6,18 +6,21 @@
 Folder layout written by `export_asset`:
 ```
 OUT/frames/frame_0000.glb ...   one GLB per frame
-OUT/animated.glb                all frames, STEP scale animation (one node per frame)
+OUT/animated.glb                one mesh per topology segment, morph targets per frame
 OUT/asset.usdc                  one time-sampled UsdGeom.Mesh; OUT/textures/ holds its per-frame textures
 OUT/asset.usdz                  the same, packaged with its textures
+OUT/asset.abc                   Alembic cache (format "abc", optional: needs alembic3d)
 OUT/preview.mp4                 input video | result from the input camera, then one orbit
 ```
-Building blocks: `bake_textures` (xatlas + texel baking), `simplify_mesh`, `write_glb`, `write_animated_glb`,
+Every frame is cleaned first (`clean_mesh`, on by default). Building blocks: `bake_textures` (xatlas + texel baking), `simplify_mesh`, `write_glb`, `write_animated_glb`,
 `write_usd` / `check_usd`, `render_preview`, and attribute functions `mesh_sampler` / `ovoxel_sampler`.
 """
 
 from helix4d.export.animated import write_animated_glb
-from helix4d.export.asset import FORMATS, ExportedFiles, export_asset, prepare_frame
+from helix4d.export.alembic import write_alembic
+from helix4d.export.asset import DEFAULT_FORMATS, FORMATS, ExportedFiles, export_asset, prepare_frame
 from helix4d.export.bake import TexturedMesh, bake_textures
+from helix4d.export.cleanup import CleanupConfig, clean_mesh
 from helix4d.export.glb import write_glb
 from helix4d.export.preview import preview_frame_count, render_preview
 from helix4d.export.sampling import AttributeFn, mesh_sampler, ovoxel_sampler
@@ -25,12 +28,15 @@ from helix4d.export.simplify import simplify_mesh
 from helix4d.export.usd import check_usd, write_usd
 
 __all__ = [
+    "DEFAULT_FORMATS",
     "FORMATS",
     "AttributeFn",
+    "CleanupConfig",
     "ExportedFiles",
     "TexturedMesh",
     "bake_textures",
     "check_usd",
+    "clean_mesh",
     "export_asset",
     "mesh_sampler",
     "ovoxel_sampler",
@@ -38,6 +44,7 @@ __all__ = [
     "preview_frame_count",
     "render_preview",
     "simplify_mesh",
+    "write_alembic",
     "write_animated_glb",
     "write_glb",
     "write_usd",

@@ -3,16 +3,20 @@
 ```
 OUT/
   frames/frame_0000.glb ...   one self-contained GLB per frame                              format "glb"
-  animated.glb                every frame in one GLB, played by a STEP scale animation      format "animated"
+  animated.glb                one mesh per topology segment, morph targets per frame        format "animated"
   asset.usdc                  one time-sampled UsdGeom.Mesh (topology may change per frame) format "usdc"
   textures/asset_fNNNN_*.png  per-frame textures referenced by asset.usdc (textured mode only)
   asset.usdz                  asset.usdc + its textures in one package                      format "usdz"
+  asset.abc                   Alembic cache: tracked vertices per segment, one sample a frame format "abc"
   preview.mp4                 input video | result (input camera, then one orbit)           format "preview"
 ```
 Textured mode (`texture_size` set, the default): each frame is simplified to `max_faces` (if given), unwrapped
 with xatlas and baked into base colour + alpha and metallic-roughness textures of texture_size² texels.
-Vertex-colour mode (`texture_size=None`): files carry per-vertex colours (fast, no UVs). Every file is written
-under a temporary name and renamed into place, so an interrupted run never leaves a half-written file.
+Vertex-colour mode (`texture_size=None`): files carry per-vertex colours (fast, no UVs). Before all of it, every
+frame is cleaned (`clean_mesh`: floaters removed, small holes of closed surfaces capped, Taubin-smoothed) unless
+`cleanup=None`. The animated GLB cuts the clip into topology segments and tracks one vertex set through each
+(morph targets; `animated.py`), so it holds one mesh and one texture pair per segment. Every file is written under a
+temporary name and renamed into place, so an interrupted run never leaves a half-written file.
 """
 
 from __future__ import annotations
@@ -26,27 +30,58 @@ import numpy as np
 import trimesh
 
 from helix4d.errors import InputError
-from helix4d.export.animated import write_animated_glb
+from helix4d.export.alembic import write_alembic
+from helix4d.export.animated import MorphSegment, write_animated_glb, write_segments_glb
 from helix4d.export.bake import bake_textures
+from helix4d.export.cleanup import CleanupConfig, clean_mesh
 from helix4d.export.glb import write_glb
 from helix4d.export.preview import render_preview
+from helix4d.export.segments import SegmentConfig, topology_segments
 from helix4d.export.sampling import AttributeFn, mesh_sampler
 from helix4d.export.simplify import simplify_mesh
 from helix4d.export.surface import Frame
+from helix4d.export.tracking import TrackedSegment, TrackingConfig, track_clip
 from helix4d.export.usd import write_usd
 
-FORMATS = ("glb", "animated", "usdc", "usdz", "preview")
+FORMATS = ("glb", "animated", "usdc", "usdz", "abc", "preview")
+DEFAULT_FORMATS = ("glb", "animated", "usdc", "usdz", "preview")  # "abc" needs the optional alembic3d
+
+
+@dataclass
+class SegmentReport:
+    """One segment of the animated GLB: frames [start, stop), its vertex count and the largest Chamfer distance
+    of its tracked frames to their own meshes."""
+
+    start: int
+    stop: int
+    vertices: int
+    max_cd: float
 
 
 @dataclass
 class ExportedFiles:
-    """Paths written by `export_asset` (empty / None for formats not requested)."""
+    """Paths written by `export_asset` (empty / None for formats not requested), and the animated GLB's segments."""
 
     frames: list[Path] = field(default_factory=list)
+    segments: list[SegmentReport] = field(default_factory=list)
     animated: Path | None = None
     usdc: Path | None = None
     usdz: Path | None = None
+    abc: Path | None = None
     preview: Path | None = None
+
+
+def budget_frame(
+    mesh: trimesh.Trimesh, max_faces: int | None = None, attribute_fn: AttributeFn | None = None
+) -> tuple[trimesh.Trimesh, AttributeFn | None]:
+    """`mesh` simplified to `max_faces` (if given) and where its material is to be read from afterwards: the
+    original surface (or `attribute_fn`), since simplification merges vertices and their colours."""
+    if not isinstance(mesh, trimesh.Trimesh):
+        raise InputError(f"export needs trimesh.Trimesh frames, got {type(mesh).__name__}")
+    if max_faces is None or len(mesh.faces) <= max_faces:
+        return mesh, attribute_fn
+    source = attribute_fn or mesh_sampler(mesh)
+    return simplify_mesh(mesh, max_faces, source), source
 
 
 def prepare_frame(
@@ -58,15 +93,8 @@ def prepare_frame(
     """One frame ready for the writers: simplified to `max_faces`, then textured (`texture_size` texels) or left
     vertex-coloured (`texture_size=None`). Without `attribute_fn`, a simplified frame's material is sampled from
     the original mesh's surface."""
-    if not isinstance(mesh, trimesh.Trimesh):
-        raise InputError(f"export needs trimesh.Trimesh frames, got {type(mesh).__name__}")
-    if len(mesh.faces) == 0:
-        return mesh
-    source = attribute_fn
-    if max_faces is not None and len(mesh.faces) > max_faces:
-        source = attribute_fn or mesh_sampler(mesh)
-        mesh = simplify_mesh(mesh, max_faces, source)
-    if texture_size is None:
+    mesh, source = budget_frame(mesh, max_faces, attribute_fn)
+    if len(mesh.faces) == 0 or texture_size is None:
         return mesh
     return bake_textures(mesh, source, size=texture_size)
 
@@ -75,19 +103,26 @@ def export_asset(
     meshes: Sequence[trimesh.Trimesh],
     out_dir: str | os.PathLike,
     fps: float,
-    formats: Collection[str] = FORMATS,
+    formats: Collection[str] = DEFAULT_FORMATS,
     texture_size: int | None = 1024,
     max_faces: int | None = None,
     attribute_fns: Sequence[AttributeFn | None] | None = None,
     input_frames: np.ndarray | None = None,
     preview_size: int = 384,
+    cleanup: CleanupConfig | None = CleanupConfig(),
+    segments: SegmentConfig = SegmentConfig(),
+    tracking: TrackingConfig | None = TrackingConfig(),
 ) -> ExportedFiles:
     """Write the folder layout of this module's docstring for `meshes` (one per frame, played at `fps`).
 
-    formats:       any of "glb", "animated", "usdc", "usdz", "preview".
+    formats:       any of "glb", "animated", "usdc", "usdz", "abc" (needs alembic3d), "preview".
     attribute_fns: per frame, where to read the material for simplification and baking (e.g.
                    `ovoxel_sampler(ovoxel)` to bake the O-Voxel's own attributes); default: the mesh itself.
     input_frames:  (F_in, H, W, 3|4) uint8 input video shown beside the result in the preview.
+    cleanup:       surface clean-up applied to every frame first (`helix4d.export.cleanup`); None writes the
+                   meshes as they are.
+    segments, tracking: how the animated GLB cuts the clip into topology segments and tracks vertices through
+                   each (`helix4d.export.segments`, `.tracking`); tracking=None writes one node per frame instead.
     """
     unknown = set(formats) - set(FORMATS)
     if unknown:
@@ -101,14 +136,29 @@ def export_asset(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = ExportedFiles()
+    if cleanup is not None:
+        meshes = [clean_mesh(m, cleanup) for m in meshes]
 
-    if set(formats) & {"glb", "animated", "usdc", "usdz"}:
-        fns = attribute_fns or [None] * len(meshes)
-        frames = [prepare_frame(m, texture_size, max_faces, fn) for m, fn in zip(meshes, fns)]
+    if set(formats) & {"glb", "animated", "usdc", "usdz", "abc"}:
+        budgeted = [budget_frame(m, max_faces, fn) for m, fn in zip(meshes, attribute_fns or [None] * len(meshes))]
+        simple = [m for m, _ in budgeted]
+        tracked = None
+        if set(formats) & {"animated", "abc"} and tracking is not None:
+            tracked = track_clip(simple, topology_segments(simple, segments), tracking)
+            files.segments = [SegmentReport(t.start, t.stop, len(t.template.vertices), max(t.cd)) for t in tracked]
+        per_frame = set(formats) & {"glb", "usdc", "usdz"}
+        needed = range(len(simple)) if per_frame or tracked is None else [t.start for t in tracked]
+        baked = {k: prepare_frame(budgeted[k][0], texture_size, attribute_fn=budgeted[k][1]) for k in needed}
+        frames = [baked.get(k) for k in range(len(simple))]
         if "glb" in formats:
             files.frames = [write_glb(f, out / "frames" / f"frame_{k:04d}.glb") for k, f in enumerate(frames)]
-        if "animated" in formats:
+        if "animated" in formats and tracked is None:
             files.animated = write_animated_glb(frames, out / "animated.glb", fps)
+        elif "animated" in formats:
+            files.animated = write_segments_glb(_morph_segments(tracked, frames), out / "animated.glb", fps)
+        if "abc" in formats:
+            morphs = _morph_segments(tracked, frames) if tracked else [MorphSegment(k, f) for k, f in enumerate(frames)]
+            files.abc = write_alembic(morphs, out / "asset.abc", fps)
         if "usdc" in formats:
             usdz = out / "asset.usdz" if "usdz" in formats else None
             written = write_usd(frames, out / "asset.usdc", fps, usdz_path=usdz)
@@ -118,3 +168,8 @@ def export_asset(
     if "preview" in formats:
         files.preview = render_preview(meshes, input_frames, out / "preview.mp4", fps, size=preview_size)
     return files
+
+
+def _morph_segments(tracked: Sequence[TrackedSegment], frames: Sequence[Frame | None]) -> list[MorphSegment]:
+    """The writers' view of tracked segments: each shown by its first frame, prepared for export."""
+    return [MorphSegment(t.start, frames[t.start], t.positions) for t in tracked]

@@ -33,6 +33,8 @@ class TexturedMesh:
 
     mesh:               vertices split at UV seams; per-vertex PBR in the project convention (used for USD display
                         colours and previews).
+    source_vertex:      (V,) int64 the vertex of the source mesh each vertex was copied from (so tracked positions
+                        of the source mesh drive the unwrapped one).
     uv:                 (V, 2) float32 per-vertex texture coordinates, glTF convention.
     normals:            (V, 3) float32 smooth normals of the source mesh (no shading seams at UV seams).
     base_color:         (S, S, 4) uint8 RGBA: colour sRGB-encoded, alpha linear.
@@ -41,6 +43,7 @@ class TexturedMesh:
     """
 
     mesh: trimesh.Trimesh
+    source_vertex: np.ndarray
     uv: np.ndarray
     normals: np.ndarray
     base_color: np.ndarray
@@ -93,6 +96,7 @@ def bake_textures(
     set_vertex_pbr(unwrapped, vertex_attrs)
     return TexturedMesh(
         mesh=unwrapped,
+        source_vertex=vmapping,
         uv=uv.astype(np.float32),
         normals=np.asarray(mesh.vertex_normals, dtype=np.float32)[vmapping],
         base_color=base_color,

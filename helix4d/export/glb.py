@@ -67,8 +67,11 @@ class GltfBuilder:
         return len(self.gltf.textures) - 1
 
     # --- content ---------------------------------------------------------------------------------------------------
-    def add_mesh(self, frame: Frame, name: str) -> int | None:
-        """Add one frame's mesh and material; returns the glTF mesh index, or None for an empty frame."""
+    def add_mesh(self, frame: Frame, name: str, morph: tuple[np.ndarray, np.ndarray] | None = None) -> int | None:
+        """Add one frame's mesh and material; returns the glTF mesh index, or None for an empty frame.
+
+        morph: (position, normal) displacements (T, V, 3) of T morph targets from this frame's vertices; the mesh's
+        default weights are all 0 (it shows `frame` until an animation sets them)."""
         s = surface_arrays(frame)
         if s.empty:
             return None
@@ -87,7 +90,14 @@ class GltfBuilder:
             material=self._material(s, name),
             mode=gl.TRIANGLES,
         )
-        self.gltf.meshes.append(gl.Mesh(name=name, primitives=[primitive]))
+        weights = None
+        if morph is not None:
+            primitive.targets = [
+                {"POSITION": self.accessor(dp, gl.ARRAY_BUFFER, bounds=True), "NORMAL": self.accessor(dn, gl.ARRAY_BUFFER)}
+                for dp, dn in zip(*morph)
+            ]
+            weights = [0.0] * len(morph[0])
+        self.gltf.meshes.append(gl.Mesh(name=name, primitives=[primitive], weights=weights))
         return len(self.gltf.meshes) - 1
 
     def add_node(self, node: gl.Node, root: bool = False) -> int:

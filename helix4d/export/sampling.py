@@ -21,37 +21,47 @@ AttributeFn = Callable[[np.ndarray], np.ndarray]
 _CHUNK = 32768  # points per batch: bounds the (chunk, candidates, 3) temporaries
 
 
+class SurfaceQuery:
+    """Closest points of a mesh's surface to query points. The closest triangle is searched among the `candidates`
+    triangles with the nearest centroids (exact for well-shaped meshes, no spatial-index dependency)."""
+
+    def __init__(self, mesh: trimesh.Trimesh, candidates: int = 16) -> None:
+        if len(mesh.faces) == 0:
+            raise InputError("cannot query the surface of a mesh with no faces: drop empty frames or pass attribute_fn")
+        self.triangles = np.asarray(mesh.triangles, dtype=np.float64)  # (F, 3, 3)
+        self.tree = cKDTree(self.triangles.mean(axis=1))
+        self.k = min(candidates, len(self.triangles))
+
+    def closest(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """points (M, 3) -> closest surface points (M, 3) and the face (M,) each lies on, in chunks of _CHUNK."""
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        closest, faces = np.empty_like(points), np.empty(len(points), np.int64)
+        for start in range(0, len(points), _CHUNK):
+            p = points[start : start + _CHUNK]  # (m, 3)
+            _, cand = self.tree.query(p, k=self.k)
+            cand = np.asarray(cand).reshape(len(p), self.k)  # (m, k)
+            near = trimesh.triangles.closest_point(self.triangles[cand].reshape(-1, 3, 3), np.repeat(p, self.k, 0))
+            near = near.reshape(len(p), self.k, 3)
+            best = np.square(near - p[:, None]).sum(-1).argmin(axis=1)  # (m,)
+            rows = np.arange(len(p))
+            closest[start : start + len(p)], faces[start : start + len(p)] = near[rows, best], cand[rows, best]
+        return closest, faces
+
+
 def mesh_sampler(mesh: trimesh.Trimesh, candidates: int = 16) -> AttributeFn:
     """Attributes of `mesh` at the closest point of its surface to each query point.
 
     Used to carry colours across simplification: the simplified surface lies near the original, so each new
-    vertex / texel takes the material of the original surface right next to it. The closest triangle is searched
-    among the `candidates` triangles with the nearest centroids (exact for well-shaped meshes, no spatial-index
-    dependency).
+    vertex / texel takes the material of the original surface right next to it.
     """
-    if len(mesh.faces) == 0:
-        raise InputError("cannot sample attributes of a mesh with no faces: drop empty frames or pass attribute_fn")
-    triangles = np.asarray(mesh.triangles, dtype=np.float64)  # (F, 3, 3)
-    tree = cKDTree(triangles.mean(axis=1))
-    k = min(candidates, len(triangles))
+    query = SurfaceQuery(mesh, candidates)
 
     def sample(points: np.ndarray) -> np.ndarray:
-        points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-        out = np.empty((len(points), 6), np.float32)
-        for start in range(0, len(points), _CHUNK):
-            p = points[start : start + _CHUNK]  # (m, 3)
-            _, cand = tree.query(p, k=k)
-            cand = np.asarray(cand).reshape(len(p), k)  # (m, k)
-            closest = trimesh.triangles.closest_point(triangles[cand].reshape(-1, 3, 3), np.repeat(p, k, axis=0))
-            closest = closest.reshape(len(p), k, 3)
-            best = np.square(closest - p[:, None]).sum(-1).argmin(axis=1)  # (m,)
-            rows = np.arange(len(p))
-            face = cand[rows, best]
-            bary = trimesh.triangles.points_to_barycentric(triangles[face], closest[rows, best])  # (m, 3)
-            bary = np.clip(np.nan_to_num(bary, nan=1.0 / 3.0), 0.0, None)
-            bary /= np.maximum(bary.sum(axis=1, keepdims=True), 1e-12)
-            out[start : start + len(p)] = surface_attributes(mesh, face, bary)
-        return out
+        closest, face = query.closest(points)
+        bary = trimesh.triangles.points_to_barycentric(query.triangles[face], closest)  # (M, 3)
+        bary = np.clip(np.nan_to_num(bary, nan=1.0 / 3.0), 0.0, None)
+        bary /= np.maximum(bary.sum(axis=1, keepdims=True), 1e-12)
+        return surface_attributes(mesh, face, bary).astype(np.float32)
 
     return sample
 

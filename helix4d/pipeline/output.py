@@ -8,11 +8,12 @@ folders may be written at all is `helix4d.io.files.check_output_dir`'s policy.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from helix4d.export import FORMATS, export_asset, ovoxel_sampler
+from helix4d.export import DEFAULT_FORMATS, CleanupConfig, export_asset, ovoxel_sampler
 from helix4d.io.files import atomic_dir, check_output_dir
 from helix4d.pipeline.helix4d import Asset4D
 
@@ -24,18 +25,19 @@ def prepare_output(out: Path, overwrite: bool, inputs: Iterable[str | Path | Non
 
 
 def write_asset(
-    asset: Asset4D, out: Path, settings: dict, overwrite: bool = False, formats: tuple[str, ...] = FORMATS,
-    texture_size: int | None = 512, max_faces: int | None = None,
+    asset: Asset4D, out: Path, settings: dict, overwrite: bool = False, formats: tuple[str, ...] = DEFAULT_FORMATS,
+    texture_size: int | None = 512, max_faces: int | None = None, cleanup: bool = True,
 ) -> Path:
     """The export folder layout of `helix4d.export` (per-frame GLB, animated GLB, USD, preview) plus
-    `result.json`; textures are baked from the O-Voxels' own attributes. Returns the final folder."""
+    `result.json`; textures are baked from the O-Voxels' own attributes, surfaces cleaned unless `cleanup` is off.
+    Returns the final folder."""
     prepare_output(out, overwrite, inputs=(asset.metadata.get("source"),))
     with atomic_dir(out) as tmp:
         clock = time.perf_counter()
-        export_asset(
+        files = export_asset(
             asset.meshes, tmp, fps=asset.fps, formats=formats, texture_size=texture_size, max_faces=max_faces,
             attribute_fns=[ovoxel_sampler(v) if len(v) else None for v in asset.ovoxels],
-            input_frames=asset.input_frames,
+            input_frames=asset.input_frames, cleanup=CleanupConfig() if cleanup else None,
         )
         seconds = asset.metadata.setdefault("seconds", {})
         seconds["export"] = time.perf_counter() - clock
@@ -47,6 +49,7 @@ def write_asset(
             "times": [float(t) for t in asset.times],
             "files": sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()),
             "faces_per_frame": [int(len(m.faces)) for m in asset.meshes],
+            "segments": [asdict(s) for s in files.segments],
             **asset.metadata,
         }
         (tmp / "result.json").write_text(json.dumps(result, indent=2))

@@ -13,7 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from helix4d.console import labelled
 from helix4d.errors import InputError
-from helix4d.export import FORMATS
+from helix4d.export import DEFAULT_FORMATS, FORMATS
+from helix4d.export.alembic import require_alembic
 from helix4d.io.video import read_video
 from helix4d.pipeline.batch import BatchItem, ItemReport, gather_reports, plan_batch, run_batch, shard
 from helix4d.pipeline.helix4d import DEMO_MODEL, Helix4DPipeline, resolve_device
@@ -32,8 +33,8 @@ def generate(
     video: Path, out: Path, model: Path | None = None, frames: int | None = None, fps: float | None = None,
     start: float | None = None, end: float | None = None, steps: int | None = None, cfg: float | None = None,
     window: int | None = None, seed: int = 0, device: str = "auto", mode: str = "temporal", overwrite: bool = False,
-    formats: tuple[str, ...] = FORMATS, texture_size: int | None = 512, max_faces: int | None = None,
-    offload: bool = False, pipe: Helix4DPipeline | None = None,
+    formats: tuple[str, ...] = DEFAULT_FORMATS, texture_size: int | None = 512, max_faces: int | None = None,
+    offload: bool = False, cleanup: bool = True, pipe: Helix4DPipeline | None = None,
 ) -> Path:
     """Run the whole job; every user mistake surfaces as a `Helix4DError` before any compute, and nothing is
     written but `out` (see `helix4d.io.files.check_output_dir`). `pipe`: an already loaded model (a batch)."""
@@ -61,11 +62,11 @@ def generate(
         "video": str(video), "model": str(model) if model else "demo (shipped)", "frames": frames, "fps": fps,
         "start": start, "end": end, "steps": steps, "cfg": cfg, "window": window, "seed": seed,
         "device": str(pipe.device), "mode": mode, "formats": list(formats), "texture_size": texture_size,
-        "max_faces": max_faces, "offload": pipe.offload, "threads": threads,
+        "max_faces": max_faces, "offload": pipe.offload, "threads": threads, "cleanup": cleanup,
     }
     asset.metadata["seconds"]["load_and_generate"] = time.perf_counter() - started
     with console.status(f"writing {', '.join(formats)}"):
-        write_asset(asset, out, settings, overwrite, formats, texture_size, max_faces)
+        write_asset(asset, out, settings, overwrite, formats, texture_size, max_faces, cleanup)
     console.print(f"wrote {asset.num_frames} frames to {out} in {time.perf_counter() - started:.1f} s", markup=False,
                   highlight=False)
     return out
@@ -81,6 +82,8 @@ def check_options(frames: int | None, fps: float | None, start: float | None, en
     unknown = set(formats) - set(FORMATS)
     if unknown or not formats:
         raise InputError(f"--formats takes a comma-separated subset of {','.join(FORMATS)}, got {','.join(formats)}")
+    if "abc" in formats:
+        require_alembic()
 
 
 def load_model(model: Path | None, device: str, offload: bool) -> Helix4DPipeline:
@@ -97,7 +100,7 @@ def generate_batch(videos: list[Path], out: Path, model: Path | None = None, dev
     torchrun, this process's share on its own GPU. Returns every video's report on rank 0, None elsewhere."""
     check_options(options.get("frames"), options.get("fps"), options.get("start"), options.get("end"),
                   options.get("steps"), options.get("cfg"), options.get("window"), options.get("seed", 0),
-                  options.get("mode", "temporal"), options.get("formats", FORMATS), options.get("texture_size", 512),
+                  options.get("mode", "temporal"), options.get("formats", DEFAULT_FORMATS), options.get("texture_size", 512),
                   options.get("max_faces"))
     rank, world = shard()
     if world > 1 and device == "auto" and torch.cuda.is_available():
