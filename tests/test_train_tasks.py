@@ -103,3 +103,23 @@ def test_recolouring_moves_whole_frames_and_keeps_alpha() -> None:
         torch.testing.assert_close(ratio, ratio[:1].expand_as(ratio), atol=1e-3, rtol=1e-3)
         assert ((ratio[0] >= 0.5) & (ratio[0] <= 1.5)).all()
     assert not torch.allclose(always[:20, :3].mean(0), feats[:20, :3].mean(0), atol=0.01)
+
+
+def test_image_encoder_task_can_start_a_fresh_deeper_encoder(workspace: Path) -> None:
+    import shutil
+
+    from helix4d.errors import ConfigError
+    from helix4d.pipeline.folder import load_component
+
+    root = workspace / "deeper"
+    shutil.copytree(workspace / "model", root / "model")
+    (root / "data").symlink_to(workspace / "data")
+    if not (workspace / "latents").is_dir():
+        encode_dataset(workspace / "model", workspace / "data", workspace / "latents")
+    latents = str(workspace / "latents")
+    _run(root, "encoder", "image_encoder", 3, latents=latents, encoder={"depth": 1, "stem_blocks": 1})
+    encoder, config = load_component("ss_image_encoder", root / "model" / "ss_image_encoder")
+    assert (config.depth, config.stem_blocks) == (1, 1)
+    assert any(".body." in name for name, _ in encoder.named_parameters())  # the residual stem blocks exist
+    with pytest.raises(ConfigError, match="task_options.encoder"):
+        _run(root, "bad", "image_encoder", 1, latents=latents, encoder={"layers": 3})
