@@ -25,6 +25,12 @@ app.add_typer(bench_app, name="bench")
 
 err_console = Console(stderr=True)
 
+MATTING_HELP = ("How the object is cut out: auto (the video's alpha, else --mask, else --matting-model, else the bundled "
+                "U²-Net-p, else the border colour), alpha, mask, model, u2net, border or none (the whole frame).")
+MASK_HELP = "Masks to use: a folder of one PNG per frame (as `helix4d matte` writes), or a mask video."
+MATTING_MODEL_HELP = ("Local segmentation model: a transformers folder (BiRefNet, RMBG-2.0) or an .onnx file with "
+                      "U²-Net's interface.")
+
 
 def _version_callback(value: bool) -> None:
     if value:
@@ -231,14 +237,40 @@ def generate_command(
     max_faces: Optional[int] = typer.Option(None, "--max-faces", help="Simplify each frame's mesh to at most this many faces."),
     offload: bool = typer.Option(False, "--offload", help="Keep weights in CPU memory and move each stage's models to "
                                  "the GPU only while it runs (large models on small GPUs, e.g. TRELLIS.2)."),
+    matting: str = typer.Option("auto", "--matting", help=MATTING_HELP),
+    mask: Optional[Path] = typer.Option(None, "--mask", help=MASK_HELP),
+    matting_model: Optional[Path] = typer.Option(None, "--matting-model", help=MATTING_MODEL_HELP),
 ) -> None:
     """Turn a video into a 4D asset: textured per-frame GLB, an animated GLB, USD and a preview, in OUT."""
+    from helix4d.io.matting import MattingOptions
     from helix4d.pipeline.run import generate
 
     generate(video=video, out=out, model=model, frames=frames, fps=fps, start=start, end=end, steps=steps, cfg=cfg,
              window=window, seed=seed, device=device, mode=mode, overwrite=overwrite,
              formats=tuple(f.strip() for f in formats.split(",") if f.strip()), texture_size=texture_size or None,
-             max_faces=max_faces, offload=offload)
+             max_faces=max_faces, offload=offload, matting=MattingOptions(matting, mask, matting_model))
+
+
+@app.command("matte")
+def matte_command(
+    video: Path = typer.Argument(..., help="Input video (mp4/mov/webm/gif) or a folder of frames."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the masks (written all at once when matting succeeds)."),
+    frames: Optional[int] = typer.Option(None, "--frames", help="Use at most this many frames (after --fps sampling)."),
+    fps: Optional[float] = typer.Option(None, "--fps", help="Sample the video at this frame rate (default: every frame)."),
+    start: Optional[float] = typer.Option(None, "--start", help="Start time in seconds."),
+    end: Optional[float] = typer.Option(None, "--end", help="End time in seconds."),
+    matting: str = typer.Option("auto", "--matting", help=MATTING_HELP),
+    mask: Optional[Path] = typer.Option(None, "--mask", help=MASK_HELP),
+    matting_model: Optional[Path] = typer.Option(None, "--matting-model", help=MATTING_MODEL_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
+) -> None:
+    """Write the per-frame masks `generate` would use (OUT/0000.png ..., 255 = object, plus matte.json); inspect or
+    fix them and pass the folder back with `generate --mask OUT` (same --frames/--fps/--start/--end)."""
+    from helix4d.io.matting import MattingOptions
+    from helix4d.pipeline.run import matte
+
+    matte(video, out, MattingOptions(matting, mask, matting_model), frames=frames, fps=fps, start=start, end=end,
+          overwrite=overwrite)
 
 
 @app.command("app")

@@ -1,7 +1,9 @@
-"""`helix4d generate`: load the model and the video, generate with progress bars, write the result folder."""
+"""`helix4d generate`: load the model and the video, generate with progress bars, write the result folder; and
+`helix4d matte`: the per-frame masks generate would cut the object with, written for a user to inspect or fix."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -11,6 +13,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from helix4d.console import labelled
 from helix4d.errors import InputError
 from helix4d.export import FORMATS
+from helix4d.io.files import atomic_dir, check_output_dir, write_json_atomic
+from helix4d.io.masks import write_masks
+from helix4d.io.matting import Matte, MattingOptions, check_matting, compute_matte
 from helix4d.io.video import read_video
 from helix4d.pipeline.helix4d import DEMO_MODEL, Helix4DPipeline, resolve_device
 from helix4d.pipeline.output import prepare_output, write_asset
@@ -20,7 +25,8 @@ console = Console(stderr=True)
 # How `helix4d generate` spells each setting: messages name the flag the user typed.
 FLAGS = {"max_frames": "--frames", "fps": "--fps", "start": "--start", "end": "--end", "steps": "--steps",
          "cfg": "--cfg", "window": "--window", "seed": "--seed", "mode": "--mode", "texture_size": "--texture-size",
-         "max_faces": "--max-faces"}
+         "max_faces": "--max-faces", "matting": "--matting"}
+MATTING_FLAGS = {"method": "--matting", "mask": "--mask", "model": "--matting-model"}
 
 
 def generate(
@@ -28,20 +34,23 @@ def generate(
     start: float | None = None, end: float | None = None, steps: int | None = None, cfg: float | None = None,
     window: int | None = None, seed: int = 0, device: str = "auto", mode: str = "temporal", overwrite: bool = False,
     formats: tuple[str, ...] = FORMATS, texture_size: int | None = 512, max_faces: int | None = None,
-    offload: bool = False,
+    offload: bool = False, matting: MattingOptions = MattingOptions(),
 ) -> Path:
     """Run the whole job; every user mistake surfaces as a `Helix4DError` before any compute, and nothing is
     written but `out` (see `helix4d.io.files.check_output_dir`)."""
     check_settings({"max_frames": frames, "fps": fps, "start": start, "end": end, "steps": steps, "cfg": cfg,
                     "window": window, "seed": seed, "mode": mode, "texture_size": texture_size,
                     "max_faces": max_faces}, FLAGS)
+    check_matting(matting, MATTING_FLAGS)
     unknown = set(formats) - set(FORMATS)
     if unknown or not formats:
         raise InputError(f"--formats takes a comma-separated subset of {','.join(FORMATS)}, got {','.join(formats)}")
-    resolve_device(device)
-    prepare_output(out, overwrite, inputs=(video, model or DEMO_MODEL))
+    matting = dataclasses.replace(matting, device=str(resolve_device(device)))
+    prepare_output(out, overwrite, inputs=(video, model or DEMO_MODEL, matting.mask, matting.model))
     started = time.perf_counter()
     clip = read_video(video, fps=fps, max_frames=frames, start=start, end=end)
+    with console.status(f"matting {clip.num_frames} frames"):
+        cut = compute_matte(clip, matting)  # before loading the model: a mask that does not fit fails in seconds
     pipe = Helix4DPipeline.from_pretrained(model, device=device, offload=offload)
     if not pipe.config.trained:
         console.print(labelled("warning:", "yellow", "this model folder is randomly initialised (not trained): "
@@ -56,14 +65,15 @@ def generate(
                 tasks[description] = bar.add_task(description, total=total)
             bar.update(tasks[description], completed=done)
 
-        asset = pipe(clip, seed=seed, steps=steps, cfg=cfg, window=window, mode=mode, progress=progress)
-    for warning in asset.metadata["warnings"]:
-        console.print(f"warning: {warning}", style="yellow", markup=False, highlight=False)
+        asset = pipe(clip, seed=seed, steps=steps, cfg=cfg, window=window, mode=mode, matting=cut,
+                     progress=progress)
+    _warn(asset.metadata["warnings"])
     settings = {
         "video": str(video), "model": str(model) if model else "demo (shipped)", "frames": frames, "fps": fps,
         "start": start, "end": end, "steps": steps, "cfg": cfg, "window": window, "seed": seed,
         "device": str(pipe.device), "mode": mode, "formats": list(formats), "texture_size": texture_size,
-        "max_faces": max_faces, "offload": pipe.offload,
+        "max_faces": max_faces, "offload": pipe.offload, "matting": matting.method,
+        "mask": str(matting.mask) if matting.mask else None, "matting_model": str(matting.model) if matting.model else None,
     }
     asset.metadata["seconds"]["load_and_generate"] = time.perf_counter() - started
     with console.status(f"writing {', '.join(formats)}"):
@@ -71,3 +81,32 @@ def generate(
     console.print(f"wrote {asset.num_frames} frames to {out} in {time.perf_counter() - started:.1f} s", markup=False,
                   highlight=False)
     return out
+
+
+def matte(
+    video: Path, out: Path, matting: MattingOptions = MattingOptions(), frames: int | None = None,
+    fps: float | None = None, start: float | None = None, end: float | None = None, overwrite: bool = False,
+) -> Matte:
+    """Write the masks `generate` would use for `video` with the same options into `out`: one 8-bit PNG per frame
+    (`helix4d.io.masks`) and `matte.json` (method, confidence, warnings, frame times); `generate --mask out` reads
+    them back. Checked before any compute and written all at once, as `generate`."""
+    check_settings({"max_frames": frames, "fps": fps, "start": start, "end": end}, FLAGS)
+    check_matting(matting, MATTING_FLAGS)
+    check_output_dir(out, inputs=(video, matting.mask, matting.model), overwrite=overwrite)
+    clip = read_video(video, fps=fps, max_frames=frames, start=start, end=end)
+    with console.status(f"matting {clip.num_frames} frames"):
+        result = compute_matte(clip, matting)
+    with atomic_dir(out) as tmp:
+        write_masks(result.alpha, tmp)
+        write_json_atomic(tmp / "matte.json", {**result.summary(), "video": str(video), "frames": clip.num_frames,
+                                               "times": [float(t) for t in clip.times], "warnings": result.warnings})
+    _warn(result.warnings)
+    confidence = "" if result.confidence is None else f", confidence {result.confidence:.2f}"
+    console.print(f"wrote {clip.num_frames} masks ({result.method} matte{confidence}) to {out}", markup=False,
+                  highlight=False)
+    return result
+
+
+def _warn(warnings: list[str]) -> None:
+    for warning in warnings:
+        console.print(f"warning: {warning}", style="yellow", markup=False, highlight=False)

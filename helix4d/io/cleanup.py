@@ -1,0 +1,176 @@
+"""Clean-up of an estimated matte over a whole clip: keep what moves, recover lost frames, specks and holes.
+
+A per-frame matte (a salient-object model, the border colour) is wrong in ways the clip can fix: it takes a
+striking patch of the background for the object, or loses the object for a frame. The steps, on a working copy at
+most `side` pixels long:
+1. camera motion: a similarity transform from each frame to the first (ORB features of the background, outside
+   the matte, matched with RANSAC), so a hand-held camera is undone;
+2. motion: the per-pixel median of the aligned frames is the clip's background plate; a pixel differs from it by
+   more than `motion_threshold` where the object is, once the object has moved away from that place at least half
+   of the time. In each frame, the matte's connected regions that hold less than `keep_moving` of the most moving
+   region's share of such pixels are dropped (a static background patch); when no region moves at all (an object
+   that stays put), all are kept;
+3. lost frames: a frame whose matte is under `lost_area` of the clip's median area is re-cut by GrabCut (OpenCV, no
+   weights) seeded from the previous frame's mask carried over by the camera motion;
+4. regions smaller than `min_region` of the frame's largest are dropped, enclosed holes smaller than `max_hole` of
+   the frame are filled.
+The binary result is brought back to full size; its rim keeps half of the matte's own soft value, so anti-aliased
+edges stay soft. A temporal median of the matte itself was measured and left out: with the large motion between
+the frames a clip is sampled at (16 frames of a whole motion), it erodes the object (`benchmarks/matting.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+
+@dataclass(frozen=True)
+class CleanupConfig:
+    """How an estimated matte is cleaned (module docstring); the defaults are the benchmarked ones
+    (`benchmarks/matting.py`)."""
+
+    motion_threshold: float = 30.0  # RGB distance (0-255) from the background plate that counts as moved
+    keep_moving: float = 0.3  # regions moving less than this fraction of the most moving one are dropped
+    still: float = 0.15  # ... unless no region has more than this fraction of moved pixels
+    lost_area: float = 0.3  # frames under this fraction of the median matte area are re-cut by GrabCut
+    grabcut_iterations: int = 3
+    min_region: float = 0.02  # regions smaller than this fraction of the frame's largest are dropped
+    max_hole: float = 0.01  # enclosed holes smaller than this fraction of the frame are filled
+    side: int = 320  # working resolution (longer side)
+
+
+def clean_matte(alpha: np.ndarray, rgb: np.ndarray, config: CleanupConfig = CleanupConfig()) -> np.ndarray:
+    """(F, H, W) float32 soft matte and its frames (F, H, W, 3) uint8 -> cleaned (F, H, W) float32 matte."""
+    h, w = alpha.shape[1:]
+    scale = min(1.0, config.side / max(h, w))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))  # (w, h) for OpenCV
+    small_rgb = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in rgb])  # (F, h', w', 3)
+    masks = np.stack([cv2.resize(a, size, interpolation=cv2.INTER_AREA) > 0.5 for a in alpha])  # (F, h', w')
+    to_first = camera_motion(small_rgb, masks)  # (F, 2, 3)
+    if len(masks) > 1:
+        masks = keep_moving(masks, motion(small_rgb, to_first) > config.motion_threshold, config.keep_moving,
+                            config.still)
+        masks = recover_lost(masks, small_rgb, to_first, config.lost_area, config.grabcut_iterations)
+    masks = np.stack([clean_regions(m, config.min_region, config.max_hole * m.size) for m in masks])
+    full = np.stack([cv2.resize(m.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) > 0.5 for m in masks])
+    return _soft_rim(full, alpha)
+
+
+def camera_motion(rgb: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """(F, 2, 3) float32 affine maps from each frame's pixels to the first frame's, chained frame to frame, from
+    features of the background only (outside the dilated (F, H, W) bool `masks`): on a plain background the object
+    holds the only features, and following them would take the object's motion for the camera's. Identity where
+    the background has too few features (a plain background, where the camera's motion does not matter)."""
+    orb = cv2.ORB_create(500)
+    outside = [np.where(ndimage.binary_dilation(m, iterations=3), 0, 255).astype(np.uint8) for m in masks]
+    features = [orb.detectAndCompute(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), o) for f, o in zip(rgb, outside)]
+    matcher = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True)
+    to_first = [np.eye(3)]
+    for t in range(1, len(rgb)):
+        step = _similarity(features[t], features[t - 1], matcher)
+        to_first.append(to_first[-1] @ np.vstack([np.eye(3)[:2] if step is None else step, [0, 0, 1]]))
+    return np.stack([m[:2] for m in to_first]).astype(np.float32)
+
+
+def motion(rgb: np.ndarray, to_first: np.ndarray) -> np.ndarray:
+    """(F, H, W) float32 RGB distance of each frame from the clip's background plate (the per-pixel median of the
+    frames aligned by `to_first`, carried back into each frame)."""
+    h, w = rgb.shape[1:3]
+    warp = dict(flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    plate = np.median(np.stack([cv2.warpAffine(f, m, (w, h), **warp) for f, m in zip(rgb, to_first)]), axis=0)
+    plate = plate.astype(np.float32)  # (H, W, 3) in the first frame's pixels
+    return np.stack([np.linalg.norm(f - cv2.warpAffine(plate, cv2.invertAffineTransform(m), (w, h), **warp), axis=-1)
+                     for f, m in zip(rgb.astype(np.float32), to_first)])
+
+
+def keep_moving(masks: np.ndarray, moved: np.ndarray, keep: float, still: float) -> np.ndarray:
+    """Per frame of (F, H, W) bool masks, the regions whose share of `moved` pixels is at least `keep` of the
+    frame's most moving region; all regions where none has more than `still`."""
+    out = np.zeros_like(masks)
+    for t, (mask, move) in enumerate(zip(masks, moved)):
+        labels, n = ndimage.label(mask)
+        if n == 0:
+            continue
+        share = np.asarray(ndimage.mean(move, labels, np.arange(1, n + 1)))  # (n,)
+        chosen = share >= keep * share.max() if share.max() > still else np.ones(n, bool)
+        out[t] = np.concatenate([[False], chosen])[labels]
+    return out
+
+
+def recover_lost(masks: np.ndarray, rgb: np.ndarray, to_first: np.ndarray, lost_area: float,
+                 iterations: int) -> np.ndarray:
+    """Re-cut frames whose mask is under `lost_area` of the median mask area by GrabCut, seeded from the previous
+    frame's mask carried over by the camera motion. (F, H, W) bool -> (F, H, W) bool."""
+    areas = masks.sum(axis=(1, 2))
+    typical = np.median(areas)
+    h, w = masks.shape[1:]
+    out = masks.copy()
+    for t in range(1, len(out)):
+        if areas[t] >= lost_area * typical or not out[t - 1].any():
+            continue
+        carry = cv2.invertAffineTransform(to_first[t]) @ np.vstack([to_first[t - 1], [0, 0, 1]])  # t-1 -> t
+        seed = cv2.warpAffine(out[t - 1].astype(np.uint8), carry, (w, h), flags=cv2.INTER_NEAREST) > 0
+        out[t] = grabcut(rgb[t], seed, band=max(2, round(0.05 * max(h, w))), iterations=iterations)
+    return out
+
+
+def grabcut(rgb: np.ndarray, seed: np.ndarray, band: int, iterations: int) -> np.ndarray:
+    """Bool (H, W) foreground of GrabCut on (H, W, 3) uint8, seeded from a bool mask: inside "probably foreground",
+    its core "foreground", a band of `band` pixels around it "probably background", the rest "background"."""
+    if not seed.any():
+        return seed
+    labels = np.full(seed.shape, cv2.GC_BGD, np.uint8)
+    labels[ndimage.binary_dilation(seed, iterations=band)] = cv2.GC_PR_BGD
+    labels[seed] = cv2.GC_PR_FGD
+    labels[ndimage.binary_erosion(seed, iterations=band)] = cv2.GC_FGD
+    if not (labels == cv2.GC_BGD).any():  # GrabCut learns the background's colours from somewhere
+        labels[[0, -1], :] = cv2.GC_BGD
+    background, foreground = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.grabCut(np.ascontiguousarray(rgb[..., ::-1]), labels, None, background, foreground, iterations,
+                cv2.GC_INIT_WITH_MASK)
+    return (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
+
+
+def clean_regions(mask: np.ndarray, min_region: float, max_hole: float) -> np.ndarray:
+    """Bool (H, W) without regions under `min_region` of the largest and with holes under `max_hole` pixels filled."""
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        return mask
+    areas = np.bincount(labels.ravel())[1:]
+    keep = np.concatenate([[False], areas >= min_region * areas.max()])
+    mask = keep[labels]
+    holes, _ = ndimage.label(~mask)  # background regions; those not touching the border are holes
+    sizes = np.bincount(holes.ravel())
+    small = sizes < max_hole
+    small[0] = False
+    small[np.unique(np.concatenate([holes[0], holes[-1], holes[:, 0], holes[:, -1]]))] = False
+    return mask | small[holes]
+
+
+def _similarity(current, previous, matcher) -> np.ndarray | None:
+    """2x3 similarity from the current frame's pixels to the previous frame's, from ORB (keypoints, descriptors)
+    pairs; None with fewer than 8 consistent matches."""
+    (kp1, d1), (kp0, d0) = current, previous
+    if d1 is None or d0 is None or min(len(kp1), len(kp0)) < 8:
+        return None
+    matches = matcher.match(d1, d0)
+    if len(matches) < 8:
+        return None
+    src = np.float32([kp1[m.queryIdx].pt for m in matches])
+    dst = np.float32([kp0[m.trainIdx].pt for m in matches])
+    step, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=2.0)
+    return step if step is not None and inliers.sum() >= 8 else None
+
+
+def _soft_rim(mask: np.ndarray, soft: np.ndarray) -> np.ndarray:
+    """(F, H, W) float32: 1 inside the mask's 1-pixel erosion, 0 outside its dilation, and on the rim between the
+    mean of the binary decision and the original soft matte."""
+    out = np.empty(mask.shape, np.float32)
+    for i, m in enumerate(mask):
+        inner, outer = ndimage.binary_erosion(m), ndimage.binary_dilation(m)
+        out[i] = np.where(inner, 1.0, np.where(outer, (m + soft[i]) / 2, 0.0))
+    return out
