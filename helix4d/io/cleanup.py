@@ -3,8 +3,8 @@
 A per-frame matte (a salient-object model, the border colour) is wrong in ways the clip can fix: it takes a
 striking patch of the background for the object, or loses the object for a frame. The steps, on a working copy at
 most `side` pixels long:
-1. camera motion: a similarity transform from each frame to the first (ORB features of the background, outside
-   the matte, matched with RANSAC), so a hand-held camera is undone;
+1. camera motion: a similarity transform from each frame to the first (corners of the background, outside the
+   matte, tracked by Lucas-Kanade and fitted with RANSAC), so a hand-held camera is undone;
 2. motion: the per-pixel median of the aligned frames is the clip's background plate; a pixel differs from it by
    more than `motion_threshold` where the object is, once the object has moved away from that place at least half
    of the time. In each frame, the matte's connected regions that hold less than `keep_moving` of the most moving
@@ -61,17 +61,16 @@ def clean_matte(alpha: np.ndarray, rgb: np.ndarray, config: CleanupConfig = Clea
 
 
 def camera_motion(rgb: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """(F, 2, 3) float32 affine maps from each frame's pixels to the first frame's, chained frame to frame, from
-    features of the background only (outside the dilated (F, H, W) bool `masks`): on a plain background the object
-    holds the only features, and following them would take the object's motion for the camera's. Identity where
-    the background has too few features (a plain background, where the camera's motion does not matter)."""
-    orb = cv2.ORB_create(500)
-    outside = [np.where(ndimage.binary_dilation(m, iterations=3), 0, 255).astype(np.uint8) for m in masks]
-    features = [orb.detectAndCompute(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), o) for f, o in zip(rgb, outside)]
-    matcher = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True)
+    """(F, 2, 3) float32 affine maps from each frame's pixels to the first frame's, chained frame to frame.
+
+    Corners of the background only (outside the dilated (F, H, W) bool `masks`; on a plain background the object
+    holds the only corners, and following them would take the object's motion for the camera's) are tracked into
+    the next frame (pyramidal Lucas-Kanade) and a similarity transform is fitted to them with RANSAC. Identity where
+    the background has too few corners (a plain background, where the camera's motion does not matter)."""
+    grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in rgb]
     to_first = [np.eye(3)]
     for t in range(1, len(rgb)):
-        step = _similarity(features[t], features[t - 1], matcher)
+        step = _similarity(grey[t], grey[t - 1], masks[t])
         to_first.append(to_first[-1] @ np.vstack([np.eye(3)[:2] if step is None else step, [0, 0, 1]]))
     return np.stack([m[:2] for m in to_first]).astype(np.float32)
 
@@ -151,18 +150,18 @@ def clean_regions(mask: np.ndarray, min_region: float, max_hole: float) -> np.nd
     return mask | small[holes]
 
 
-def _similarity(current, previous, matcher) -> np.ndarray | None:
-    """2x3 similarity from the current frame's pixels to the previous frame's, from ORB (keypoints, descriptors)
-    pairs; None with fewer than 8 consistent matches."""
-    (kp1, d1), (kp0, d0) = current, previous
-    if d1 is None or d0 is None or min(len(kp1), len(kp0)) < 8:
+def _similarity(grey: np.ndarray, previous: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
+    """2x3 similarity from a frame's pixels to the previous frame's, from background corners of the frame (outside
+    `mask`) tracked into the previous one; None with fewer than 8 consistent tracks."""
+    outside = np.where(ndimage.binary_dilation(mask, iterations=3), 0, 255).astype(np.uint8)
+    corners = cv2.goodFeaturesToTrack(grey, maxCorners=300, qualityLevel=0.01, minDistance=5, mask=outside)
+    if corners is None or len(corners) < 8:
         return None
-    matches = matcher.match(d1, d0)
-    if len(matches) < 8:
+    tracked, found, _ = cv2.calcOpticalFlowPyrLK(grey, previous, corners, None)
+    ok = found[:, 0] == 1
+    if ok.sum() < 8:
         return None
-    src = np.float32([kp1[m.queryIdx].pt for m in matches])
-    dst = np.float32([kp0[m.trainIdx].pt for m in matches])
-    step, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=2.0)
+    step, inliers = cv2.estimateAffinePartial2D(corners[ok], tracked[ok], method=cv2.RANSAC, ransacReprojThreshold=1.0)
     return step if step is not None and inliers.sum() >= 8 else None
 
 
