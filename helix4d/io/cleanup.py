@@ -10,8 +10,11 @@ most `side` pixels long:
    of the time. In each frame, the matte's connected regions that hold less than `keep_moving` of the most moving
    region's share of such pixels are dropped (a static background patch); when no region moves at all (an object
    that stays put), all are kept;
-3. lost frames: a frame whose matte is under `lost_area` of the clip's median area is re-cut by GrabCut (OpenCV, no
-   weights) seeded from the previous frame's mask carried over by the camera motion;
+3. GrabCut (OpenCV, no weights) on every frame, seeded from its matte: the matte's core is "foreground", the rest
+   of it "probably foreground", a band of `grabcut_band` around it "probably background"; colour models of object
+   and background move the boundary onto the object's edges. A frame whose matte is under `lost_area` of the
+   clip's median area (the model lost the object) is seeded from the previous frame's result instead, carried
+   over by the camera motion;
 4. regions smaller than `min_region` of the frame's largest are dropped, enclosed holes smaller than `max_hole` of
    the frame are filled.
 The binary result is brought back to full size; its rim keeps half of the matte's own soft value, so anti-aliased
@@ -36,8 +39,9 @@ class CleanupConfig:
     motion_threshold: float = 30.0  # RGB distance (0-255) from the background plate that counts as moved
     keep_moving: float = 0.3  # regions moving less than this fraction of the most moving one are dropped
     still: float = 0.15  # ... unless no region has more than this fraction of moved pixels
-    lost_area: float = 0.3  # frames under this fraction of the median matte area are re-cut by GrabCut
-    grabcut_iterations: int = 3
+    grabcut_band: float = 0.03  # "probably background" band around the matte, as a fraction of the working side
+    grabcut_iterations: int = 3  # 0: no GrabCut
+    lost_area: float = 0.3  # a frame under this fraction of the median matte area is seeded from the previous one
     min_region: float = 0.02  # regions smaller than this fraction of the frame's largest are dropped
     max_hole: float = 0.01  # enclosed holes smaller than this fraction of the frame are filled
     side: int = 320  # working resolution (longer side)
@@ -54,7 +58,7 @@ def clean_matte(alpha: np.ndarray, rgb: np.ndarray, config: CleanupConfig = Clea
     if len(masks) > 1:
         masks = keep_moving(masks, motion(small_rgb, to_first) > config.motion_threshold, config.keep_moving,
                             config.still)
-        masks = recover_lost(masks, small_rgb, to_first, config.lost_area, config.grabcut_iterations)
+    masks = refine(masks, small_rgb, to_first, config)
     masks = np.stack([clean_regions(m, config.min_region, config.max_hole * m.size) for m in masks])
     full = np.stack([cv2.resize(m.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) > 0.5 for m in masks])
     return _soft_rim(full, alpha)
@@ -100,20 +104,21 @@ def keep_moving(masks: np.ndarray, moved: np.ndarray, keep: float, still: float)
     return out
 
 
-def recover_lost(masks: np.ndarray, rgb: np.ndarray, to_first: np.ndarray, lost_area: float,
-                 iterations: int) -> np.ndarray:
-    """Re-cut frames whose mask is under `lost_area` of the median mask area by GrabCut, seeded from the previous
-    frame's mask carried over by the camera motion. (F, H, W) bool -> (F, H, W) bool."""
+def refine(masks: np.ndarray, rgb: np.ndarray, to_first: np.ndarray, config: CleanupConfig) -> np.ndarray:
+    """GrabCut every frame of (F, H, W) bool `masks` on its frame of (F, H, W, 3) uint8, seeded from its mask, or
+    where the mask is under `lost_area` of the median area, from the previous frame's result carried over by the
+    camera motion `to_first` with bands three times as wide. -> (F, H, W) bool."""
     areas = masks.sum(axis=(1, 2))
-    typical = np.median(areas)
     h, w = masks.shape[1:]
-    out = masks.copy()
-    for t in range(1, len(out)):
-        if areas[t] >= lost_area * typical or not out[t - 1].any():
-            continue
-        carry = cv2.invertAffineTransform(to_first[t]) @ np.vstack([to_first[t - 1], [0, 0, 1]])  # t-1 -> t
-        seed = cv2.warpAffine(out[t - 1].astype(np.uint8), carry, (w, h), flags=cv2.INTER_NEAREST) > 0
-        out[t] = grabcut(rgb[t], seed, band=max(2, round(0.05 * max(h, w))), iterations=iterations)
+    band = max(2, round(config.grabcut_band * max(h, w)))
+    out = np.empty_like(masks)
+    for t in range(len(masks)):
+        seed, width = masks[t], band
+        if t > 0 and areas[t] < config.lost_area * np.median(areas) and out[t - 1].any():
+            carry = cv2.invertAffineTransform(to_first[t]) @ np.vstack([to_first[t - 1], [0, 0, 1]])  # t-1 -> t
+            seed = cv2.warpAffine(out[t - 1].astype(np.uint8), carry, (w, h), flags=cv2.INTER_NEAREST) > 0
+            width = 3 * band  # the object has moved since: a looser seed
+        out[t] = grabcut(rgb[t], seed, width, config.grabcut_iterations) if config.grabcut_iterations else seed
     return out
 
 

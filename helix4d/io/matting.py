@@ -110,7 +110,8 @@ def compute_matte(video: Video, options: MattingOptions = MattingOptions()) -> M
     method = options.method
     if method == "auto" and video.has_alpha or method == "alpha":
         if not video.has_alpha:
-            raise InputError(f"{video.source} has no alpha channel (it is opaque everywhere); use matting auto")
+            raise InputError(f"{video.source} has no alpha channel (it is opaque everywhere); choose another matting, "
+                             "e.g. auto")
         return Matte(video.frames[..., 3].astype(np.float32) / 255, "alpha", 1.0)
     if method == "auto" and options.mask is not None or method == "mask":
         return Matte(read_masks(options.mask, video), "mask", 1.0)
