@@ -31,6 +31,9 @@ import numpy as np
 from scipy import ndimage
 
 
+MIN_GRABCUT = 25  # pixels
+
+
 @dataclass(frozen=True)
 class CleanupConfig:
     """How an estimated matte is cleaned (module docstring); the defaults are the benchmarked ones
@@ -124,8 +127,9 @@ def refine(masks: np.ndarray, rgb: np.ndarray, to_first: np.ndarray, config: Cle
 
 def grabcut(rgb: np.ndarray, seed: np.ndarray, band: int, iterations: int) -> np.ndarray:
     """Bool (H, W) foreground of GrabCut on (H, W, 3) uint8, seeded from a bool mask: inside "probably foreground",
-    its core "foreground", a band of `band` pixels around it "probably background", the rest "background"."""
-    if not seed.any():
+    its core "foreground", a band of `band` pixels around it "probably background", the rest "background". A seed
+    under `MIN_GRABCUT` pixels is returned as it is: too few for GrabCut's colour models (5 Gaussians each)."""
+    if seed.sum() < MIN_GRABCUT:
         return seed
     labels = np.full(seed.shape, cv2.GC_BGD, np.uint8)
     labels[ndimage.binary_dilation(seed, iterations=band)] = cv2.GC_PR_BGD

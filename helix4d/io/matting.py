@@ -83,8 +83,8 @@ class Matte:
 
 def check_matting(options: MattingOptions, names: dict[str, str] | None = None) -> None:
     """Refuse, before any compute, options that cannot work: a method without what it needs, a path that is not
-    there, an ONNX file that onnxruntime cannot read. `names` are the caller's names for method, mask and model
-    (CLI flags by default in messages are the Python keywords)."""
+    there, an ONNX file that onnxruntime cannot read. `names` say how the caller's user spells method, mask and
+    model (`--matting`, `--mask`, `--matting-model` for the CLI); by default the `MattingOptions` field names."""
     names = KEYWORDS | dict(names or {})
     check_settings({"matting": options.method}, {"matting": names["method"]})
     for key, path in (("mask", options.mask), ("model", options.model)):

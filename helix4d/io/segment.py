@@ -10,6 +10,7 @@ never import it: the .onnx file is found among the distribution's installed file
 from __future__ import annotations
 
 import importlib.metadata
+import json
 from pathlib import Path
 
 import numpy as np
@@ -109,7 +110,6 @@ class TransformersSegmenter:
         self.folder = Path(folder)
         check_model_folder(self.folder)
         try:
-            import torch  # noqa: F401  (transformers needs it; imported here to fail with our message)
             from transformers import AutoModelForImageSegmentation
             from transformers.utils import logging as hf_logging
         except ImportError:
@@ -151,10 +151,11 @@ def check_model_folder(folder: Path) -> None:
 
 def _preprocessor_side(folder: Path) -> int:
     """Input side from the folder's preprocessor_config.json ({"size": {"height": H, ...}} or {"size": S})."""
-    import json
-
     config = folder / "preprocessor_config.json"
     if not config.is_file():
         return TRANSFORMERS_SIZE
-    size = json.loads(config.read_text()).get("size", TRANSFORMERS_SIZE)
-    return int(size.get("height", TRANSFORMERS_SIZE) if isinstance(size, dict) else size)
+    try:
+        size = json.loads(config.read_text()).get("size", TRANSFORMERS_SIZE)
+        return int(size.get("height", TRANSFORMERS_SIZE) if isinstance(size, dict) else size)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise InputError(f"{config} is not a readable preprocessor config ({exc}); fix or remove it") from None
