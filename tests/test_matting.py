@@ -134,12 +134,15 @@ def test_camera_motion_is_measured_on_the_background() -> None:
     np.testing.assert_allclose(to_first[:, :, :2], np.broadcast_to(np.eye(2), (4, 2, 2)), atol=0.02)
 
 
-def test_a_lost_frame_is_recut_from_the_previous_one() -> None:
+@pytest.mark.parametrize(("lost", "instead"), [(2, "nothing"), (0, "nothing"), (2, "a still patch")])
+def test_a_lost_frame_is_recut_from_its_neighbour(lost, instead) -> None:
     rgb, truth = ball_clip(4)
     raw = truth.astype(np.float32)
-    raw[2] = 0  # the model missed the ball in frame 2
+    raw[lost] = 0  # the model missed the ball in this frame ...
+    if instead == "a still patch":
+        raw[lost, 5:20, 95:120] = 1  # ... and took a patch of the background for it
     clean = clean_matte(raw, rgb) > 0.5
-    assert iou(clean[2:3], truth[2:3]) > 0.8
+    assert iou(clean[lost : lost + 1], truth[lost : lost + 1]) > 0.8
 
 
 # ---------------------------------------------------------------------------------------------- mask files

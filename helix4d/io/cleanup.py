@@ -8,13 +8,14 @@ most `side` pixels long:
 2. motion: the per-pixel median of the aligned frames is the clip's background plate; a pixel differs from it by
    more than `motion_threshold` where the object is, once the object has moved away from that place at least half
    of the time. In each frame, the matte's connected regions that hold less than `keep_moving` of the most moving
-   region's share of such pixels are dropped (a static background patch); when no region moves at all (an object
-   that stays put), all are kept;
+   region's share of such pixels are dropped (a static background patch). A frame where no region moves (share
+   under `still`) keeps them all when the object stays put in most frames (an object that does not move), and
+   loses them all when it moves in most (there the matte took a patch of background for the object);
 3. GrabCut (OpenCV, no weights) on every frame, seeded from its matte: the matte's core is "foreground", the rest
    of it "probably foreground", a band of `grabcut_band` around it "probably background"; colour models of object
    and background move the boundary onto the object's edges. A frame whose matte is under `lost_area` of the
-   clip's median area (the model lost the object) is seeded from the previous frame's result instead, carried
-   over by the camera motion;
+   clip's median area (the object was lost) is seeded from its neighbour's result instead, carried over by the
+   camera motion;
 4. regions smaller than `min_region` of the frame's largest are dropped, enclosed holes smaller than `max_hole` of
    the frame are filled.
 The binary result is brought back to full size; its rim keeps half of the matte's own soft value, so anti-aliased
@@ -95,31 +96,39 @@ def motion(rgb: np.ndarray, to_first: np.ndarray) -> np.ndarray:
 
 def keep_moving(masks: np.ndarray, moved: np.ndarray, keep: float, still: float) -> np.ndarray:
     """Per frame of (F, H, W) bool masks, the regions whose share of `moved` pixels is at least `keep` of the
-    frame's most moving region; all regions where none has more than `still`."""
+    frame's most moving region. Where no region of a frame has more than `still`: all of them when the object
+    stays put in most frames too, none when it moves in most (the matte took a patch of background for the object
+    there, and `refine` recovers the frame from its neighbour)."""
+    labels = [ndimage.label(m) for m in masks]
+    shares = [np.asarray(ndimage.mean(move, lab, np.arange(1, n + 1))) if n else np.zeros(0)
+              for (lab, n), move in zip(labels, moved)]
+    moving_clip = np.median([s.max() if len(s) else 0.0 for s in shares]) > still
     out = np.zeros_like(masks)
-    for t, (mask, move) in enumerate(zip(masks, moved)):
-        labels, n = ndimage.label(mask)
-        if n == 0:
+    for t, ((lab, n), share) in enumerate(zip(labels, shares)):
+        if n == 0 or (moving_clip and share.max() <= still):
             continue
-        share = np.asarray(ndimage.mean(move, labels, np.arange(1, n + 1)))  # (n,)
         chosen = share >= keep * share.max() if share.max() > still else np.ones(n, bool)
-        out[t] = np.concatenate([[False], chosen])[labels]
+        out[t] = np.concatenate([[False], chosen])[lab]
     return out
 
 
 def refine(masks: np.ndarray, rgb: np.ndarray, to_first: np.ndarray, config: CleanupConfig) -> np.ndarray:
     """GrabCut every frame of (F, H, W) bool `masks` on its frame of (F, H, W, 3) uint8, seeded from its mask, or
-    where the mask is under `lost_area` of the median area, from the previous frame's result carried over by the
-    camera motion `to_first` with bands three times as wide. -> (F, H, W) bool."""
+    where the mask is under `lost_area` of the median area, from its neighbour's result (the previous frame's, the
+    next one's before the first frame that was not lost) carried over by the camera motion `to_first`, with bands
+    three times as wide. -> (F, H, W) bool."""
     areas = masks.sum(axis=(1, 2))
+    lost = areas < config.lost_area * np.median(areas)
+    first = int(np.argmin(lost)) if not lost.all() else 0
     h, w = masks.shape[1:]
     band = max(2, round(config.grabcut_band * max(h, w)))
-    out = np.empty_like(masks)
-    for t in range(len(masks)):
+    out = np.zeros_like(masks)
+    for t, near in [(first, first)] + [(t, t - 1) for t in range(first + 1, len(masks))] + \
+            [(t, t + 1) for t in range(first - 1, -1, -1)]:
         seed, width = masks[t], band
-        if t > 0 and areas[t] < config.lost_area * np.median(areas) and out[t - 1].any():
-            carry = cv2.invertAffineTransform(to_first[t]) @ np.vstack([to_first[t - 1], [0, 0, 1]])  # t-1 -> t
-            seed = cv2.warpAffine(out[t - 1].astype(np.uint8), carry, (w, h), flags=cv2.INTER_NEAREST) > 0
+        if lost[t] and near != t and out[near].any():
+            carry = cv2.invertAffineTransform(to_first[t]) @ np.vstack([to_first[near], [0, 0, 1]])  # near -> t
+            seed = cv2.warpAffine(out[near].astype(np.uint8), carry, (w, h), flags=cv2.INTER_NEAREST) > 0
             width = 3 * band  # the object has moved since: a looser seed
         out[t] = grabcut(rgb[t], seed, width, config.grabcut_iterations) if config.grabcut_iterations else seed
     return out
