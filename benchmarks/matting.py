@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import tempfile
 import time
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 from PIL import Image
 from scipy import ndimage
 
@@ -55,6 +57,8 @@ class Clip:
 
 @dataclass
 class Row:
+    """One table row: a method on the clips of one camera."""
+
     method: str
     camera: str
     ious: list[float] = field(default_factory=list)  # per clip: mean over frames
@@ -179,15 +183,11 @@ def run(clips: list[Clip], model: Path | None) -> list[Row]:
     """Every method on every clip; each raw matte is computed once, then cleaned for its "+ clean-up" row."""
     methods = ["u2net", "border"] + (["model"] if model else [])
     rows: dict[tuple[str, str], Row] = {}
-
-    def row(label: str, camera: str) -> Row:
-        return rows.setdefault((label, camera), Row(label, camera))
-
     for clip in clips:
         rgba = np.concatenate([clip.rgb, np.full((*clip.rgb.shape[:3], 1), 255, np.uint8)], -1)  # (F, H, W, 4)
         video = Video(frames=rgba, fps=8.0, times=np.arange(len(rgba)) / 8.0, has_alpha=False, source=clip.name)
         for method in methods:
-            options = MattingOptions(method=method, model=model)
+            options = MattingOptions(method=method, model=model if method == "model" else None)
             clock = time.perf_counter()
             raw = estimate_matte(method, video, options)
             raw_s = time.perf_counter() - clock
@@ -195,7 +195,7 @@ def run(clips: list[Clip], model: Path | None) -> list[Row]:
             clean_s = time.perf_counter() - clock
             for label, alpha, confidence, seconds in ((f"{method} raw", raw.alpha, None, raw_s),
                                                       (f"{method} + clean-up", matte.alpha, matte.confidence, clean_s)):
-                r = row(label, clip.camera)
+                r = rows.setdefault((label, clip.camera), Row(label, clip.camera))
                 r.ious.append(iou(alpha > 0.5, clip.truth))
                 r.confidences.append(confidence)
                 r.seconds += seconds
@@ -234,8 +234,8 @@ def main() -> None:
                            "seconds_per_frame": r.seconds / r.frames} for r in rows], indent=1))
         return
     h, w = FRAME
-    print(f"{len(clips) // 2} clips x 2 cameras, {args.frames} frames of {w}x{h}; {platform.processor() or platform.machine()}, "
-          f"torch threads {__import__('torch').get_num_threads()}")
+    print(f"{len(clips) // 2} clips x 2 cameras, {args.frames} frames of {w}x{h}; {platform.machine()}, "
+          f"{os.cpu_count()} cores, torch threads {torch.get_num_threads()}")
     print(table(rows))
 
 

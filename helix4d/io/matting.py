@@ -195,7 +195,7 @@ def _segmenter_check(path: Path) -> None:
         check_model_folder(path)
 
 
-def _segmenter(method: str, options: MattingOptions):
+def _segmenter(method: str, options: MattingOptions) -> OnnxSegmenter | TransformersSegmenter:
     if method == "u2net":
         path = bundled_u2net()
         if path is None:

@@ -50,7 +50,8 @@ def _inputs(rgb: np.ndarray, side: int) -> np.ndarray:
 
 def _to_frames(prob: np.ndarray, height: int, width: int) -> np.ndarray:
     """(F, s, s) probabilities -> (F, H, W) float32 in [0, 1], resized bilinearly to the frames' size."""
-    return np.stack([np.asarray(Image.fromarray(p.astype(np.float32)).resize((width, height), Image.Resampling.BILINEAR))
+    size = (width, height)
+    return np.stack([np.asarray(Image.fromarray(p.astype(np.float32)).resize(size, Image.Resampling.BILINEAR))
                      for p in prob]).clip(0, 1)
 
 

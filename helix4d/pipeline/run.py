@@ -25,7 +25,7 @@ console = Console(stderr=True)
 # How `helix4d generate` spells each setting: messages name the flag the user typed.
 FLAGS = {"max_frames": "--frames", "fps": "--fps", "start": "--start", "end": "--end", "steps": "--steps",
          "cfg": "--cfg", "window": "--window", "seed": "--seed", "mode": "--mode", "texture_size": "--texture-size",
-         "max_faces": "--max-faces", "matting": "--matting"}
+         "max_faces": "--max-faces"}
 MATTING_FLAGS = {"method": "--matting", "mask": "--mask", "model": "--matting-model"}
 
 
@@ -73,7 +73,7 @@ def generate(
         "start": start, "end": end, "steps": steps, "cfg": cfg, "window": window, "seed": seed,
         "device": str(pipe.device), "mode": mode, "formats": list(formats), "texture_size": texture_size,
         "max_faces": max_faces, "offload": pipe.offload, "matting": matting.method,
-        "mask": str(matting.mask) if matting.mask else None, "matting_model": str(matting.model) if matting.model else None,
+        "mask": matting.mask and str(matting.mask), "matting_model": matting.model and str(matting.model),
     }
     asset.metadata["seconds"]["load_and_generate"] = time.perf_counter() - started
     with console.status(f"writing {', '.join(formats)}"):
