@@ -11,7 +11,7 @@ from rich.console import Console
 
 from helix4d import __version__
 from helix4d.console import labelled
-from helix4d.errors import Helix4DError
+from helix4d.errors import Helix4DError, InputError
 
 app = typer.Typer(
     name="helix4d",
@@ -24,6 +24,12 @@ bench_app = typer.Typer(help="Speed and memory benchmarks (print a table, or JSO
 app.add_typer(bench_app, name="bench")
 
 err_console = Console(stderr=True)
+
+MATTING_HELP = ("How the object is cut out: auto (the video's alpha, else --mask, else --matting-model, else the bundled "
+                "U²-Net-p, else the border colour), alpha, mask, model, u2net, border or none (the whole frame).")
+MASK_HELP = "Masks to use: a folder of one PNG per frame (as `helix4d matte` writes), or a mask video."
+MATTING_MODEL_HELP = ("Local segmentation model: a transformers folder (BiRefNet, RMBG-2.0) or an .onnx file with "
+                      "U²-Net's interface.")
 
 
 def _version_callback(value: bool) -> None:
@@ -236,6 +242,9 @@ def generate_command(
                                  "the GPU only while it runs (large models on small GPUs, e.g. TRELLIS.2)."),
     cleanup: bool = typer.Option(True, "--cleanup/--no-cleanup", help="Clean the surfaces before writing: remove "
                                  "floaters, cap small holes of closed surfaces, Taubin-smooth (default on)."),
+    matting: str = typer.Option("auto", "--matting", help=MATTING_HELP),
+    mask: Optional[Path] = typer.Option(None, "--mask", help=MASK_HELP),
+    matting_model: Optional[Path] = typer.Option(None, "--matting-model", help=MATTING_MODEL_HELP),
 ) -> None:
     """Turn a video into a 4D asset: textured per-frame GLB, an animated GLB, USD and a preview, in OUT.
 
@@ -244,19 +253,46 @@ def generate_command(
     it exits with 2 only when every video failed. Shard a batch over processes or GPUs with
     `torchrun --nproc_per_node N -m helix4d.generate VIDEOS... -o OUT`.
     """
+    from helix4d.io.matting import MattingOptions
     from helix4d.pipeline.batch import batch_videos
     from helix4d.pipeline.run import generate, generate_batch
 
     options = dict(frames=frames, fps=fps, start=start, end=end, steps=steps, cfg=cfg, window=window, seed=seed,
                    mode=mode, formats=tuple(f.strip() for f in formats.split(",") if f.strip()),
-                   texture_size=texture_size or None, max_faces=max_faces, cleanup=cleanup)
+                   texture_size=texture_size or None, max_faces=max_faces, cleanup=cleanup,
+                   matting=MattingOptions(matting, mask, matting_model))
     batch = batch_videos(videos)
+    if batch is not None and mask is not None:
+        raise InputError("--mask holds one video's masks, but this is a batch of videos; matte a batch with "
+                         "--matting (auto by default) or run each video with its own --mask")
     if batch is None:
         generate(video=videos[0], out=out, model=model, device=device, overwrite=overwrite, offload=offload, **options)
         return
     reports = generate_batch(batch, out, model=model, device=device, offload=offload, overwrite=overwrite, **options)
     if reports is not None and all(r.status == "failed" for r in reports):
         raise typer.Exit(2)
+
+
+@app.command("matte")
+def matte_command(
+    video: Path = typer.Argument(..., help="Input video (mp4/mov/webm/gif) or a folder of frames."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the masks (written all at once when matting succeeds)."),
+    frames: Optional[int] = typer.Option(None, "--frames", help="Use at most this many frames (after --fps sampling)."),
+    fps: Optional[float] = typer.Option(None, "--fps", help="Sample the video at this frame rate (default: every frame)."),
+    start: Optional[float] = typer.Option(None, "--start", help="Start time in seconds."),
+    end: Optional[float] = typer.Option(None, "--end", help="End time in seconds."),
+    matting: str = typer.Option("auto", "--matting", help=MATTING_HELP),
+    mask: Optional[Path] = typer.Option(None, "--mask", help=MASK_HELP),
+    matting_model: Optional[Path] = typer.Option(None, "--matting-model", help=MATTING_MODEL_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
+) -> None:
+    """Write the per-frame masks `generate` would use (OUT/0000.png ..., 255 = object, plus matte.json); inspect or
+    fix them and pass the folder back with `generate --mask OUT` (same --frames/--fps/--start/--end)."""
+    from helix4d.io.matting import MattingOptions
+    from helix4d.pipeline.run import matte
+
+    matte(video, out, MattingOptions(matting, mask, matting_model), frames=frames, fps=fps, start=start, end=end,
+          overwrite=overwrite)
 
 
 @app.command("app")

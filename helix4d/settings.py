@@ -18,6 +18,7 @@ from typing import Any
 from helix4d.errors import InputError
 
 MODES = ("temporal", "per-frame")
+MATTINGS = ("auto", "alpha", "mask", "model", "u2net", "border", "none")  # helix4d.io.matting
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ RULES: dict[str, Rule] = {
     "start": Rule(float, low=0, hint=" (seconds from the start of the video)"),
     "end": Rule(float, low=0, hint=" (seconds from the start of the video)"),
     "max_side": Rule(int, low=1),
+    # how the object is cut out of them
+    "matting": Rule(str, choices=MATTINGS),
     # sampling
     "steps": Rule(int, low=1, hint=_UNSET + " (the model's)"),
     "cfg": Rule(float, low=0, hint=" (1 turns guidance off)"),

@@ -103,6 +103,11 @@ def sandbox(tmp_path: Path, clip_bytes: bytes, monkeypatch) -> Path:
     for i in range(2):
         _png(work / "white" / f"{i:04d}.png", 48, 48, box=False)
     _png(work / "one.png", 1, 1, box=False)
+    for name, count, (w, h) in (("masks2", 2, (48, 48)), ("wide", 3, (48, 30))):  # clip.mp4 is 3 frames of 48×48
+        (work / name).mkdir()
+        for i in range(count):
+            _png(work / name / f"{i:04d}.png", w, h)
+    (work / "broken.onnx").write_bytes(b"\x08\x07not a protobuf")
     (work / "sub").mkdir()
     (work / "sub" / "clip.mp4").write_bytes(clip_bytes)
     (work / "sub" / "notes.txt").write_text("keep me\n")
@@ -260,6 +265,26 @@ REFUSED = [
     (["generate", "clip.mp4", "-o", "out", "--model", "{missing}"], ["material_vae"]),
     # training configs
     (["train", "print.json"], ["unknown task 'builtins:print'"]),
+    # matting: masks and segmentation models (generate and matte)
+    (["generate", "clip.mp4", "-o", "out", "--mask", "nowhere"], ["mask not found: nowhere"]),
+    (["generate", "clip.mp4", "-o", "out", "--mask", "masks2"], ["mask masks2 has 2 frame(s) but the clip has 3"]),
+    (["generate", "clip.mp4", "-o", "out", "--mask", "wide"], ["mask wide is 48×30 but the video's frames are 48×48"]),
+    (["generate", "clip.mp4", "-o", "out", "--matting", "sideways"], ["--matting must be one of auto, alpha"]),
+    (["generate", "clip.mp4", "-o", "out", "--matting", "alpha"], ["clip.mp4 has no alpha channel"]),
+    (["generate", "clip.mp4", "-o", "out", "--matting", "mask"], ["--matting mask needs --mask PATH"]),
+    (["generate", "clip.mp4", "-o", "out", "--matting", "border", "--mask", "masks2"],
+     ["--mask is used by --matting auto or mask, not border"]),
+    (["generate", "clip.mp4", "-o", "out", "--matting-model", "nowhere"], ["model folder nowhere does not exist"]),
+    (["generate", "clip.mp4", "-o", "out", "--matting-model", "sub"], ["sub has no config.json"]),
+    (["generate", "clip.mp4", "-o", "out", "--matting-model", "broken.onnx"], ["cannot read the ONNX model broken.onnx"]),
+    (["generate", "clip.mp4", "-o", "masks2", "--mask", "masks2", "--overwrite"], ["holds the input masks2"]),
+    (["matte", "clip.mp4", "-o", "."], ["'.'"]),
+    (["matte", "clip.mp4", "-o", "sub"], ["not empty", "--overwrite"]),
+    (["matte", "clip.mp4", "-o", "{cwd}", "--overwrite"], ["current folder"]),
+    (["matte", "nothing.mp4", "-o", "out"], ["input not found"]),
+    (["matte", "clip.mp4", "-o", "out", "--frames", "0"], ["--frames must be >= 1"]),
+    (["matte", "clip.mp4", "-o", "out", "--mask", "masks2"], ["has 2 frame(s) but the clip has 3"]),
+    (["matte", "clip.mp4", "-o", "out", "--matting-model", "broken.onnx"], ["cannot read the ONNX model"]),
 ]
 
 

@@ -1,10 +1,11 @@
-"""Matte, union crop box and resize of `preprocess_frames`."""
+"""Union crop box and resize of `preprocess_frames`, on the border matte and on a video's own alpha."""
 
 import numpy as np
 import pytest
 
 from helix4d.errors import InputError
-from helix4d.io.preprocess import border_matte, preprocess_frames
+from helix4d.io.matting import MattingOptions, border_matte, compute_matte
+from helix4d.io.preprocess import preprocess_frames
 from helix4d.io.video import Video, read_video, write_video
 
 
@@ -26,24 +27,28 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return (a & b).sum() / (a | b).sum()
 
 
+BORDER = MattingOptions(method="border")
+
+
 def test_border_matte_finds_the_square():
     frames, masks = square_on_white([(10, 10), (30, 20)])
     frames[0, 50, 5, :3] = 0  # a one-pixel speck is cleaned away
-    alpha, background = border_matte(frames[..., :3])
-    assert background == (255, 255, 255)
-    assert iou(alpha > 0.5, masks) > 0.95 and alpha[0, 50, 5] == 0
+    matte = compute_matte(video_of(frames), BORDER)
+    assert matte.method == "border" and matte.background_colour == (255, 255, 255)
+    assert iou(matte.alpha > 0.5, masks) > 0.95 and matte.alpha[0, 50, 5] == 0
+    assert matte.confidence > 0.9 and matte.warnings == []
 
 
 def test_matte_survives_compression(tmp_path):
     frames, masks = square_on_white([(10, 10), (12, 10), (14, 12)], h=64, w=80)
     video = read_video(write_video(tmp_path / "sq.mp4", frames[..., :3], fps=10))
-    alpha, _ = border_matte(video.frames[..., :3])
-    assert iou(alpha > 0.5, masks) > 0.95
+    alpha, _, uniformity = border_matte(video.frames[..., :3])
+    assert iou(alpha > 0.5, masks) > 0.95 and uniformity > 0.99
 
 
 def test_crop_box_is_the_union_of_a_moving_square():
     frames, _ = square_on_white([(5, 8), (25, 14), (50, 30)])
-    out = preprocess_frames(video_of(frames), size=64, pad_ratio=0.1)
+    out = preprocess_frames(video_of(frames), size=64, pad_ratio=0.1, matting=BORDER)
     assert out.object_box == (5, 8, 70, 50)
     x0, y0, x1, y1 = out.box
     assert x1 - x0 == y1 - y0 == 78  # ceil(65 * 1.2), one square for every frame
@@ -62,7 +67,8 @@ def test_rgba_input_uses_its_alpha():
     frames = np.zeros((2, 40, 40, 4), np.uint8)
     frames[..., :3] = 90  # the colour is uniform: a border matte would find nothing
     frames[:, 10:30, 15:25, 3] = 255
-    out = preprocess_frames(video_of(frames, has_alpha=True), size=32, pad_ratio=0.0)
+    out = preprocess_frames(video_of(frames, has_alpha=True), size=32, pad_ratio=0.0)  # auto picks the alpha
+    assert out.matte.method == "alpha" and out.matte.confidence == 1.0
     assert out.background_colour is None and out.object_box == (15, 10, 25, 30)
     assert out.box == (10, 10, 30, 30)
     alpha = out.images[:, 3]
@@ -76,11 +82,11 @@ def test_rgba_input_uses_its_alpha():
 def test_no_foreground_is_an_input_error():
     frames = np.full((2, 32, 32, 4), 255, np.uint8)
     with pytest.raises(InputError, match="no foreground"):
-        preprocess_frames(video_of(frames))
+        preprocess_frames(video_of(frames), matting=BORDER)
 
 
 @pytest.mark.parametrize("kwargs", [{"size": 4}, {"pad_ratio": -0.1}])
 def test_bad_options(kwargs):
     frames, _ = square_on_white([(10, 10)])
     with pytest.raises(InputError):
-        preprocess_frames(video_of(frames), **kwargs)
+        preprocess_frames(video_of(frames), matting=BORDER, **kwargs)

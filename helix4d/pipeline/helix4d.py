@@ -10,6 +10,7 @@ attention. `mode="per-frame"` runs the static model on every frame independently
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from helix4d.errors import GenerationError, InputError
+from helix4d.io.matting import Matte, MattingOptions
 from helix4d.io.preprocess import preprocess_frames
 from helix4d.io.video import Video, read_video
 from helix4d.models.flow import FlowTransformer
@@ -150,17 +152,26 @@ class Helix4DPipeline:
         window: int | None = None,
         mode: str = "temporal",
         anchor: bool = True,
+        matting: MattingOptions | Matte = MattingOptions(),
         progress: Progress | None = None,
     ) -> Asset4D:
-        """Decode, preprocess and generate. Frames are sampled by `fps`/`start`/`end`/`max_frames`."""
+        """Decode, matte (`helix4d.io.matting` options, where a segmentation model folder runs on this pipeline's
+        device unless `matting.device` says otherwise; or the video's matte computed already), preprocess and
+        generate. Frames are sampled by `fps`/`start`/`end`/
+        `max_frames`. The matte used and its confidence are in `metadata["matte"]`."""
         check_settings({"max_frames": max_frames, "fps": fps, "start": start, "end": end, "seed": seed,
                         "steps": steps, "cfg": cfg, "window": window, "mode": mode})
         if not isinstance(video, Video):
             video = read_video(video, fps=fps, max_frames=max_frames, start=start, end=end)
-        images = preprocess_frames(video, size=self.config.image_size).images  # (F, 4, S, S)
-        asset = self.generate(images, seed=seed, steps=steps, cfg=cfg, window=window, mode=mode, anchor=anchor, progress=progress)
+        if isinstance(matting, MattingOptions) and matting.device is None:
+            matting = dataclasses.replace(matting, device=str(self.device))
+        cond = preprocess_frames(video, size=self.config.image_size, matting=matting)
+        asset = self.generate(cond.images, seed=seed, steps=steps, cfg=cfg, window=window, mode=mode, anchor=anchor,
+                              progress=progress)
         asset.times, asset.fps, asset.input_frames = video.times, video.fps, video.frames
         asset.metadata["source"] = video.source
+        asset.metadata["matte"] = cond.matte.summary()
+        asset.metadata["warnings"][:0] = cond.matte.warnings
         return asset
 
     def image_to_3d(self, image: str | Path | np.ndarray, *, seed: int = 0, steps: int | None = None, cfg: float | None = None) -> Asset4D:

@@ -1,7 +1,9 @@
-"""`helix4d generate`: load the model and the video, generate with progress bars, write the result folder."""
+"""`helix4d generate`: load the model and the video, generate with progress bars, write the result folder; and
+`helix4d matte`: the per-frame masks generate would cut the object with, written for a user to inspect or fix."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -15,6 +17,9 @@ from helix4d.console import labelled
 from helix4d.errors import InputError
 from helix4d.export import DEFAULT_FORMATS, FORMATS
 from helix4d.export.alembic import require_alembic
+from helix4d.io.files import atomic_dir, check_output_dir, write_json_atomic
+from helix4d.io.masks import write_masks
+from helix4d.io.matting import Matte, MattingOptions, check_matting, compute_matte
 from helix4d.io.video import read_video
 from helix4d.pipeline.batch import BatchItem, ItemReport, gather_reports, plan_batch, run_batch, shard
 from helix4d.pipeline.helix4d import DEMO_MODEL, Helix4DPipeline, resolve_device
@@ -27,6 +32,7 @@ console = Console(stderr=True)
 FLAGS = {"max_frames": "--frames", "fps": "--fps", "start": "--start", "end": "--end", "steps": "--steps",
          "cfg": "--cfg", "window": "--window", "seed": "--seed", "mode": "--mode", "texture_size": "--texture-size",
          "max_faces": "--max-faces"}
+MATTING_FLAGS = {"method": "--matting", "mask": "--mask", "model": "--matting-model"}
 
 
 def generate(
@@ -34,16 +40,20 @@ def generate(
     start: float | None = None, end: float | None = None, steps: int | None = None, cfg: float | None = None,
     window: int | None = None, seed: int = 0, device: str = "auto", mode: str = "temporal", overwrite: bool = False,
     formats: tuple[str, ...] = DEFAULT_FORMATS, texture_size: int | None = 512, max_faces: int | None = None,
-    offload: bool = False, cleanup: bool = True, pipe: Helix4DPipeline | None = None,
+    offload: bool = False, cleanup: bool = True, matting: MattingOptions = MattingOptions(),
+    pipe: Helix4DPipeline | None = None,
 ) -> Path:
     """Run the whole job; every user mistake surfaces as a `Helix4DError` before any compute, and nothing is
     written but `out` (see `helix4d.io.files.check_output_dir`). `pipe`: an already loaded model (a batch)."""
     check_options(frames, fps, start, end, steps, cfg, window, seed, mode, formats, texture_size, max_faces)
-    resolve_device(device)
-    prepare_output(out, overwrite, inputs=(video, model or DEMO_MODEL))
+    check_matting(matting, MATTING_FLAGS)
+    matting = dataclasses.replace(matting, device=str(resolve_device(device)))
+    prepare_output(out, overwrite, inputs=(video, model or DEMO_MODEL, matting.mask, matting.model))
     threads = torch.get_num_threads() if pipe else share_threads()  # a batch chose once for all its videos
     started = time.perf_counter()
     clip = read_video(video, fps=fps, max_frames=frames, start=start, end=end)
+    with console.status(f"matting {clip.num_frames} frames"):
+        cut = compute_matte(clip, matting)  # before loading the model: a mask that does not fit fails in seconds
     pipe = pipe or load_model(model, device, offload)
     columns = (TextColumn("{task.description:<18}", markup=False), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TimeRemainingColumn())
@@ -55,14 +65,16 @@ def generate(
                 tasks[description] = bar.add_task(description, total=total)
             bar.update(tasks[description], completed=done)
 
-        asset = pipe(clip, seed=seed, steps=steps, cfg=cfg, window=window, mode=mode, progress=progress)
-    for warning in asset.metadata["warnings"]:
-        console.print(f"warning: {warning}", style="yellow", markup=False, highlight=False)
+        asset = pipe(clip, seed=seed, steps=steps, cfg=cfg, window=window, mode=mode, matting=cut,
+                     progress=progress)
+    _warn(asset.metadata["warnings"])
     settings = {
         "video": str(video), "model": str(model) if model else "demo (shipped)", "frames": frames, "fps": fps,
         "start": start, "end": end, "steps": steps, "cfg": cfg, "window": window, "seed": seed,
         "device": str(pipe.device), "mode": mode, "formats": list(formats), "texture_size": texture_size,
         "max_faces": max_faces, "offload": pipe.offload, "threads": threads, "cleanup": cleanup,
+        "matting": matting.method, "mask": matting.mask and str(matting.mask),
+        "matting_model": matting.model and str(matting.model),
     }
     asset.metadata["seconds"]["load_and_generate"] = time.perf_counter() - started
     with console.status(f"writing {', '.join(formats)}"):
@@ -129,3 +141,32 @@ def generate_batch(videos: list[Path], out: Path, model: Path | None = None, dev
                           f"{r.seconds:.1f}" if r.status != "skipped" else "", r.out)
         console.print(table)
     return reports
+
+
+def matte(
+    video: Path, out: Path, matting: MattingOptions = MattingOptions(), frames: int | None = None,
+    fps: float | None = None, start: float | None = None, end: float | None = None, overwrite: bool = False,
+) -> Matte:
+    """Write the masks `generate` would use for `video` with the same options into `out`: one 8-bit PNG per frame
+    (`helix4d.io.masks`) and `matte.json` (method, confidence, warnings, frame times); `generate --mask out` reads
+    them back. Checked before any compute and written all at once, as `generate`."""
+    check_settings({"max_frames": frames, "fps": fps, "start": start, "end": end}, FLAGS)
+    check_matting(matting, MATTING_FLAGS)
+    check_output_dir(out, inputs=(video, matting.mask, matting.model), overwrite=overwrite)
+    clip = read_video(video, fps=fps, max_frames=frames, start=start, end=end)
+    with console.status(f"matting {clip.num_frames} frames"):
+        result = compute_matte(clip, matting)
+    with atomic_dir(out) as tmp:
+        write_masks(result.alpha, tmp)
+        write_json_atomic(tmp / "matte.json", {**result.summary(), "video": str(video), "frames": clip.num_frames,
+                                               "times": [float(t) for t in clip.times], "warnings": result.warnings})
+    _warn(result.warnings)
+    confidence = "" if result.confidence is None else f", confidence {result.confidence:.2f}"
+    console.print(f"wrote {clip.num_frames} masks ({result.method} matte{confidence}) to {out}", markup=False,
+                  highlight=False)
+    return result
+
+
+def _warn(warnings: list[str]) -> None:
+    for warning in warnings:
+        console.print(f"warning: {warning}", style="yellow", markup=False, highlight=False)
