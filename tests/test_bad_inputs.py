@@ -111,6 +111,8 @@ def sandbox(tmp_path: Path, clip_bytes: bytes, monkeypatch) -> Path:
     (work / "sub").mkdir()
     (work / "sub" / "clip.mp4").write_bytes(clip_bytes)
     (work / "sub" / "notes.txt").write_text("keep me\n")
+    (work / "notes").mkdir()
+    (work / "notes" / "todo.txt").write_text("not a frame, not a video\n")
     (work / "target").mkdir()
     (work / "target" / "precious.txt").write_text("behind a link\n")
     (work / "link").symlink_to("target")
@@ -254,7 +256,7 @@ REFUSED = [
     (["generate", "truncated.mp4", "-o", "out"], ["truncated.mp4"]),
     (["generate", "one.png", "-o", "out"], ["no foreground object"]),
     (["generate", "white", "-o", "out"], ["no foreground object"]),
-    (["generate", "sub", "-o", "out"], ["no images in folder sub"]),
+    (["generate", "notes", "-o", "out"], ["notes holds neither frames", "nor videos"]),  # (a folder of videos: a batch)
     (["generate", "mixed", "-o", "out"], ["differ in size", "0000.png is 32×32", "0001.png is 32×40"]),
     # model folders
     (["generate", "clip.mp4", "-o", "out", "--model", "nowhere"], ["does not exist"]),
