@@ -34,7 +34,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_manifest_and_folders(dataset: Path) -> None:
     manifest = layout.read_manifest(dataset)
-    assert manifest["settings"] == {**TINY, "fps": 8.0, "look": "canonical"}
+    assert manifest["settings"] == {**TINY, "fps": 8.0, "look": "canonical", "renderer": "raster"}
     assert sorted(s["kind"] for s in manifest["sequences"]) == sorted(KINDS)
     assert manifest["failures"] == []
     seq = dataset / manifest["sequences"][0]["path"]
