@@ -27,6 +27,7 @@ from PIL import Image
 
 from helix4d.data.blender import TIMEOUT_S, _last_error, require_bpy
 from helix4d.errors import InputError
+from helix4d.ovoxel.attributes import srgb_to_linear
 from helix4d.render.camera import Camera
 from helix4d.render.renderer import Lighting
 
@@ -47,7 +48,7 @@ def render_cycles(meshes: list[trimesh.Trimesh], cameras: list[Camera], lighting
             rgba = np.asarray(mesh.visual.vertex_colors, np.float64) / 255.0  # (V, 4) sRGB + alpha
             arrays[f"vertices{f}"] = np.asarray(mesh.vertices) @ TO_BLENDER.T
             arrays[f"faces{f}"] = np.asarray(mesh.faces, np.int32)
-            arrays[f"colors{f}"] = np.concatenate([_srgb_to_linear(rgba[:, :3]), rgba[:, 3:]], 1).astype(np.float32)
+            arrays[f"colors{f}"] = np.concatenate([srgb_to_linear(rgba[:, :3]), rgba[:, 3:]], 1).astype(np.float32)
             for name in ("metallic", "roughness"):
                 arrays[f"{name}{f}"] = np.asarray(mesh.vertex_attributes.get(name, np.zeros(len(rgba))), np.float32)
         for k, cam in enumerate(cameras):
@@ -56,7 +57,7 @@ def render_cycles(meshes: list[trimesh.Trimesh], cameras: list[Camera], lighting
         view = cameras[0].rotation()  # the rig moves with view 0, as in the raster renderer
         arrays["key"] = _sun(lighting.key_dir, lighting.key_color, view)
         arrays["fill"] = _sun(lighting.fill_dir, lighting.fill_color, view)
-        arrays["world"] = np.asarray(_srgb_to_linear(lighting.sky))  # the raster's hemisphere, mostly seen from above
+        arrays["world"] = np.asarray(srgb_to_linear(lighting.sky))  # the raster's hemisphere, mostly seen from above
         np.savez(scene, **arrays)
         code = f"from helix4d.data.cycles import _child_main; _child_main({str(scene)!r}, {len(meshes)}, {len(cameras)})"
         try:
@@ -67,11 +68,6 @@ def render_cycles(meshes: list[trimesh.Trimesh], cameras: list[Camera], lighting
             raise InputError(f"Cycles could not render the sequence: {_last_error(run.stderr, run.returncode)}")
         return np.stack([np.stack([np.asarray(Image.open(_png(Path(tmp), f, k)).convert("RGBA"))
                                    for k in range(len(cameras))]) for f in range(len(meshes))])
-
-
-def _srgb_to_linear(c: np.ndarray) -> np.ndarray:
-    c = np.asarray(c, np.float64)
-    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
 
 
 def _camera_matrix(cam: Camera) -> np.ndarray:

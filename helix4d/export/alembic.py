@@ -20,7 +20,8 @@ import numpy as np
 
 from helix4d.errors import BackendUnavailableError, InputError
 from helix4d.export.animated import MorphSegment, written_positions
-from helix4d.export.surface import srgb_to_linear, surface_arrays
+from helix4d.export.surface import surface_arrays
+from helix4d.ovoxel.attributes import srgb_to_linear
 from helix4d.io.files import atomic_path
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pygltflib as gl
 
-from helix4d.export.surface import Frame, SurfaceArrays, srgb_to_linear, surface_arrays
+from helix4d.export.surface import Frame, SurfaceArrays, surface_arrays
+from helix4d.ovoxel.attributes import srgb_to_linear
 from helix4d.io.files import write_bytes_atomic
 
 _TYPES = {1: "SCALAR", 2: "VEC2", 3: "VEC3", 4: "VEC4"}

@@ -67,12 +67,6 @@ def surface_arrays(frame: Frame) -> SurfaceArrays:
     )
 
 
-def srgb_to_linear(c: np.ndarray) -> np.ndarray:
-    """sRGB-encoded values in [0, 1] -> linear (IEC 61966-2-1). Vertex colours in glTF and USD are linear."""
-    c = np.clip(np.asarray(c, dtype=np.float32), 0.0, 1.0)
-    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
-
-
 def _unit(n: np.ndarray) -> np.ndarray:
     """Unit normals; zero normals (degenerate faces, isolated vertices) become +y so file validators accept them."""
     length = np.linalg.norm(n, axis=1, keepdims=True)

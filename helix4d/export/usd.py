@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from helix4d.errors import BackendUnavailableError, InputError
-from helix4d.export.surface import Frame, SurfaceArrays, srgb_to_linear, surface_arrays
+from helix4d.export.surface import Frame, SurfaceArrays, surface_arrays
+from helix4d.ovoxel.attributes import srgb_to_linear
 from helix4d.io.files import staging_dir, write_bytes_atomic
 
 LAYER_SUFFIXES = (".usdc", ".usda", ".usd")

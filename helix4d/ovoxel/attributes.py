@@ -17,6 +17,13 @@ DEFAULT_METALLIC = 0.0
 DEFAULT_ROUGHNESS = 1.0
 
 
+def srgb_to_linear(c: np.ndarray) -> np.ndarray:
+    """sRGB-encoded values in [0, 1] -> linear (IEC 61966-2-1). Base colours here are sRGB-encoded;
+    glTF/USD vertex colours and renderers' inputs are linear."""
+    c = np.clip(np.asarray(c, dtype=np.float32), 0.0, 1.0)
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
 def surface_attributes(mesh: trimesh.Trimesh, face: np.ndarray, bary: np.ndarray) -> np.ndarray:
     """(K, 6) float32 base colour RGB, metallic, roughness, alpha at points given by face (K,) and bary (K, 3)."""
     out = np.empty((face.shape[0], 6), np.float32)
