@@ -373,8 +373,9 @@ def data_synth(
     kinds: str = typer.Option("", "--kinds", help="Comma-separated phenomena to cycle through (default: all kinds)."),
     look: str = typer.Option("canonical", "--look", help="How each sequence is seen: 'canonical' (the fixed front "
                              "camera, studio lights, the scene's colours, clean images) or 'random' (camera, lights, "
-                             "colours, textures, blur/noise/JPEG drawn per sequence from its seed; domain randomisation) or "
-                             "'unseen' (cameras and lights outside the random ranges: for held-out sets)."),
+                             "colours, textures, blur/noise/JPEG drawn per sequence from its seed; domain randomisation), "
+                             "'mixed' (canonical for half the seeds, random for the others) or 'unseen' (cameras and "
+                             "lights outside the random ranges: for held-out sets)."),
     renderer: str = typer.Option("raster", "--renderer", help="'raster' (the fast built-in OpenGL renderer) or "
                                  "'cycles' (Blender's path tracer: glass refracts; "
                                  "much slower; needs the 'blender' extra)."),
@@ -403,7 +404,8 @@ def data_build(
     ),
     look: str = typer.Option("canonical", "--look", help="How each sequence is seen: 'canonical' (the fixed front "
                              "camera, studio lights, the scene's colours, clean images) or 'random' (camera, lights, "
-                             "colours, textures, blur/noise/JPEG drawn per asset; domain randomisation) or 'unseen'."),
+                             "colours, textures, blur/noise/JPEG drawn per asset; domain randomisation), 'mixed' (half "
+                             "canonical, half random) or 'unseen'."),
     renderer: str = typer.Option("raster", "--renderer", help="'raster' (built-in OpenGL) or 'cycles' (Blender's "
                                  "path tracer)."),
 ) -> None:

@@ -41,6 +41,13 @@ def test_random_looks_are_seeded_varied_and_json_round_trip() -> None:
         Look.from_dict({"fov_deg": 30.0})
 
 
+def test_mixed_looks_are_canonical_or_the_random_draw_of_the_same_seed() -> None:
+    looks = {seed: look_for("mixed", seed) for seed in range(200)}
+    canonical = [seed for seed, look in looks.items() if look == Look()]
+    assert 70 <= len(canonical) <= 130  # about half
+    assert all(looks[seed] == look_for("random", seed) for seed in looks if seed not in canonical)
+
+
 def test_random_camera_keeps_the_unit_cube_in_view_and_rolls_about_its_axis() -> None:
     look = Look(fov_deg=30.0, elevation_deg=40.0, azimuth_deg=200.0, distance_scale=1.2, roll_deg=8.0)
     front = look.cameras(3)[0]

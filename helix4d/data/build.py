@@ -103,7 +103,7 @@ def build_synthetic(
 ) -> BuildSummary:
     """Build `count` synthetic sequences into `out`: sequence i uses seed `seed + i` and kind `kinds[i % len(kinds)]`
     (default: all of `synthetic.KINDS`, so every phenomenon appears). `workers` processes (default: all cores;
-    0 builds in this process, without crash isolation). `look`: 'canonical', 'random' or 'unseen' (see
+    0 builds in this process, without crash isolation). `look`: 'canonical', 'random', 'mixed' or 'unseen' (see
     `helix4d.data.look`); `renderer`: 'raster' or 'cycles' (Blender, the `blender` extra; `helix4d.data.cycles`)."""
     from helix4d.data.synthetic import KINDS
 

@@ -60,7 +60,7 @@ OVOXELS = "ovoxels.npz"
 VIDEO = "video.mp4"
 CONDITION_ELEVATION_DEG = 15.0
 CONDITION_FOV_DEG = 40.0
-LOOKS = ("canonical", "random", "unseen")  # how sequences are seen (helix4d.data.look)
+LOOKS = ("canonical", "random", "mixed", "unseen")  # how sequences are seen (helix4d.data.look)
 RENDERERS = ("raster", "cycles")  # what draws them (helix4d.render, helix4d.data.cycles)
 
 
@@ -73,7 +73,7 @@ class DatasetSettings:
     frames: int = 16  # F frames per sequence
     views: int = 4  # K rendered views (view 0 = conditioning camera)
     fps: float = 8.0  # frame rate of the sampled frames and of video.mp4
-    look: str = "canonical"  # camera, lights, colours, sensor: 'canonical', 'random' or 'unseen' (data.look)
+    look: str = "canonical"  # camera, lights, colours, sensor: 'canonical', 'random', 'mixed' or 'unseen' (data.look)
     renderer: str = "raster"  # 'raster' (helix4d.render, OpenGL) or 'cycles' (Blender's path tracer, data.cycles)
 
     def __post_init__(self) -> None:

@@ -218,9 +218,12 @@ def _sample_lighting(rng: np.random.Generator, from_behind: bool = False) -> Lig
 
 def look_for(kind: str, seed: int) -> Look:
     """The look of a sequence: 'canonical', or 'random' / 'unseen' drawn from the sequence's own seed (its own
-    stream, so the scene's shapes are the same under any look)."""
+    stream, so the scene's shapes are the same under any look). 'mixed' is canonical for half of the seeds and the
+    'random' look for the others: a training set that widens the world without giving up the canonical view."""
     if kind not in LOOKS:
         raise InputError(f"unknown look {kind!r}: choose one of {', '.join(LOOKS)}")
+    if kind == "mixed":
+        kind = "canonical" if np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x100D]).random() < 0.5 else "random"
     if kind == "canonical":
         return Look()
     return sample_look(np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x100C]), unseen=kind == "unseen")
