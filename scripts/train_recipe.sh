@@ -3,7 +3,7 @@
 #   VAEs -> latent pre-encoding -> image encoder (condition image -> coarse occupancy) -> static flows (F = 1)
 #   -> temporal fine-tunes.
 # Outputs go to runs/<preset>/ (the model folder is runs/<preset>/model). Every step resumes if interrupted.
-# Scale out by prefixing the train steps with torchrun, e.g. TRAIN="torchrun --nproc_per_node 8 -m helix4d.train".
+# Scale out by prefixing the train steps with torchrun, e.g. TRAIN="torchrun --nproc_per_node 8 -m helix4d train".
 set -euo pipefail
 preset=${1:?usage: scripts/train_recipe.sh tiny|demo}
 configs="$(cd "$(dirname "$0")/.." && pwd)/configs/$preset"

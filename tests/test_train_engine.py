@@ -148,20 +148,25 @@ def _write(path: Path, config: dict) -> Path:
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({"task": "no_such_task"}, "unknown task 'no_such_task'"),
         ({"task": "toy_mlp", "steps": "ten"}, 'steps must be int, got "ten"'),
         ({"task": "toy_mlp", "betas": [0.9]}, "betas must be tuple"),
         ({"task": "toy_mlp", "lrr": 0.1}, "did you mean 'lr'"),
         ({"task": "toy_mlp", "precision": "fp16"}, "precision must be one of fp32, bf16"),
         ({"task": "toy_mlp", "data": "/no/such/data"}, "data path '/no/such/data' does not exist"),
         ({"steps": 3}, "has no 'task'"),
-        ({"task": "nowhere.module:factory"}, "unknown task 'nowhere.module:factory'"),
-        ({"task": "builtins:print"}, "unknown task 'builtins:print'"),
     ],
 )
 def test_bad_configs_raise_config_error(tmp_path: Path, config: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
         load_config(_write(tmp_path / "c.json", config))
+
+
+@pytest.mark.parametrize("task", ["no_such_task", "nowhere.module:factory", "builtins:print"])
+def test_unknown_task_fails_before_anything_is_written(tmp_path: Path, task: str) -> None:
+    config = load_config(_write(tmp_path / "c.json", {"task": task, "out": str(tmp_path / "run")}))
+    with pytest.raises(ConfigError, match=f"unknown task '{task}'"):
+        train(config)
+    assert not (tmp_path / "run").exists()
 
 
 def test_missing_or_broken_config_file(tmp_path: Path) -> None:
@@ -193,7 +198,7 @@ def test_cli_trains_a_registered_task_with_overrides(tmp_path: Path, monkeypatch
 
 
 def test_module_entry_point_reports_errors_in_one_line() -> None:
-    result = subprocess.run([sys.executable, "-m", "helix4d.train", "missing.json"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "helix4d", "train", "missing.json"], capture_output=True, text=True)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and "not found" in result.stderr
 

@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 from helix4d.errors import ConfigError
 from helix4d.ovoxel import dual_contour
 from helix4d.pipeline import Helix4DPipeline
+from helix4d.trellis2.architecture import trellis2_pipeline
 from helix4d.trellis2.convert import convert_trellis2
 from helix4d.data.build import build_synthetic
 from helix4d.train import TrainConfig, train
@@ -251,7 +252,7 @@ def dino_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_generate_on_trellis2_weights_and_on_the_converted_folder(dino_folder: Path, tmp_path: Path) -> None:
     src = write_trellis2_folder(tmp_path / "t2", dict.fromkeys(CKPTS, 1), {**SMALL, "cond_channels": 32},
                                 decoders=_controlled_decoders())
-    pipe = Helix4DPipeline.from_trellis2(src, dino=dino_folder)
+    pipe = trellis2_pipeline(src, dino=dino_folder)
     assert pipe.config.architecture == "trellis2" and pipe.config.sampling["geometry"].cfg_rescale == 0.5
     yy, xx = np.mgrid[:512, :512]
     disk = (((yy - 256) ** 2 + (xx - 256) ** 2) < 150**2).astype(np.float32)

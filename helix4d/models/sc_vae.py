@@ -71,7 +71,7 @@ class SCVAELossWeights:
 
 @dataclass
 class DecoderOutput:
-    coords: Tensor  # (N, 4) fine voxels [group, x, y, z]
+    coords: Tensor  # (N, 4) fine voxels [frame, x, y, z]
     raw: Tensor  # (N, in_channels) unnormalised outputs
     exists_logits: list[Tensor]  # per upsampling, logits of every candidate child
     exists_targets: list[Tensor]  # per upsampling, whether that child is in the target set (empty at inference)

@@ -22,7 +22,7 @@ from helix4d.models.flow import FlowTransformer
 from helix4d.models.image_encoder import ImageEncoder
 from helix4d.models.sc_vae import SCVAE
 from helix4d.models.ss_vae import SSVAE
-from helix4d.pipeline.config import COMPONENTS, CONFIG_TYPES, OPTIONAL_COMPONENTS, ModelPreset, PipelineConfig
+from helix4d.pipeline.config import COMPONENTS, CONFIG_TYPES, ModelPreset, PipelineConfig
 
 MODEL_TYPES = {
     "image_encoder": ImageEncoder,
@@ -110,19 +110,8 @@ def load_component(name: str, folder: Path, types: tuple[type, type[nn.Module]] 
     return module.eval(), config
 
 
-def load_components(folder: Path, config: PipelineConfig) -> dict[str, nn.Module]:
-    """Every component of a model folder, by the architecture its pipeline.json names."""
-    if config.architecture == "trellis2":
-        from helix4d.trellis2.folder import load_trellis2_components  # optional extra (transformers); no cycle
-
-        return load_trellis2_components(folder, config)
-    present = [name for name in OPTIONAL_COMPONENTS if (folder / name).is_dir()]
-    return {name: load_component(name, folder / name)[0] for name in COMPONENTS + tuple(present)}
 
 
-def stage1_encoder_name(folder: Path) -> str:
-    """The component whose tokens condition stage 1: `ss_image_encoder` when the folder has one."""
-    return "ss_image_encoder" if (folder / "ss_image_encoder").is_dir() else "image_encoder"
 
 
 def read_pipeline_config(folder: Path) -> PipelineConfig:
@@ -137,15 +126,6 @@ def read_pipeline_config(folder: Path) -> PipelineConfig:
         raise ConfigError(f"{path} is not valid JSON ({exc})") from None
 
 
-def read_trainable_pipeline_config(folder: Path) -> PipelineConfig:
-    """pipeline.json of a folder whose VAEs can be trained: helix4d's own components."""
-    config = read_pipeline_config(folder)
-    if config.architecture != "helix4d":
-        raise ConfigError(
-            f"{folder} holds converted {config.architecture} weights: its VAEs are used as released and not "
-            "trained here; fine-tune its flows (`task: flow`) on latents from `helix4d model encode-latents`"
-        )
-    return config
 
 
 def write_model_folder(out: Path, pipeline: PipelineConfig, modules: dict[str, nn.Module], configs: dict[str, Any]) -> None:

@@ -30,10 +30,11 @@ from helix4d.io.video import Video, read_video
 from helix4d.models.flow import FlowTransformer
 from helix4d.ovoxel import OVoxel, ovoxel_to_mesh
 from helix4d.pipeline.config import PipelineConfig
-from helix4d.pipeline.folder import load_components, read_pipeline_config
+from helix4d.pipeline.architecture import load_components
+from helix4d.pipeline.folder import read_pipeline_config
 from helix4d.pipeline.sampler import SamplerConfig, sample
 from helix4d.settings import check_settings
-from helix4d.sparse import SparseTensor
+from helix4d.sparse import SparseTensor, frame_coords
 from helix4d.sparse.conv import row_index
 
 STAGES = ("ss", "geometry", "material")
@@ -114,22 +115,6 @@ class Helix4DPipeline:
         folder = Path(folder) if folder is not None else DEMO_MODEL
         config = read_pipeline_config(folder)
         return cls(config, load_components(folder, config), resolve_device(device), offload)
-
-    @classmethod
-    def from_trellis2(cls, folder: str | Path, dino: str | Path, resolution: int = 512, cascade: bool = False,
-                      dtype: torch.dtype = torch.bfloat16, device: str | torch.device = "cpu",
-                      offload: bool = False) -> Helix4DPipeline:
-        """Run on the official TRELLIS.2 weights the user downloaded (`folder`: microsoft/TRELLIS.2-4B plus the
-        stage-1 decoder of microsoft/TRELLIS-image-large in its ckpts/; `dino`: facebook/dinov3-vitl16-pretrain-
-        lvd1689m). Every checkpoint is checked strictly; flows are held in `dtype` (bf16: ~7.8 GB for three).
-        `resolution=1024, cascade=True` is TRELLIS.2's default mode (a 512 geometry pass first)."""
-        from helix4d.trellis2.convert import plan_trellis2
-        from helix4d.trellis2.dino import DinoEncoder
-
-        plan = plan_trellis2(folder, resolution, cascade)
-        components = {name: module for name, module, _ in plan.components(dtype)}
-        components["image_encoder"] = DinoEncoder.from_folder(dino)
-        return cls(plan.pipeline_config(), components, resolve_device(device), offload)
 
     def __getattr__(self, name: str) -> torch.nn.Module:
         components = self.__dict__.get("components", {})
@@ -266,7 +251,7 @@ class Helix4DPipeline:
         """Per-frame O-Voxels from geometry and material latents (M, C) (un-normalised, frames concatenated in
         order) on the per-frame coarse voxels (n_f, 3): the SC-VAE decoders, the material guided by the geometry's
         fine voxels. Shared by generation and by the error budget's VAE round trip."""
-        coords = _with_frame(coarse, self.device)  # (M, 4)
+        coords = frame_coords(coarse, self.device)  # (M, 4)
         with self.using("geometry_vae", "material_vae"):
             geo_vae, mat_vae = self.geometry_vae, self.material_vae
             decoded = geo_vae.decode(geometry.to(self.device), coords)
@@ -363,7 +348,7 @@ class _Run:
         to full detail at that resolution, then re-quantised onto the latent grid of the high-resolution models."""
         lr = self.sample_stage("geometry", "geometry_flow_lr", coarse, cond, stream="geometry_lr")
         vae, config = self.pipe.geometry_vae, self.pipe.config
-        fine = vae.upsample(self.normalise("geometry", lr, inverse=True), _with_frame(coarse, self.device),
+        fine = vae.upsample(self.normalise("geometry", lr, inverse=True), frame_coords(coarse, self.device),
                             len(vae.config.model_channels) - 1)  # (N, 4) voxels at cascade_from³
         grid = config.resolution // vae.downsampling
         cells = torch.floor((fine[:, 1:].double() + 0.5) / config.cascade_from * grid).long()
@@ -458,9 +443,3 @@ def _velocity_without_anchor(flow: FlowTransformer, tokens: SparseTensor, first:
         return flow(full, tt, cond if conditioned else uncond, window, False, None, True, extra)[n0:]
 
     return velocity
-
-
-def _with_frame(coords: list[Tensor], device: torch.device) -> Tensor:
-    """Per-frame (n_f, 3) voxels -> (N, 4) [frame, x, y, z] (the frame is the sparse-conv group)."""
-    parts = [torch.cat([torch.full((c.shape[0], 1), f, dtype=torch.int64), c.long()], 1) for f, c in enumerate(coords)]
-    return torch.cat(parts).to(device) if parts else torch.zeros(0, 4, dtype=torch.int64, device=device)

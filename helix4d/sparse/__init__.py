@@ -1,5 +1,5 @@
 """Sparse per-frame voxel tokens (coords + feats kept together)."""
 
-from helix4d.sparse.tensor import SparseTensor
+from helix4d.sparse.tensor import SparseTensor, frame_coords
 
-__all__ = ["SparseTensor"]
+__all__ = ["SparseTensor", "frame_coords"]

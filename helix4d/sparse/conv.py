@@ -2,8 +2,9 @@
 
 spconv's CPU build has no backward and torch-scatter has no wheel for our torch, so neighbour maps are built
 with sorted integer keys + `torch.searchsorted`, and a 3×3×3 convolution is one gather followed by one matmul.
-Voxels are addressed by `coords (N, 4) int64 = [group, x, y, z]`, where `group` separates independent grids
-(frames of a batch); convolutions never mix groups. Weights use the TRELLIS layout `[C_out, 3, 3, 3, C_in]`.
+Voxels are addressed by `coords (N, 4) int64 = [frame, x, y, z]`, the layout of `helix4d.sparse.frame_coords`;
+convolutions never mix voxels of two frames (a batch of several clips numbers its frames one after another).
+Weights use the TRELLIS layout `[C_out, 3, 3, 3, C_in]`.
 """
 
 from __future__ import annotations
@@ -73,6 +74,17 @@ def parent_index(coords: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     parents, inverse = torch.unique(parent, dim=0, return_inverse=True)
     slot = ((coords[:, 1] % 2) * 4 + (coords[:, 2] % 2) * 2 + (coords[:, 3] % 2)).long()
     return parents, inverse, slot
+
+
+def coarse_occupancy(fine: Tensor, levels: int, frames: int, resolution: int) -> Tensor:
+    """Dense (F, 1, R_c, R_c, R_c) occupancy of the coarse voxels `levels` ×2-downsamplings above `fine` (N, 4):
+    stage 1's target, whatever the architecture's grids."""
+    coords = fine
+    for _ in range(levels):
+        coords = parent_index(coords)[0]
+    occ = torch.zeros(frames, 1, resolution, resolution, resolution)
+    occ[coords[:, 0], 0, coords[:, 1], coords[:, 2], coords[:, 3]] = 1.0
+    return occ
 
 
 def children_of(coords: Tensor) -> Tensor:

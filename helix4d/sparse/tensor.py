@@ -10,8 +10,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
+
+
+def frame_coords(coords_per_frame: Sequence[Tensor | np.ndarray], device: torch.device | str | None = None) -> Tensor:
+    """Per-frame voxels (n_f, 3) -> (N, 4) int64 `[frame, x, y, z]`, frame i first: the one layout of voxel
+    coordinates in helix4d (column 0 is the frame; sparse convolutions never mix voxels of two frames)."""
+    parts = []
+    for i, xyz in enumerate(coords_per_frame):
+        xyz = torch.as_tensor(xyz)
+        if xyz.ndim != 2 or xyz.shape[1] != 3:
+            raise ValueError(f"frame {i}: coords must be (n, 3), got {tuple(xyz.shape)}")
+        parts.append(torch.cat([torch.full((xyz.shape[0], 1), i, dtype=torch.int64, device=xyz.device), xyz.long()], 1))
+    if not parts:
+        return torch.zeros(0, 4, dtype=torch.int64, device=device)
+    coords = torch.cat(parts)
+    return coords if device is None else coords.to(device)
 
 
 @dataclass(frozen=True)
@@ -54,17 +70,12 @@ class SparseTensor:
         """One sequence from per-frame voxel coords (n_f, 3) and feats (n_f, C); frame i gets index i."""
         if len(coords_per_frame) != len(feats_per_frame) or not coords_per_frame:
             raise ValueError("need the same, non-zero number of coords and feats frames")
-        coords = []
-        for i, xyz in enumerate(coords_per_frame):
-            if xyz.ndim != 2 or xyz.shape[1] != 3:
-                raise ValueError(f"frame {i}: coords must be (n, 3), got {tuple(xyz.shape)}")
-            t = torch.full((xyz.shape[0], 1), i, dtype=torch.int64, device=xyz.device)
-            coords.append(torch.cat([t, xyz.long()], dim=1))  # (n_f, 4)
+        coords = frame_coords(coords_per_frame)
         counts = torch.tensor([0] + [x.shape[0] for x in coords_per_frame], dtype=torch.int64)
         return cls(
-            coords=torch.cat(coords),
+            coords=coords,
             feats=torch.cat(list(feats_per_frame)),
-            frame_offsets=counts.cumsum(0).to(coords[0].device),
+            frame_offsets=counts.cumsum(0).to(coords.device),
             frames_per_sequence=(len(coords_per_frame),),
         )
 

@@ -110,10 +110,8 @@ class TrainConfig:
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Read a JSON training config, apply command-line overrides (None values are ignored), validate, and check
-    that the task name resolves, so a typo fails before any model is built."""
-    from helix4d.train.task import resolve_task
-
+    """Read a JSON training config, apply command-line overrides (None values are ignored) and validate it.
+    `train` resolves its task name before it builds anything, so a typo there fails first too."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} not found; pass the path of a JSON training config")
@@ -123,9 +121,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Tr
         raise ConfigError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
     if isinstance(raw, dict):
         raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    config = TrainConfig.from_dict(raw, source=str(path))
-    resolve_task(config.task)
-    return config
+    return TrainConfig.from_dict(raw, source=str(path))
 
 
 def _check(ok: bool, message: str) -> None:

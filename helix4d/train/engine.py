@@ -1,6 +1,6 @@
 """The training loop: one function, `train`, readable top to bottom.
 
-Launch it as one process (`helix4d train config.json`) or many (`torchrun ... -m helix4d.train config.json`);
+Launch it as one process (`helix4d train config.json`) or many (`torchrun ... -m helix4d train config.json`);
 the code is the same. What is trained, on which data and with which loss comes from the config's task
 (`helix4d.train.task`); everything below is model-independent.
 """
@@ -45,6 +45,7 @@ def train(config: TrainConfig, resume: bool = False) -> nn.Module:
     `save_artifact` (EMA weights when enabled). With `resume`, continue from the newest checkpoint in
     `<out>/checkpoints` exactly as if the run had never stopped (same data, optimizer state and RNG streams);
     without a checkpoint there, start from step 0. Returns the trained model (sharded in place under FSDP)."""
+    factory = resolve_task(config.task)  # a typo in the task name fails before anything is built or written
     out = Path(config.out)
     options = config.task_options
     check_output_dir(out, inputs=(config.data, options.get("model"), options.get("latents")), reuse=is_run_folder)
@@ -55,7 +56,7 @@ def train(config: TrainConfig, resume: bool = False) -> nn.Module:
 
     with distributed(config.device) as env:
         say = functools.partial(info, enabled=env.is_main)
-        task = resolve_task(config.task)(config)
+        task = factory(config)
 
         # Model and data: identical on every rank (global RNGs seeded from config.seed alone).
         model = build_model(task, config, env)

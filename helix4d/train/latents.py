@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 from rich.progress import Progress
 from torch import Tensor
@@ -19,70 +18,16 @@ from helix4d.data.dataset import SequenceDataset
 from helix4d.data.layout import OVOXELS, load_ovoxels
 from helix4d.errors import InputError
 from helix4d.io.files import check_output_dir, write_json_atomic
-from helix4d.ovoxel import OVoxel
-from helix4d.pipeline.config import LatentStats, PipelineConfig
-from helix4d.pipeline.folder import load_component, read_pipeline_config
-from helix4d.sparse.conv import parent_index
+from helix4d.pipeline.architecture import architecture_of
+from helix4d.pipeline.config import LatentStats
+from helix4d.pipeline.folder import read_pipeline_config
+from helix4d.sparse import frame_coords
 from helix4d.train.checkpoint import atomic_save
 
 INDEX = "index.json"
 
 
-def fine_coords(ovoxels: list[OVoxel]) -> Tensor:
-    """Every frame's voxels as (N, 4) int64 [frame, x, y, z] (the frame is the sparse-conv group)."""
-    return torch.cat([
-        torch.cat([torch.full((len(v), 1), f, dtype=torch.int64), torch.from_numpy(v.coords.astype(np.int64))], 1)
-        for f, v in enumerate(ovoxels)
-    ])
-
-
-def coarse_occupancy(fine: Tensor, levels: int, frames: int, resolution: int) -> Tensor:
-    """Dense (F, 1, R_c, R_c, R_c) occupancy of the coarse voxels `levels` ×2-downsamplings above `fine`."""
-    coords = fine
-    for _ in range(levels):
-        coords = parent_index(coords)[0]
-    occ = torch.zeros(frames, 1, resolution, resolution, resolution)
-    occ[coords[:, 0], 0, coords[:, 1], coords[:, 2], coords[:, 3]] = 1.0
-    return occ
-
-
 STAGES = ("ss", "geometry", "material")
-
-
-class OwnEncoders:
-    """The encoders of a helix4d model folder, behind the interface `encode_dataset` uses for any architecture."""
-
-    def __init__(self, model: Path, device: str) -> None:
-        self.ss_vae = load_component("ss_vae", model / "ss_vae")[0].to(device)
-        self.geo_vae = load_component("geometry_vae", model / "geometry_vae")[0].to(device)
-        self.mat_vae = load_component("material_vae", model / "material_vae")[0].to(device)
-        self.device = device
-
-    def ss(self, fine: Tensor, frames: int) -> Tensor:
-        """(F, C, r, r, r) stage-1 latents of the occupied coarse grid."""
-        levels = len(self.geo_vae.config.channels) - 1
-        occ = coarse_occupancy(fine.cpu(), levels, frames, self.ss_vae.config.resolution).to(self.device)
-        return self.ss_vae.encode(occ)[0]
-
-    def geometry(self, ovoxels: list[OVoxel], fine: Tensor) -> tuple[Tensor, Tensor]:
-        """(M, C) geometry latents and their coarse voxels (M, 4)."""
-        feats = torch.cat([torch.from_numpy(v.geometry_features(oriented=True)) for v in ovoxels]).to(self.device)
-        mean, _, coarse = self.geo_vae.encode(feats, fine)
-        return mean, coarse
-
-    def material(self, ovoxels: list[OVoxel], fine: Tensor) -> tuple[Tensor, Tensor]:
-        feats = torch.cat([torch.from_numpy(v.material_features()) for v in ovoxels]).to(self.device)
-        mean, _, coarse = self.mat_vae.encode(feats, fine)
-        return mean, coarse
-
-
-def latent_encoders(model: Path, pipeline: PipelineConfig, device: str):
-    """The encoders for `model`'s architecture (helix4d's own VAEs, or converted TRELLIS.2 encoders)."""
-    if pipeline.architecture == "trellis2":
-        from helix4d.trellis2.latents import Trellis2Encoders  # optional extra (transformers); no import cycle
-
-        return Trellis2Encoders(model, pipeline, device)
-    return OwnEncoders(model, device)
 
 
 @torch.no_grad()
@@ -99,7 +44,7 @@ def encode_dataset(model: Path, data: Path, out: Path, device: str = "cpu", only
     if set(only) != set(STAGES) and not (out / INDEX).is_file():
         raise InputError(f"{out} holds no latents to update; encode every stage first")
     pipeline = read_pipeline_config(model)
-    encoders = latent_encoders(model, pipeline, device)
+    encoders = architecture_of(pipeline).latent_encoders(model, pipeline, device)
     dataset = SequenceDataset(data)
     if dataset.settings.resolution != pipeline.resolution or dataset.settings.image_size != pipeline.image_size:
         raise InputError(
@@ -121,7 +66,7 @@ def encode_dataset(model: Path, data: Path, out: Path, device: str = "cpu", only
                 ovoxels = load_ovoxels(data / entry["path"] / OVOXELS)
                 record = torch.load(path, weights_only=True)
             frames = len(ovoxels)
-            fine = fine_coords(ovoxels).to(device)
+            fine = frame_coords([v.coords for v in ovoxels], device)
             if "ss" in only:
                 record["ss"] = encoders.ss(fine, frames).cpu()  # (F, C, r, r, r)
                 sums["ss"].append(record["ss"].permute(0, 2, 3, 4, 1).reshape(-1, record["ss"].shape[1]))

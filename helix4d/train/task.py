@@ -25,16 +25,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import Dataset, default_collate
 
 from helix4d.errors import ConfigError
-
-if TYPE_CHECKING:
-    from helix4d.train.config import TrainConfig
+from helix4d.train.config import TrainConfig
 
 # The project's own tasks register themselves when this module is imported; it is imported on the first lookup
 # of a name that is not registered yet, so `helix4d train` knows them without importing every model up front.

@@ -37,17 +37,12 @@ from helix4d.models.image_encoder import ImageEncoder, OccupancyProbe
 from helix4d.models.sc_vae import SCVAELossWeights
 from helix4d.nn.blocks import freeze_all_but_temporal, init_temporal_from_base
 from helix4d.pipeline.config import PipelineConfig
-from helix4d.pipeline.folder import (
-    load_component,
-    read_component_config,
-    read_pipeline_config,
-    read_trainable_pipeline_config,
-    save_component,
-    stage1_encoder_name,
-)
-from helix4d.sparse import SparseTensor
+from helix4d.pipeline.architecture import architecture_of, read_trainable_pipeline_config, stage1_encoder_name
+from helix4d.pipeline.folder import load_component, read_component_config, read_pipeline_config, save_component
+from helix4d.sparse import SparseTensor, frame_coords
+from helix4d.sparse.conv import coarse_occupancy
 from helix4d.train.config import TrainConfig
-from helix4d.train.latents import INDEX, coarse_occupancy, fine_coords
+from helix4d.train.latents import INDEX
 from helix4d.train.task import Task, register_task
 
 STAGE_FLOW = {"ss": "ss_flow", "geometry": "geometry_flow", "material": "material_flow"}
@@ -129,7 +124,7 @@ class SSVAETask(Task):
         return VoxelFrames(Path(self.config.data))
 
     def collate(self, batch: list) -> Tensor:
-        fine = fine_coords(batch)
+        fine = frame_coords([v.coords for v in batch])
         return coarse_occupancy(fine, self.levels, len(batch), self.vae_config.resolution)  # (B, 1, R, R, R)
 
     def loss(self, model: nn.Module, batch: Tensor, generator: torch.Generator):
@@ -171,7 +166,7 @@ class SCVAETask(Task):
             feats = [v.geometry_features(oriented=True) for v in batch]
         else:
             feats = [v.material_features() for v in batch]
-        return torch.from_numpy(np.concatenate(feats)), fine_coords(batch)
+        return torch.from_numpy(np.concatenate(feats)), frame_coords([v.coords for v in batch])
 
     def loss(self, model: nn.Module, batch: tuple[Tensor, Tensor], generator: torch.Generator):
         feats, coords = batch
@@ -335,15 +330,11 @@ class FlowTask(Task):
         pipeline = read_pipeline_config(self.model_folder)
         name = STAGE_FLOW[self.stage]
         flow, self.flow_config = load_component(name, self.model_folder / name)
-        if pipeline.architecture == "trellis2":  # converted TRELLIS.2: DINOv3 stays frozen, as TRELLIS.2 trains
-            if self.train_encoder:
-                raise ConfigError("train_image_encoder is not possible with TRELLIS.2 weights: DINOv3 stays frozen")
-            from helix4d.trellis2.folder import load_trellis2_image_encoder  # optional extra (transformers)
-
-            encoder = load_trellis2_image_encoder(self.model_folder, pipeline)
-        else:
-            self.encoder_name = stage1_encoder_name(self.model_folder) if self.stage == "ss" else "image_encoder"
-            encoder, self.encoder_config = load_component(self.encoder_name, self.model_folder / self.encoder_name)
+        self.encoder_name, encoder, self.encoder_config = architecture_of(pipeline).training_image_encoder(
+            self.model_folder, pipeline, self.stage)
+        if self.train_encoder and self.encoder_config is None:
+            raise ConfigError(f"train_image_encoder is not possible with {pipeline.architecture} weights: its image "
+                              "encoder stays frozen")
         if self.temporal:
             init_temporal_from_base(flow)  # the temporal copies start as the trained static weights
         window = int(self.options.get("window", pipeline.window))

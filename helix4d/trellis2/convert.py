@@ -36,10 +36,24 @@ from helix4d.models.flow import FlowConfig, FlowTransformer
 from helix4d.pipeline.config import LatentStats, PipelineConfig, StageSampling
 from helix4d.pipeline.folder import save_component, state_mismatches
 from helix4d.trellis2.dino import DINO_IMAGE_SIZE, IMAGE_ENCODER, dino_folder_files
-from helix4d.trellis2.names import DERIVED_SOURCE_KEYS, is_temporal, to_helix4d, to_trellis2
+from helix4d.trellis2.names import (
+    DERIVED_SOURCE_KEYS,
+    is_temporal,
+    to_helix4d,
+    to_trellis2,
+)
 from helix4d.trellis2.presets import STAGES, flow_config_from_trellis2
-from helix4d.trellis2.sc_vae import Trellis2SCVAEConfig, Trellis2SCVAEDecoder, Trellis2SCVAEEncoder
-from helix4d.trellis2.ss_vae import Trellis2SSDecoder, Trellis2SSDecoderConfig, Trellis2SSEncoder, Trellis2SSEncoderConfig
+from helix4d.trellis2.sc_vae import (
+    Trellis2SCVAEConfig,
+    Trellis2SCVAEDecoder,
+    Trellis2SCVAEEncoder,
+)
+from helix4d.trellis2.ss_vae import (
+    Trellis2SSDecoder,
+    Trellis2SSDecoderConfig,
+    Trellis2SSEncoder,
+    Trellis2SSEncoderConfig,
+)
 
 RESOLUTIONS = (512, 1024)
 ENCODER_TYPES = {"ss_encoder": Trellis2SSEncoder, "geometry_encoder": Trellis2SCVAEEncoder,

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from helix4d.ovoxel.representation import MATERIAL_CHANNELS, OVoxel
+from helix4d.sparse import frame_coords
 from helix4d.sparse.conv import row_index
 
 AXIS_SHIFT = torch.ones(3, 3, dtype=torch.int64) - torch.eye(3, dtype=torch.int64)  # row a = 1 − e_a
@@ -31,8 +32,7 @@ def _move_flags(coords: Tensor, flags: Tensor, sign: int) -> Tensor:
     (no quad can use them: it needs all 4 voxels around the edge)."""
     row, axis = flags.nonzero(as_tuple=True)
     target = coords[row] + sign * AXIS_SHIFT.to(coords.device)[axis]  # (E, 3)
-    with_group = lambda c: torch.cat([torch.zeros_like(c[:, :1]), c], 1)  # noqa: E731
-    at = row_index(with_group(target), with_group(coords))  # (E,) -1 where that voxel is absent
+    at = row_index(frame_coords([target]), frame_coords([coords]))  # (E,) -1 where that voxel is absent
     moved = torch.zeros_like(flags)
     moved[at[at >= 0], axis[at >= 0]] = True
     return moved

@@ -16,8 +16,17 @@ from helix4d.models.flow import FlowConfig, FlowTransformer
 from helix4d.pipeline.config import PipelineConfig
 from helix4d.pipeline.folder import load_component
 from helix4d.trellis2.dino import DINOV3, IMAGE_ENCODER, DinoEncoder
-from helix4d.trellis2.sc_vae import Trellis2SCVAEConfig, Trellis2SCVAEDecoder, Trellis2SCVAEEncoder
-from helix4d.trellis2.ss_vae import Trellis2SSDecoder, Trellis2SSDecoderConfig, Trellis2SSEncoder, Trellis2SSEncoderConfig
+from helix4d.trellis2.sc_vae import (
+    Trellis2SCVAEConfig,
+    Trellis2SCVAEDecoder,
+    Trellis2SCVAEEncoder,
+)
+from helix4d.trellis2.ss_vae import (
+    Trellis2SSDecoder,
+    Trellis2SSDecoderConfig,
+    Trellis2SSEncoder,
+    Trellis2SSEncoderConfig,
+)
 
 COMPONENT_TYPES = {
     "ss_vae": (Trellis2SSDecoderConfig, Trellis2SSDecoder),

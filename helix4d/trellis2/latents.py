@@ -17,13 +17,13 @@ from helix4d.errors import ConfigError
 from helix4d.ovoxel import OVoxel
 from helix4d.pipeline.config import PipelineConfig
 from helix4d.pipeline.folder import read_component_config
+from helix4d.sparse.conv import coarse_occupancy
 from helix4d.trellis2.dual_grid import trellis2_material_inputs, trellis2_shape_inputs
 from helix4d.trellis2.folder import COMPONENT_TYPES, load_trellis2_encoders
-from helix4d.train.latents import coarse_occupancy
 
 
 class Trellis2Encoders:
-    """`encode_dataset`'s encoder interface for a converted TRELLIS.2 model folder."""
+    """The `LatentEncoders` (helix4d.pipeline.architecture) of a converted TRELLIS.2 model folder."""
 
     def __init__(self, model: Path, pipeline: PipelineConfig, device: str) -> None:
         encoders = load_trellis2_encoders(model)
