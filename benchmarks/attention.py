@@ -1,6 +1,6 @@
 """Benchmark the windowed anchored attention backends; same options as `helix4d bench attention`.
 
-    python benchmarks/attention.py --device cuda --json
+python benchmarks/attention.py --device cuda --json
 """
 
 import sys

@@ -51,15 +51,30 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             glb_seconds = _seconds(lambda: write_glb(baked, Path(tmp) / "a.glb"))[0]
             rows.append((f"write_glb textured {size}", faces, glb_seconds))
-            rows.append((f"write_usd textured {size} (+usdz)", faces, _seconds(
-                lambda: write_usd([baked], Path(tmp) / "a.usdc", 10.0, usdz_path=Path(tmp) / "a.usdz"))[0]))
+            rows.append(
+                (
+                    f"write_usd textured {size} (+usdz)",
+                    faces,
+                    _seconds(lambda: write_usd([baked], Path(tmp) / "a.usdc", 10.0, usdz_path=Path(tmp) / "a.usdz"))[0],
+                )
+            )
     rows.append(("simplify to 5000 faces", faces, _seconds(lambda: simplify_mesh(mesh, 5000))[0]))
     with tempfile.TemporaryDirectory() as tmp:
         rows.append(("write_glb vertex colours", faces, _seconds(lambda: write_glb(mesh, Path(tmp) / "a.glb"))[0]))
-        rows.append(("write_animated_glb 10 frames", 10 * faces, _seconds(
-            lambda: write_animated_glb([mesh] * 10, Path(tmp) / "b.glb", 10.0))[0]))
-        rows.append(("write_usd 10 frames vertex colours", 10 * faces, _seconds(
-            lambda: write_usd([mesh] * 10, Path(tmp) / "a.usdc", 10.0))[0]))
+        rows.append(
+            (
+                "write_animated_glb 10 frames",
+                10 * faces,
+                _seconds(lambda: write_animated_glb([mesh] * 10, Path(tmp) / "b.glb", 10.0))[0],
+            )
+        )
+        rows.append(
+            (
+                "write_usd 10 frames vertex colours",
+                10 * faces,
+                _seconds(lambda: write_usd([mesh] * 10, Path(tmp) / "a.usdc", 10.0))[0],
+            )
+        )
     print(f"{'step':<40}{'faces':>8}{'seconds':>10}")
     for name, n, seconds in rows:
         print(f"{name:<40}{n:>8}{seconds:>10.2f}")

@@ -193,8 +193,10 @@ def run(clips: list[Clip], model: Path | None) -> list[Row]:
             raw_s = time.perf_counter() - clock
             matte = finish_matte(raw, video, options)
             clean_s = time.perf_counter() - clock
-            for label, alpha, confidence, seconds in ((f"{method} raw", raw.alpha, None, raw_s),
-                                                      (f"{method} + clean-up", matte.alpha, matte.confidence, clean_s)):
+            for label, alpha, confidence, seconds in (
+                (f"{method} raw", raw.alpha, None, raw_s),
+                (f"{method} + clean-up", matte.alpha, matte.confidence, clean_s),
+            ):
                 r = rows.setdefault((label, clip.camera), Row(label, clip.camera))
                 r.ious.append(iou(alpha > 0.5, clip.truth))
                 r.confidences.append(confidence)
@@ -212,8 +214,15 @@ def table(rows: list[Row]) -> str:
         families = [f"{np.mean(r.by_family[f]):.3f}" if f in r.by_family else "—" for f in FAMILIES]
         confidences = [c for c in r.confidences if c is not None]
         conf = f"{np.mean(confidences):.2f}" if confidences else "—"
-        cells = [r.method, r.camera, f"{np.mean(r.ious):.3f}", *families, f"{np.min(r.ious):.3f}", conf,
-                 f"{r.seconds / r.frames:.2f}"]
+        cells = [
+            r.method,
+            r.camera,
+            f"{np.mean(r.ious):.3f}",
+            *families,
+            f"{np.min(r.ious):.3f}",
+            conf,
+            f"{r.seconds / r.frames:.2f}",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -230,12 +239,27 @@ def main() -> None:
         clips = make_clips(Path(tmp) / "synth", args.clips, args.frames, args.seed)
     rows = run(clips, args.model)
     if args.json:
-        print(json.dumps([{"method": r.method, "camera": r.camera, "iou": r.ious, "confidence": r.confidences,
-                           "seconds_per_frame": r.seconds / r.frames} for r in rows], indent=1))
+        print(
+            json.dumps(
+                [
+                    {
+                        "method": r.method,
+                        "camera": r.camera,
+                        "iou": r.ious,
+                        "confidence": r.confidences,
+                        "seconds_per_frame": r.seconds / r.frames,
+                    }
+                    for r in rows
+                ],
+                indent=1,
+            )
+        )
         return
     h, w = FRAME
-    print(f"{len(clips) // 2} clips x 2 cameras, {args.frames} frames of {w}x{h}; {platform.machine()}, "
-          f"{os.cpu_count()} cores, torch threads {torch.get_num_threads()}")
+    print(
+        f"{len(clips) // 2} clips x 2 cameras, {args.frames} frames of {w}x{h}; {platform.machine()}, "
+        f"{os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+    )
     print(table(rows))
 
 

@@ -26,9 +26,9 @@ def bench_mesh() -> trimesh.Trimesh:
     """~100k faces: a bumpy sphere (81,920 faces) and a tilted torus (20,000 faces) that cuts through it."""
     sphere = trimesh.creation.icosphere(subdivisions=6, radius=0.33)
     d = sphere.vertices / np.linalg.norm(sphere.vertices, axis=1, keepdims=True)
-    sphere.vertices = sphere.vertices * (1 + 0.08 * np.sin(7 * d[:, 0]) * np.sin(6 * d[:, 1]) * np.sin(5 * d[:, 2]))[
-        :, None
-    ]
+    sphere.vertices = (
+        sphere.vertices * (1 + 0.08 * np.sin(7 * d[:, 0]) * np.sin(6 * d[:, 1]) * np.sin(5 * d[:, 2]))[:, None]
+    )
     torus = trimesh.creation.torus(0.3, 0.06, major_sections=200, minor_sections=50)
     torus.apply_transform(trimesh.transformations.rotation_matrix(0.4, [1, 0, 0]))
     return trimesh.util.concatenate([sphere, torus])
@@ -144,8 +144,10 @@ def main() -> None:
 
     mesh = bench_mesh()
     print(f"mesh: {len(mesh.faces):,} faces, {len(mesh.vertices):,} vertices")
-    header = (f"{'R':>4}  {'direction':<14} {'method':<8} {'time s':>8} {'peak MiB':>9}  "
-              f"{'ratio t':>7} {'ratio mem':>9}  result")
+    header = (
+        f"{'R':>4}  {'direction':<14} {'method':<8} {'time s':>8} {'peak MiB':>9}  "
+        f"{'ratio t':>7} {'ratio mem':>9}  result"
+    )
     print(header)
     print("-" * len(header))
     with tempfile.TemporaryDirectory() as tmp:
@@ -153,16 +155,23 @@ def main() -> None:
         mesh.export(mesh_path)
         for r in args.resolutions:
             out = str(Path(tmp) / f"r{r}")
-            for direction, ours, dense in (("mesh->grid", "ovoxel_encode", "dense_encode"),
-                                           ("grid->mesh", "ovoxel_decode", "dense_decode")):
+            for direction, ours, dense in (
+                ("mesh->grid", "ovoxel_encode", "dense_encode"),
+                ("grid->mesh", "ovoxel_decode", "dense_decode"),
+            ):
                 t_o, m_o, note_o = measure(ours, mesh_path, r, out + ".npz", args.repeat)
-                print(f"{r:>4}  {direction:<14} {'O-Voxel':<8} {t_o:>8.2f} {m_o:>9.0f}  {'':>7} {'':>9}  {note_o}",
-                      flush=True)
+                print(
+                    f"{r:>4}  {direction:<14} {'O-Voxel':<8} {t_o:>8.2f} {m_o:>9.0f}  {'':>7} {'':>9}  {note_o}",
+                    flush=True,
+                )
                 if args.no_dense:
                     continue
                 t_d, m_d, note_d = measure(dense, mesh_path, r, out, args.repeat)
-                print(f"{r:>4}  {direction:<14} {'dense':<8} {t_d:>8.2f} {m_d:>9.0f}  "
-                      f"{t_d / t_o:>6.1f}x {m_d / max(m_o, 1.0):>8.1f}x  {note_d}", flush=True)
+                print(
+                    f"{r:>4}  {direction:<14} {'dense':<8} {t_d:>8.2f} {m_d:>9.0f}  "
+                    f"{t_d / t_o:>6.1f}x {m_d / max(m_o, 1.0):>8.1f}x  {note_d}",
+                    flush=True,
+                )
     print("ratio = dense / O-Voxel (> 1: O-Voxel is faster / smaller)")
 
 

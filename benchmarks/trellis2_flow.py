@@ -28,8 +28,16 @@ def sync(device: torch.device) -> None:
 
 
 @torch.no_grad()
-def step_cost(model: FlowTransformer, frames: int, grid: int, window: int, backend: str, repeats: int,
-              device: torch.device, dtype: torch.dtype) -> tuple[float, float]:
+def step_cost(
+    model: FlowTransformer,
+    frames: int,
+    grid: int,
+    window: int,
+    backend: str,
+    repeats: int,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> tuple[float, float]:
     """(ms per CFG step, peak GB) for frames 1..F-1 of a dense grid³ latent per frame, anchor cached."""
     xyz = torch.stack(torch.meshgrid(*(torch.arange(grid),) * 3, indexing="ij"), -1).reshape(-1, 3).to(device)
     n = xyz.shape[0]
@@ -73,8 +81,10 @@ def main() -> None:
     with torch.device(device):
         model = FlowTransformer(trellis2_flow_config("ss", depth=args.depth)).to(dtype).eval()
     params = sum(p.numel() for p in model.parameters())
-    print(f"stage-1 flow: {params / 1e9:.3f} B parameters, {args.depth} blocks, {args.dtype}, {device}, "
-          f"{args.frames} frames x {args.grid ** 3} tokens, backend {args.backend}")
+    print(
+        f"stage-1 flow: {params / 1e9:.3f} B parameters, {args.depth} blocks, {args.dtype}, {device}, "
+        f"{args.frames} frames x {args.grid**3} tokens, backend {args.backend}"
+    )
     print(f"{'attention':<24}{'window':>8}{'ms/step':>12}{'peak GB':>10}")
     for label, window in ((f"r = {args.window} + anchor", args.window), ("full", args.frames)):
         ms, peak = step_cost(model, args.frames, args.grid, window, args.backend, args.repeats, device, dtype)

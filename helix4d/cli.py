@@ -25,11 +25,14 @@ app.add_typer(bench_app, name="bench")
 
 err_console = Console(stderr=True)
 
-MATTING_HELP = ("How the object is cut out: auto (the video's alpha, else --mask, else --matting-model, else the bundled "
-                "U²-Net-p, else the border colour), alpha, mask, model, u2net, border or none (the whole frame).")
+MATTING_HELP = (
+    "How the object is cut out: auto (the video's alpha, else --mask, else --matting-model, else the bundled "
+    "U²-Net-p, else the border colour), alpha, mask, model, u2net, border or none (the whole frame)."
+)
 MASK_HELP = "Masks to use: a folder of one PNG per frame (as `helix4d matte` writes), or a mask video."
-MATTING_MODEL_HELP = ("Local segmentation model: a transformers folder (BiRefNet, RMBG-2.0) or an .onnx file with "
-                      "U²-Net's interface.")
+MATTING_MODEL_HELP = (
+    "Local segmentation model: a transformers folder (BiRefNet, RMBG-2.0) or an .onnx file with U²-Net's interface."
+)
 
 
 def _version_callback(value: bool) -> None:
@@ -109,12 +112,16 @@ def bench_pipeline(
     frames: str = typer.Option("4,8,16,32", "--frames", help="Comma-separated frame counts F."),
     steps: int = typer.Option(1, "--steps", min=1, help="Sampling steps per stage (models default to 25)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, or auto (CPU, plus CUDA when available)."),
-    preset: str = typer.Option("tiny", "--preset", help="Size of the random model timed without --model: tiny or demo."),
+    preset: str = typer.Option(
+        "tiny", "--preset", help="Size of the random model timed without --model: tiny or demo."
+    ),
     model: Optional[Path] = typer.Option(None, "--model", help="Model folder to time instead of a random preset."),
     threads: Optional[int] = typer.Option(
         None, "--threads", min=1, help="torch CPU threads (default: torch's; 1 on a CPU shared with busy processes)."
     ),
-    repeat: int = typer.Option(1, "--repeat", min=1, help="Measured runs per size after the warm-up; the fastest is kept."),
+    repeat: int = typer.Option(
+        1, "--repeat", min=1, help="Measured runs per size after the warm-up; the fastest is kept."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Pipeline per-stage seconds, frames/s and peak memory for each F, each in a fresh process; frame scaling."""
@@ -124,8 +131,12 @@ def bench_pipeline(
 
     devices, counts = resolve_devices(device), _int_list(frames, "--frames")
     rows = run_pipeline_benchmark(counts, steps, devices, model, preset, 0, threads, repeat, _print_bench_row)
-    settings = {"devices": ",".join(devices), "model": str(model) if model else f"random '{preset}' preset",
-                "steps": steps, "repeat": repeat}
+    settings = {
+        "devices": ",".join(devices),
+        "model": str(model) if model else f"random '{preset}' preset",
+        "steps": steps,
+        "repeat": repeat,
+    }
     report = BenchReport(machine_info(), settings, rows)
     typer.echo(json.dumps(report.to_json(), indent=1) if as_json else pipeline_table(rows))
 
@@ -135,17 +146,26 @@ def bench_all(
     frames: str = typer.Option("4,8,16,32", "--frames", help="Comma-separated frame counts F for the pipeline."),
     steps: int = typer.Option(1, "--steps", min=1, help="Sampling steps per stage (models default to 25)."),
     device: str = typer.Option("auto", "--device", help="auto (CPU, plus CUDA when available), cpu or cuda."),
-    preset: str = typer.Option("tiny", "--preset", help="Size of the random model timed without --model: tiny or demo."),
+    preset: str = typer.Option(
+        "tiny", "--preset", help="Size of the random model timed without --model: tiny or demo."
+    ),
     model: Optional[Path] = typer.Option(None, "--model", help="Model folder to time instead of a random preset."),
     resolutions: str = typer.Option("32,64", "--resolutions", help="Comma-separated O-Voxel resolutions R."),
     attention_frames: str = typer.Option("8", "--attention-frames", help="Comma-separated frame counts for attention."),
     attention_tokens: str = typer.Option(
-        "", "--attention-tokens", help="Comma-separated tokens per frame for attention (default cpu 256,512; cuda 1024,4096)."
+        "",
+        "--attention-tokens",
+        help="Comma-separated tokens per frame for attention (default cpu 256,512; cuda 1024,4096).",
     ),
     threads: Optional[int] = typer.Option(
-        None, "--threads", min=1, help="torch CPU threads for attention and pipeline rows (1 on a CPU shared with busy processes)."
+        None,
+        "--threads",
+        min=1,
+        help="torch CPU threads for attention and pipeline rows (1 on a CPU shared with busy processes).",
     ),
-    repeat: int = typer.Option(1, "--repeat", min=1, help="Measured runs per pipeline size / O-Voxel job; fastest kept."),
+    repeat: int = typer.Option(
+        1, "--repeat", min=1, help="Measured runs per pipeline size / O-Voxel job; fastest kept."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """The full speed report: attention backends, pipeline stages and memory, frame and resolution scaling."""
@@ -154,9 +174,16 @@ def bench_all(
     from helix4d.eval.bench import print_report, run_report
 
     report = run_report(
-        _int_list(frames, "--frames"), steps, device, model, preset, _int_list(resolutions, "--resolutions"),
+        _int_list(frames, "--frames"),
+        steps,
+        device,
+        model,
+        preset,
+        _int_list(resolutions, "--resolutions"),
         _int_list(attention_frames, "--attention-frames"),
-        _int_list(attention_tokens, "--attention-tokens") if attention_tokens else None, threads, repeat,
+        _int_list(attention_tokens, "--attention-tokens") if attention_tokens else None,
+        threads,
+        repeat,
         _print_bench_row,
     )
     if as_json:
@@ -204,7 +231,9 @@ def model_encode_latents(
     data: Path = typer.Option(..., "--data", help="Dataset folder (from `helix4d data synth` or `data build`)."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the per-sequence latents."),
     device: str = typer.Option("cpu", "--device", help="'cpu' or 'cuda'."),
-    only: str = typer.Option("ss,geometry,material", "--only", help="Stages to (re-)encode, e.g. 'material' after retraining that VAE."),
+    only: str = typer.Option(
+        "ss,geometry,material", "--only", help="Stages to (re-)encode, e.g. 'material' after retraining that VAE."
+    ),
 ) -> None:
     """Pre-encode a dataset with the model's VAEs (flow training reads these) and store latent statistics."""
     from helix4d.train.latents import encode_dataset
@@ -215,33 +244,62 @@ def model_encode_latents(
 
 @app.command("generate")
 def generate_command(
-    videos: list[Path] = typer.Argument(..., help="Input video (mp4/mov/webm/gif) or a folder of frames; or a batch: "
-                                        "several videos, a folder of videos or a list file (.txt, one path a line)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder (written all at once when generation succeeds); "
-                             "for a batch, the folder that receives OUT/<video name>/ per video and OUT/batch.json."),
+    videos: list[Path] = typer.Argument(
+        ...,
+        help="Input video (mp4/mov/webm/gif) or a folder of frames; or a batch: "
+        "several videos, a folder of videos or a list file (.txt, one path a line).",
+    ),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        help="Output folder (written all at once when generation succeeds); "
+        "for a batch, the folder that receives OUT/<video name>/ per video and OUT/batch.json.",
+    ),
     model: Optional[Path] = typer.Option(None, "--model", help="Model folder; default: the shipped demo model."),
     frames: Optional[int] = typer.Option(None, "--frames", help="Use at most this many frames (after --fps sampling)."),
-    fps: Optional[float] = typer.Option(None, "--fps", help="Sample the video at this frame rate (default: every frame)."),
+    fps: Optional[float] = typer.Option(
+        None, "--fps", help="Sample the video at this frame rate (default: every frame)."
+    ),
     start: Optional[float] = typer.Option(None, "--start", help="Start time in seconds."),
     end: Optional[float] = typer.Option(None, "--end", help="End time in seconds."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Sampling steps per stage (default: the model's)."),
-    cfg: Optional[float] = typer.Option(None, "--cfg", help="Classifier-free guidance strength (default: the model's)."),
-    window: Optional[int] = typer.Option(None, "--window", help="Temporal window radius r; >= frames = full attention."),
+    cfg: Optional[float] = typer.Option(
+        None, "--cfg", help="Classifier-free guidance strength (default: the model's)."
+    ),
+    window: Optional[int] = typer.Option(
+        None, "--window", help="Temporal window radius r; >= frames = full attention."
+    ),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same result."),
     device: str = typer.Option("auto", "--device", help="'auto', 'cpu' or 'cuda'."),
-    mode: str = typer.Option("temporal", "--mode", help="'temporal' (Helix4D) or 'per-frame' (static model on each frame)."),
+    mode: str = typer.Option(
+        "temporal", "--mode", help="'temporal' (Helix4D) or 'per-frame' (static model on each frame)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
     formats: str = typer.Option(
-        "glb,animated,usdc,usdz,preview", "--formats",
+        "glb,animated,usdc,usdz,preview",
+        "--formats",
         help="What to write: any of glb (per-frame), animated (one GLB), usdc, usdz, abc (Alembic; needs "
         "pip install 'helix4d[alembic]'), preview (mp4).",
     ),
-    texture_size: int = typer.Option(512, "--texture-size", help="Baked texture side per frame; 0 = vertex colours (fast)."),
-    max_faces: Optional[int] = typer.Option(None, "--max-faces", help="Simplify each frame's mesh to at most this many faces."),
-    offload: bool = typer.Option(False, "--offload", help="Keep weights in CPU memory and move each stage's models to "
-                                 "the GPU only while it runs (large models on small GPUs, e.g. TRELLIS.2)."),
-    cleanup: bool = typer.Option(True, "--cleanup/--no-cleanup", help="Clean the surfaces before writing: remove "
-                                 "floaters, cap small holes of closed surfaces, Taubin-smooth (default on)."),
+    texture_size: int = typer.Option(
+        512, "--texture-size", help="Baked texture side per frame; 0 = vertex colours (fast)."
+    ),
+    max_faces: Optional[int] = typer.Option(
+        None, "--max-faces", help="Simplify each frame's mesh to at most this many faces."
+    ),
+    offload: bool = typer.Option(
+        False,
+        "--offload",
+        help="Keep weights in CPU memory and move each stage's models to "
+        "the GPU only while it runs (large models on small GPUs, e.g. TRELLIS.2).",
+    ),
+    cleanup: bool = typer.Option(
+        True,
+        "--cleanup/--no-cleanup",
+        help="Clean the surfaces before writing: remove "
+        "floaters, cap small holes of closed surfaces, Taubin-smooth (default on).",
+    ),
     matting: str = typer.Option("auto", "--matting", help=MATTING_HELP),
     mask: Optional[Path] = typer.Option(None, "--mask", help=MASK_HELP),
     matting_model: Optional[Path] = typer.Option(None, "--matting-model", help=MATTING_MODEL_HELP),
@@ -257,14 +315,28 @@ def generate_command(
     from helix4d.pipeline.batch import batch_videos
     from helix4d.pipeline.run import generate, generate_batch
 
-    options = dict(frames=frames, fps=fps, start=start, end=end, steps=steps, cfg=cfg, window=window, seed=seed,
-                   mode=mode, formats=tuple(f.strip() for f in formats.split(",") if f.strip()),
-                   texture_size=texture_size or None, max_faces=max_faces, cleanup=cleanup,
-                   matting=MattingOptions(matting, mask, matting_model))
+    options = dict(
+        frames=frames,
+        fps=fps,
+        start=start,
+        end=end,
+        steps=steps,
+        cfg=cfg,
+        window=window,
+        seed=seed,
+        mode=mode,
+        formats=tuple(f.strip() for f in formats.split(",") if f.strip()),
+        texture_size=texture_size or None,
+        max_faces=max_faces,
+        cleanup=cleanup,
+        matting=MattingOptions(matting, mask, matting_model),
+    )
     batch = batch_videos(videos)
     if batch is not None and mask is not None:
-        raise InputError("--mask holds one video's masks, but this is a batch of videos; matte a batch with "
-                         "--matting (auto by default) or run each video with its own --mask")
+        raise InputError(
+            "--mask holds one video's masks, but this is a batch of videos; matte a batch with "
+            "--matting (auto by default) or run each video with its own --mask"
+        )
     if batch is None:
         generate(video=videos[0], out=out, model=model, device=device, overwrite=overwrite, offload=offload, **options)
         return
@@ -276,9 +348,13 @@ def generate_command(
 @app.command("matte")
 def matte_command(
     video: Path = typer.Argument(..., help="Input video (mp4/mov/webm/gif) or a folder of frames."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for the masks (written all at once when matting succeeds)."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Folder for the masks (written all at once when matting succeeds)."
+    ),
     frames: Optional[int] = typer.Option(None, "--frames", help="Use at most this many frames (after --fps sampling)."),
-    fps: Optional[float] = typer.Option(None, "--fps", help="Sample the video at this frame rate (default: every frame)."),
+    fps: Optional[float] = typer.Option(
+        None, "--fps", help="Sample the video at this frame rate (default: every frame)."
+    ),
     start: Optional[float] = typer.Option(None, "--start", help="Start time in seconds."),
     end: Optional[float] = typer.Option(None, "--end", help="End time in seconds."),
     matting: str = typer.Option("auto", "--matting", help=MATTING_HELP),
@@ -291,14 +367,24 @@ def matte_command(
     from helix4d.io.matting import MattingOptions
     from helix4d.pipeline.run import matte
 
-    matte(video, out, MattingOptions(matting, mask, matting_model), frames=frames, fps=fps, start=start, end=end,
-          overwrite=overwrite)
+    matte(
+        video,
+        out,
+        MattingOptions(matting, mask, matting_model),
+        frames=frames,
+        fps=fps,
+        start=start,
+        end=end,
+        overwrite=overwrite,
+    )
 
 
 @app.command("app")
 def app_command(
     model: Optional[Path] = typer.Option(None, "--model", help="Model folder; default: the shipped demo model."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to serve on (0.0.0.0: reachable from other machines)."),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Address to serve on (0.0.0.0: reachable from other machines)."
+    ),
     port: int = typer.Option(7860, "--port", help="Port to serve on."),
     share: bool = typer.Option(False, "--share/--no-share", help="Also open a temporary public gradio.live link."),
     device: str = typer.Option("auto", "--device", help="'auto', 'cpu' or 'cuda'."),
@@ -315,15 +401,30 @@ app.add_typer(convert_app, name="convert")
 
 @convert_app.command("trellis2")
 def convert_trellis2_command(
-    src: Path = typer.Argument(..., help="TRELLIS.2 folder you downloaded (microsoft/TRELLIS.2-4B: pipeline.json + ckpts/, "
-                               "with ss_dec_conv3d_16l8_fp16.* from microsoft/TRELLIS-image-large copied into ckpts/)."),
+    src: Path = typer.Argument(
+        ...,
+        help="TRELLIS.2 folder you downloaded (microsoft/TRELLIS.2-4B: pipeline.json + ckpts/, "
+        "with ss_dec_conv3d_16l8_fp16.* from microsoft/TRELLIS-image-large copied into ckpts/).",
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="New helix4d model folder (must not exist or be empty)."),
-    dino: Optional[Path] = typer.Option(None, "--dino", help="DINOv3 folder you downloaded (facebook/dinov3-vitl16-pretrain-"
-                                        "lvd1689m); copied into OUT/image_encoder so OUT is self-contained."),
-    resolution: int = typer.Option(512, "--resolution", help="Which TRELLIS.2 shape/texture flows to convert: 512 or 1024."),
-    cascade: bool = typer.Option(False, "--cascade", help="TRELLIS.2's default 1024 mode: a first geometry pass with the "
-                                 "512 shape flow places the 1024 models' voxels (needs --resolution 1024)."),
-    dtype: str = typer.Option("bfloat16", "--dtype", help="Stored flow weight type: bfloat16 (as released), float16 or float32."),
+    dino: Optional[Path] = typer.Option(
+        None,
+        "--dino",
+        help="DINOv3 folder you downloaded (facebook/dinov3-vitl16-pretrain-"
+        "lvd1689m); copied into OUT/image_encoder so OUT is self-contained.",
+    ),
+    resolution: int = typer.Option(
+        512, "--resolution", help="Which TRELLIS.2 shape/texture flows to convert: 512 or 1024."
+    ),
+    cascade: bool = typer.Option(
+        False,
+        "--cascade",
+        help="TRELLIS.2's default 1024 mode: a first geometry pass with the "
+        "512 shape flow places the 1024 models' voxels (needs --resolution 1024).",
+    ),
+    dtype: str = typer.Option(
+        "bfloat16", "--dtype", help="Stored flow weight type: bfloat16 (as released), float16 or float32."
+    ),
 ) -> None:
     """Convert TRELLIS.2 (flows, stage-1 decoder, shape and texture decoders) strictly into a helix4d model folder.
 
@@ -349,8 +450,9 @@ app.add_typer(data_app, name="data")
 def _report_build(summary) -> None:
     """Print failures and the summary line; exit 2 only when every item failed."""
     for failure in summary.failures:
-        err_console.print(labelled("failed:", "yellow", f"{failure['item']}: {failure['error']}"), highlight=False,
-                          soft_wrap=True)
+        err_console.print(
+            labelled("failed:", "yellow", f"{failure['item']}: {failure['error']}"), highlight=False, soft_wrap=True
+        )
     typer.echo(summary.line())
     if summary.all_failed:
         raise typer.Exit(2)
@@ -371,22 +473,42 @@ def data_synth(
         None, "--workers", min=0, help="Worker processes (default: all cores; 0: in-process)."
     ),
     kinds: str = typer.Option("", "--kinds", help="Comma-separated phenomena to cycle through (default: all kinds)."),
-    look: str = typer.Option("canonical", "--look", help="How each sequence is seen: 'canonical' (the fixed front "
-                             "camera, studio lights, the scene's colours, clean images) or 'random' (camera, lights, "
-                             "colours, textures, blur/noise/JPEG drawn per sequence from its seed; domain randomisation), "
-                             "'mixed' (canonical for half the seeds, random for the others) or 'unseen' (cameras and "
-                             "lights outside the random ranges: for held-out sets)."),
-    renderer: str = typer.Option("raster", "--renderer", help="'raster' (the fast built-in OpenGL renderer) or "
-                                 "'cycles' (Blender's path tracer: glass refracts; "
-                                 "much slower; needs the 'blender' extra)."),
+    look: str = typer.Option(
+        "canonical",
+        "--look",
+        help="How each sequence is seen: 'canonical' (the fixed front "
+        "camera, studio lights, the scene's colours, clean images) or 'random' (camera, lights, "
+        "colours, textures, blur/noise/JPEG drawn per sequence from its seed; domain randomisation), "
+        "'mixed' (canonical for half the seeds, random for the others) or 'unseen' (cameras and "
+        "lights outside the random ranges: for held-out sets).",
+    ),
+    renderer: str = typer.Option(
+        "raster",
+        "--renderer",
+        help="'raster' (the fast built-in OpenGL renderer) or "
+        "'cycles' (Blender's path tracer: glass refracts; "
+        "much slower; needs the 'blender' extra).",
+    ),
 ) -> None:
     """Generate synthetic 4D sequences (every phenomenon in turn) into a dataset folder."""
     from helix4d.data.build import build_synthetic
 
     kind_list = [k.strip() for k in kinds.split(",") if k.strip()] or None
-    _report_build(build_synthetic(out, count, frames=frames, resolution=resolution, image_size=image_size,
-                                  views=views, seed=seed, workers=workers, kinds=kind_list, look=look,
-                                  renderer=renderer))
+    _report_build(
+        build_synthetic(
+            out,
+            count,
+            frames=frames,
+            resolution=resolution,
+            image_size=image_size,
+            views=views,
+            seed=seed,
+            workers=workers,
+            kinds=kind_list,
+            look=look,
+            renderer=renderer,
+        )
+    )
 
 
 @data_app.command("build")
@@ -402,34 +524,68 @@ def data_build(
     workers: Optional[int] = typer.Option(
         None, "--workers", min=0, help="Worker processes (default: all cores; 0: in-process)."
     ),
-    look: str = typer.Option("canonical", "--look", help="How each sequence is seen: 'canonical' (the fixed front "
-                             "camera, studio lights, the scene's colours, clean images) or 'random' (camera, lights, "
-                             "colours, textures, blur/noise/JPEG drawn per asset; domain randomisation), 'mixed' (half "
-                             "canonical, half random) or 'unseen'."),
-    renderer: str = typer.Option("raster", "--renderer", help="'raster' (built-in OpenGL) or 'cycles' (Blender's "
-                                 "path tracer)."),
+    look: str = typer.Option(
+        "canonical",
+        "--look",
+        help="How each sequence is seen: 'canonical' (the fixed front "
+        "camera, studio lights, the scene's colours, clean images) or 'random' (camera, lights, "
+        "colours, textures, blur/noise/JPEG drawn per asset; domain randomisation), 'mixed' (half "
+        "canonical, half random) or 'unseen'.",
+    ),
+    renderer: str = typer.Option(
+        "raster", "--renderer", help="'raster' (built-in OpenGL) or 'cycles' (Blender's path tracer)."
+    ),
 ) -> None:
     """Build a dataset from animated assets imported through Blender (needs the optional 'blender' extra)."""
     from helix4d.data.build import build_assets
 
-    _report_build(build_assets(assets, out, frames=frames, resolution=resolution, image_size=image_size,
-                               views=views, workers=workers, look=look, renderer=renderer))
+    _report_build(
+        build_assets(
+            assets,
+            out,
+            frames=frames,
+            resolution=resolution,
+            image_size=image_size,
+            views=views,
+            workers=workers,
+            look=look,
+            renderer=renderer,
+        )
+    )
 
 
 @app.command("evaluate")
 def evaluate_command(
-    pred: Path = typer.Argument(..., help="Predictions: a `helix4d generate` output, a folder of per-frame meshes, "
-                                "or a folder of such folders named after the ground-truth sequences."),
-    gt: Path = typer.Argument(..., help="Ground truth: a dataset sequence folder or dataset root, or per-frame meshes."),
+    pred: Path = typer.Argument(
+        ...,
+        help="Predictions: a `helix4d generate` output, a folder of per-frame meshes, "
+        "or a folder of such folders named after the ground-truth sequences.",
+    ),
+    gt: Path = typer.Argument(
+        ..., help="Ground truth: a dataset sequence folder or dataset root, or per-frame meshes."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    protocol: str = typer.Option("ours", "--protocol", help="'ours' (one alignment fitted on all frames) or "
-                                 "'actionbench' (the published ActionBench protocol)."),
-    no_align: bool = typer.Option(False, "--no-align", help="Compare the meshes as they are: no normalisation, no ICP."),
-    points: Optional[int] = typer.Option(None, "--points", help="Surface samples per frame (ours: 20000, actionbench: 100000)."),
-    images: bool = typer.Option(False, "--images", help="Also render the prediction from the input camera: "
-                                "silhouette IoU, PSNR, SSIM (dataset ground truth only)."),
+    protocol: str = typer.Option(
+        "ours",
+        "--protocol",
+        help="'ours' (one alignment fitted on all frames) or 'actionbench' (the published ActionBench protocol).",
+    ),
+    no_align: bool = typer.Option(
+        False, "--no-align", help="Compare the meshes as they are: no normalisation, no ICP."
+    ),
+    points: Optional[int] = typer.Option(
+        None, "--points", help="Surface samples per frame (ours: 20000, actionbench: 100000)."
+    ),
+    images: bool = typer.Option(
+        False,
+        "--images",
+        help="Also render the prediction from the input camera: "
+        "silhouette IoU, PSNR, SSIM (dataset ground truth only).",
+    ),
     clip: Optional[Path] = typer.Option(None, "--clip", help="Local transformers CLIP folder: adds CLIP similarity."),
-    i3d: Optional[Path] = typer.Option(None, "--i3d", help="Local I3D TorchScript file (i3d_torchscript.pt): adds FVD."),
+    i3d: Optional[Path] = typer.Option(
+        None, "--i3d", help="Local I3D TorchScript file (i3d_torchscript.pt): adds FVD."
+    ),
     device: str = typer.Option("cpu", "--device", help="Device for ActionBench ICP and feature extractors."),
 ) -> None:
     """Score predicted 4D sequences against ground truth (CD-3D, CD-4D, F-score, normals, jitter, images)."""
@@ -438,8 +594,15 @@ def evaluate_command(
     from helix4d.eval.evaluate import run_evaluation
     from helix4d.eval.protocols import make_protocol
 
-    report = run_evaluation(pred, gt, make_protocol(protocol, not no_align, points, device), images=images,
-                            clip=clip, i3d=i3d, device=device)
+    report = run_evaluation(
+        pred,
+        gt,
+        make_protocol(protocol, not no_align, points, device),
+        images=images,
+        clip=clip,
+        i3d=i3d,
+        device=device,
+    )
     typer.echo(json.dumps(report.to_json(), indent=1) if json_out else report.table())
 
 
@@ -452,23 +615,31 @@ def _evaluation_progress():
     return Progress(*columns, console=err_console, transient=True)
 
 
-eval_app = typer.Typer(help="Measure model quality on held-out data (see also `helix4d evaluate`).", no_args_is_help=True)
+eval_app = typer.Typer(
+    help="Measure model quality on held-out data (see also `helix4d evaluate`).", no_args_is_help=True
+)
 app.add_typer(eval_app, name="eval")
 
 
 @eval_app.command("budget")
 def eval_budget_command(
-    dataset: Path = typer.Argument(..., help="Held-out dataset folder with ground truth (`helix4d data synth --seed ...`)."),
+    dataset: Path = typer.Argument(
+        ..., help="Held-out dataset folder with ground truth (`helix4d data synth --seed ...`)."
+    ),
     model: Optional[Path] = typer.Option(None, "--model", help="Model folder; default: the shipped demo model."),
     sequences: Optional[int] = typer.Option(None, "--sequences", help="Use the first N sequences (default: all)."),
-    frames: Optional[int] = typer.Option(None, "--frames", help="Use the first F frames of each sequence (default: all)."),
+    frames: Optional[int] = typer.Option(
+        None, "--frames", help="Use the first F frames of each sequence (default: all)."
+    ),
     steps: int = typer.Option(12, "--steps", help="Sampling steps per stage."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed (the same noise for every row)."),
-    rows: str = typer.Option("ceiling,vae,stages_2_3,temporal,per_frame", "--rows",
-                             help="Comma-separated rows to compute (all by default)."),
+    rows: str = typer.Option(
+        "ceiling,vae,stages_2_3,temporal,per_frame", "--rows", help="Comma-separated rows to compute (all by default)."
+    ),
     points: Optional[int] = typer.Option(None, "--points", help="Surface samples per frame (default: the protocol's)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the full report (per sequence, per kind) "
-                                            "as JSON to this file."),
+    json_out: Optional[Path] = typer.Option(
+        None, "--json", help="Also write the full report (per sequence, per kind) as JSON to this file."
+    ),
     device: str = typer.Option("auto", "--device", help="'auto', 'cpu' or 'cuda'."),
 ) -> None:
     """The error budget: the format's ceiling, the VAEs' round trip, stages 2-3 on the true coarse structure and the
@@ -482,8 +653,18 @@ def eval_budget_command(
     chosen = [r.strip() for r in rows.split(",") if r.strip()]
     with _evaluation_progress() as bar:
         task = bar.add_task("budget", total=None)
-        report = run_budget(dataset, model, sequences, frames, steps, seed, device, make_protocol("ours", True, points),
-                            chosen, lambda what, done, total: bar.update(task, description=what, completed=done, total=total))
+        report = run_budget(
+            dataset,
+            model,
+            sequences,
+            frames,
+            steps,
+            seed,
+            device,
+            make_protocol("ours", True, points),
+            chosen,
+            lambda what, done, total: bar.update(task, description=what, completed=done, total=total),
+        )
     if json_out is not None:
         json_out.write_text(json.dumps(report.to_json(), indent=1))
     typer.echo(report.table())
@@ -491,14 +672,20 @@ def eval_budget_command(
 
 @app.command("ablate")
 def ablate_command(
-    dataset: Path = typer.Argument(..., help="Dataset folder with ground truth (from `helix4d data synth` / `data build`)."),
+    dataset: Path = typer.Argument(
+        ..., help="Dataset folder with ground truth (from `helix4d data synth` / `data build`)."
+    ),
     model: Optional[Path] = typer.Option(None, "--model", help="Model folder; default: the shipped demo model."),
     sequences: Optional[int] = typer.Option(None, "--sequences", help="Use the first N sequences (default: all)."),
-    frames: Optional[int] = typer.Option(None, "--frames", help="Use the first F frames of each sequence (default: all)."),
+    frames: Optional[int] = typer.Option(
+        None, "--frames", help="Use the first F frames of each sequence (default: all)."
+    ),
     steps: Optional[int] = typer.Option(None, "--steps", help="Sampling steps per stage (default: the model's)."),
     seed: int = typer.Option(0, "--seed", help="Seed shared by every variant, so all start from the same noise."),
     variants: str = typer.Option(
-        "", "--variants", help="Comma-separated subset of full,no-anchor,no-rope4d,full-attention,per-frame (default: all)."
+        "",
+        "--variants",
+        help="Comma-separated subset of full,no-anchor,no-rope4d,full-attention,per-frame (default: all).",
     ),
     protocol: str = typer.Option("ours", "--protocol", help="Metric protocol: 'ours' or 'actionbench' (see evaluate)."),
     no_align: bool = typer.Option(False, "--no-align", help="Score the meshes as generated: no normalisation, no ICP."),
@@ -516,8 +703,16 @@ def ablate_command(
     with _evaluation_progress() as bar:
         task = bar.add_task("ablation", total=None)
         report = run_ablation(
-            dataset, model, sequences, frames, steps, seed, device, make_protocol(protocol, not no_align, points, device),
-            chosen, lambda what, done, total: bar.update(task, description=what, completed=done, total=total),
+            dataset,
+            model,
+            sequences,
+            frames,
+            steps,
+            seed,
+            device,
+            make_protocol(protocol, not no_align, points, device),
+            chosen,
+            lambda what, done, total: bar.update(task, description=what, completed=done, total=total),
         )
     typer.echo(json.dumps(report.to_json(), indent=1) if json_out else report.table())
 

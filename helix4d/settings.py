@@ -87,6 +87,7 @@ def check_settings(values: Mapping[str, Any], names: Mapping[str, str] | None = 
     checked = {key: None if value is None else RULES[key].check(value, names[key]) for key, value in values.items()}
     start, end = checked.get("start"), checked.get("end")
     if start is not None and end is not None and end < start:
-        raise InputError(f"{names['end']} ({end:g}) is before {names['start']} ({start:g}) — swap them or leave one "
-                         "unset")
+        raise InputError(
+            f"{names['end']} ({end:g}) is before {names['start']} ({start:g}) — swap them or leave one unset"
+        )
     return checked

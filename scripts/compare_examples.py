@@ -34,7 +34,9 @@ def row(video: Path, result: Path, renderer: Renderer, columns: int = 4) -> list
     frames = read_video(video).frames
     glbs = sorted((result / "frames").glob("frame_*.glb"))
     picks = np.linspace(0, len(glbs) - 1, columns).round().astype(int)
-    camera = front_camera(radius=fit_radius(CONDITION_FOV_DEG), elevation_deg=CONDITION_ELEVATION_DEG, fov_deg=CONDITION_FOV_DEG)
+    camera = front_camera(
+        radius=fit_radius(CONDITION_FOV_DEG), elevation_deg=CONDITION_ELEVATION_DEG, fov_deg=CONDITION_FOV_DEG
+    )
     tiles = []
     for k in picks:
         mesh = trimesh.load(glbs[k], force="mesh")

@@ -29,8 +29,9 @@ def _model(folder: Path, time_mode: str) -> Path:
     non-empty meshes in every frame of every variant on the test dataset (a random model may give empty frames,
     which are scored as the worst error: see `helix4d.eval.protocols.EMPTY_FRAME_CD`)."""
     spec = preset("tiny")
-    configs = {n: dataclasses.replace(c, rope_time_mode=time_mode) if n in FLOWS else c
-               for n, c in spec.components.items()}
+    configs = {
+        n: dataclasses.replace(c, rope_time_mode=time_mode) if n in FLOWS else c for n, c in spec.components.items()
+    }
     torch.manual_seed(1)
     modules = {name: build_component(name, configs[name]) for name in COMPONENTS}
     with torch.no_grad():
@@ -77,8 +78,11 @@ def assets(model_dir, dataset) -> dict:
 
 def _same(a, b) -> bool:
     """Same voxels and attributes up to float noise of differently batched matmuls."""
-    return (np.array_equal(a.coords, b.coords) and np.allclose(a.dual, b.dual, atol=1e-5, rtol=0)
-            and np.allclose(a.attrs, b.attrs, atol=1e-5, rtol=0))
+    return (
+        np.array_equal(a.coords, b.coords)
+        and np.allclose(a.dual, b.dual, atol=1e-5, rtol=0)
+        and np.allclose(a.attrs, b.attrs, atol=1e-5, rtol=0)
+    )
 
 
 def test_ablation_runs_every_variant_with_finite_metrics(model_dir, dataset) -> None:
@@ -97,7 +101,8 @@ def test_ablation_runs_every_variant_with_finite_metrics(model_dir, dataset) -> 
     kinds = {s.kind for s in report.variants[0].sequences}
     assert set(out["variants"][0]["by_kind"]) == kinds
     assert out["variants"][0]["mean"]["cd_3d"] == pytest.approx(
-        np.mean([s.metrics["cd_3d"] for s in report.variants[0].sequences]))
+        np.mean([s.metrics["cd_3d"] for s in report.variants[0].sequences])
+    )
 
 
 def test_no_rope4d_keeps_the_anchor_and_changes_later_frames(assets) -> None:
@@ -139,8 +144,21 @@ def test_unscorable_sequences_are_counted_not_fatal() -> None:
     assert "3 frames" in bad.error and bad.metrics == {}
     result = VariantResult(VARIANTS[0], {}, [ok, bad])
     assert result.failed == 1 and result.mean()["cd_3d"] == ok.metrics["cd_3d"] and result.mean()["seconds"] == 2.0
-    table = AblationReport({"dataset": "d", "sequences": 2, "frames": "all", "model": "m", "seed": 0, "steps": 1,
-                            "device": "cpu", "eval_protocol": "ours", "units": "u", "points": 200}, [result]).table()
+    table = AblationReport(
+        {
+            "dataset": "d",
+            "sequences": 2,
+            "frames": "all",
+            "model": "m",
+            "seed": 0,
+            "steps": 1,
+            "device": "cpu",
+            "eval_protocol": "ours",
+            "units": "u",
+            "points": 200,
+        },
+        [result],
+    ).table()
     assert table.splitlines()[-4].endswith("| 2 | 1 |")  # seconds per sequence, failed
 
 
@@ -151,9 +169,28 @@ def test_variant_names_are_checked() -> None:
 
 
 def test_cli_ablate_json(model_dir, dataset) -> None:
-    result = runner.invoke(app, ["ablate", str(dataset), "--model", str(model_dir), "--sequences", "1", "--frames", "2",
-                                 "--steps", "1", "--points", "200", "--variants", "full,per-frame", "--json",
-                                 "--device", "cpu"])
+    result = runner.invoke(
+        app,
+        [
+            "ablate",
+            str(dataset),
+            "--model",
+            str(model_dir),
+            "--sequences",
+            "1",
+            "--frames",
+            "2",
+            "--steps",
+            "1",
+            "--points",
+            "200",
+            "--variants",
+            "full,per-frame",
+            "--json",
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["protocol"]["eval_protocol"] == "ours" and out["protocol"]["sequences"] == 1

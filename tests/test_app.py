@@ -235,7 +235,18 @@ def test_app_in_headless_chromium(model_dir, video, tmp_path) -> None:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "app.log"
-    command = [sys.executable, "-m", "helix4d", "app", "--model", str(model_dir), "--port", str(port), "--device", "cpu"]
+    command = [
+        sys.executable,
+        "-m",
+        "helix4d",
+        "app",
+        "--model",
+        str(model_dir),
+        "--port",
+        str(port),
+        "--device",
+        "cpu",
+    ]
     with log.open("w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
     try:

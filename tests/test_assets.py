@@ -121,7 +121,9 @@ def test_cleanup_config_is_checked_and_empty_meshes_pass():
 
 # ---------------------------------------------------------------------------------------------- segments
 def spheres(*centres: float, radius: float = 0.1) -> trimesh.Trimesh:
-    return merged(*[coloured(trimesh.creation.icosphere(2, radius=radius).apply_translation([c, 0, 0])) for c in centres])
+    return merged(
+        *[coloured(trimesh.creation.icosphere(2, radius=radius).apply_translation([c, 0, 0])) for c in centres]
+    )
 
 
 def test_segments_cut_where_parts_appear_and_ignore_blips():

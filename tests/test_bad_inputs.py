@@ -63,9 +63,14 @@ def models(tmp_path_factory) -> dict[str, Path]:
     garbage = root / "garbage"
     garbage.mkdir()
     (garbage / "pipeline.json").write_text("{not json")
-    return {"model": tiny, "nan": _model(root / "nan", poison="ss_flow"), "corrupt": corrupt,
-            "empty": _model(root / "empty", poison="ss_vae", value=0.0),  # occupancy logits 0: no voxel anywhere
-            "missing": missing, "garbage": garbage}
+    return {
+        "model": tiny,
+        "nan": _model(root / "nan", poison="ss_flow"),
+        "corrupt": corrupt,
+        "empty": _model(root / "empty", poison="ss_vae", value=0.0),  # occupancy logits 0: no voxel anywhere
+        "missing": missing,
+        "garbage": garbage,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -156,8 +161,11 @@ class Run:
 @pytest.fixture
 def cli(monkeypatch, capsys, models, sandbox):
     """Run `helix4d ARGS` in-process as the console script does; '{model}' etc. in ARGS name the fixtures."""
-    names = {k: str(v) for k, v in models.items()} | {"cwd": str(sandbox), "parent": str(sandbox.parent),
-                                                      "home": str(Path.home())}
+    names = {k: str(v) for k, v in models.items()} | {
+        "cwd": str(sandbox),
+        "parent": str(sandbox.parent),
+        "home": str(Path.home()),
+    }
 
     def run(*args: str) -> Run:
         args = [a.format(**names) for a in args]
@@ -274,11 +282,16 @@ REFUSED = [
     (["generate", "clip.mp4", "-o", "out", "--matting", "sideways"], ["--matting must be one of auto, alpha"]),
     (["generate", "clip.mp4", "-o", "out", "--matting", "alpha"], ["clip.mp4 has no alpha channel"]),
     (["generate", "clip.mp4", "-o", "out", "--matting", "mask"], ["--matting mask needs --mask PATH"]),
-    (["generate", "clip.mp4", "-o", "out", "--matting", "border", "--mask", "masks2"],
-     ["--mask is used by --matting auto or mask, not border"]),
+    (
+        ["generate", "clip.mp4", "-o", "out", "--matting", "border", "--mask", "masks2"],
+        ["--mask is used by --matting auto or mask, not border"],
+    ),
     (["generate", "clip.mp4", "-o", "out", "--matting-model", "nowhere"], ["model folder nowhere does not exist"]),
     (["generate", "clip.mp4", "-o", "out", "--matting-model", "sub"], ["sub has no config.json"]),
-    (["generate", "clip.mp4", "-o", "out", "--matting-model", "broken.onnx"], ["cannot read the ONNX model broken.onnx"]),
+    (
+        ["generate", "clip.mp4", "-o", "out", "--matting-model", "broken.onnx"],
+        ["cannot read the ONNX model broken.onnx"],
+    ),
     (["generate", "clip.mp4", "-o", "masks2", "--mask", "masks2", "--overwrite"], ["holds the input masks2"]),
     (["matte", "clip.mp4", "-o", "."], ["'.'"]),
     (["matte", "clip.mp4", "-o", "sub"], ["not empty", "--overwrite"]),
@@ -309,8 +322,9 @@ def test_install_hints_keep_their_brackets(cli, untouched, monkeypatch) -> None:
     import helix4d.data.blender as blender
 
     find_spec = blender.importlib.util.find_spec
-    monkeypatch.setattr(blender.importlib.util, "find_spec",
-                        lambda name, *args: None if name == "bpy" else find_spec(name, *args))
+    monkeypatch.setattr(
+        blender.importlib.util, "find_spec", lambda name, *args: None if name == "bpy" else find_spec(name, *args)
+    )
     cli("data", "build", "clip.mp4", "-o", "out").refused("pip install 'helix4d[blender]'")
 
 
@@ -324,8 +338,10 @@ def test_a_read_only_disk_is_refused_before_compute(cli, untouched, monkeypatch)
     cli("generate", "clip.mp4", "-o", "out").refused("cannot write output folder out (Read-only file system")
 
 
-@pytest.mark.parametrize(("model", "says"), [("{nan}", "stage ss produced non-finite values"),
-                                             ("{empty}", "stage ss produced no voxel in any frame")])
+@pytest.mark.parametrize(
+    ("model", "says"),
+    [("{nan}", "stage ss produced non-finite values"), ("{empty}", "stage ss produced no voxel in any frame")],
+)
 def test_a_stage_that_yields_nan_or_nothing_is_one_error_line(cli, untouched, model, says) -> None:
     result = cli("generate", "clip.mp4", "-o", "out", "--model", model)
     lines = result.err.strip().splitlines()  # the progress bars of the stages that ran, then the error
@@ -367,15 +383,26 @@ def test_overwrite_replaces_only_the_output_folder(tmp_path: Path) -> None:
 
 def test_stale_partials_of_a_killed_run_are_removed_and_only_those(cli, sandbox) -> None:
     killed = subprocess.run(  # a real SIGKILL in the middle of writing `res`
-        [sys.executable, "-c", "import os, signal\nfrom helix4d.io.files import atomic_dir\n"
-         "with atomic_dir('res') as tmp:\n    (tmp / 'frame.glb').write_bytes(b'half')\n"
-         "    os.kill(os.getpid(), signal.SIGKILL)\n"], cwd=sandbox)
+        [
+            sys.executable,
+            "-c",
+            "import os, signal\nfrom helix4d.io.files import atomic_dir\n"
+            "with atomic_dir('res') as tmp:\n    (tmp / 'frame.glb').write_bytes(b'half')\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)\n",
+        ],
+        cwd=sandbox,
+    )
     assert killed.returncode == -signal.SIGKILL
     stale = [p for p in sandbox.iterdir() if p.name.startswith(".res.partial-")]
     assert len(stale) == 1 and (stale[0] / "frame.glb").is_file()
     (sandbox / ".res.partial-abcd1234").mkdir()
-    decoys = [".res.partial-abcd123", ".res.partial-abcd12345", ".other.partial-abcd1234", "res.partial-abcd1234",
-              ".res.partial-ABCD1234"]
+    decoys = [
+        ".res.partial-abcd123",
+        ".res.partial-abcd12345",
+        ".other.partial-abcd1234",
+        "res.partial-abcd1234",
+        ".res.partial-ABCD1234",
+    ]
     for name in decoys:
         (sandbox / name).mkdir()
         (sandbox / name / "keep").write_text("not ours")
@@ -409,7 +436,11 @@ def test_a_partial_folder_in_use_is_never_taken(tmp_path: Path) -> None:
     ids=["out-dot", "out-symlink", "cfg-nan"],
 )
 def test_console_script(sandbox, models, untouched, args, says) -> None:
-    result = subprocess.run([sys.executable, "-m", "helix4d", *args, "--model", str(models["model"])],
-                            capture_output=True, text=True, cwd=sandbox)
+    result = subprocess.run(
+        [sys.executable, "-m", "helix4d", *args, "--model", str(models["model"])],
+        capture_output=True,
+        text=True,
+        cwd=sandbox,
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [result.stderr.strip()] and says in result.stderr

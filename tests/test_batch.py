@@ -66,12 +66,14 @@ def test_inputs_that_make_a_batch(work: Path, tmp_path: Path) -> None:
     assert batch_videos([listing]) == [videos[1], tmp_path / "videos" / "clip0.mp4"]
 
 
-def test_batch_isolates_a_broken_video_and_a_rerun_skips_finished_ones(work: Path, tmp_path: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch,
-                                                                       capsys: pytest.CaptureFixture) -> None:
+def test_batch_isolates_a_broken_video_and_a_rerun_skips_finished_ones(
+    work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     out = tmp_path / "out"
-    assert _generate(str(work / "videos"), "-o", str(out), "--model", str(work / "model"), *FAST,
-                     monkeypatch=monkeypatch) == 0
+    assert (
+        _generate(str(work / "videos"), "-o", str(out), "--model", str(work / "model"), *FAST, monkeypatch=monkeypatch)
+        == 0
+    )
     report = json.loads((out / "batch.json").read_text())
     status = {Path(v["video"]).name: v["status"] for v in report["videos"]}
     assert status == {"broken.mp4": "failed", "clip0.mp4": "done", "clip1.mp4": "done", "clip2.mp4": "done"}
@@ -82,8 +84,10 @@ def test_batch_isolates_a_broken_video_and_a_rerun_skips_finished_ones(work: Pat
         assert (out / name / "result.json").is_file() and len(list((out / name / "frames").glob("*.glb"))) == 3
     stamp = (out / "clip1" / "result.json").stat().st_mtime_ns
     capsys.readouterr()
-    assert _generate(str(work / "videos"), "-o", str(out), "--model", str(work / "model"), *FAST,
-                     monkeypatch=monkeypatch) == 0
+    assert (
+        _generate(str(work / "videos"), "-o", str(out), "--model", str(work / "model"), *FAST, monkeypatch=monkeypatch)
+        == 0
+    )
     again = json.loads((out / "batch.json").read_text())
     assert [v["status"] for v in again["videos"]] == ["failed", "skipped", "skipped", "skipped"]
     assert (out / "clip1" / "result.json").stat().st_mtime_ns == stamp
@@ -95,21 +99,42 @@ def test_a_batch_where_every_video_fails_exits_2(work: Path, tmp_path: Path, mon
     bad.mkdir()
     shutil.copy(work / "videos" / "broken.mp4", bad / "a.mp4")
     shutil.copy(work / "videos" / "broken.mp4", bad / "b.mp4")
-    assert _generate(str(bad), "-o", str(tmp_path / "out"), "--model", str(work / "model"), *FAST,
-                     monkeypatch=monkeypatch) == 2
+    assert (
+        _generate(str(bad), "-o", str(tmp_path / "out"), "--model", str(work / "model"), *FAST, monkeypatch=monkeypatch)
+        == 2
+    )
 
 
-def test_torchrun_two_processes_give_the_same_files_as_one(work: Path, tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_torchrun_two_processes_give_the_same_files_as_one(
+    work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     videos = [str(work / "videos" / f"clip{i}.mp4") for i in range(3)]
     one = tmp_path / "one"
     assert _generate(*videos, "-o", str(one), "--model", str(work / "model"), *FAST, monkeypatch=monkeypatch) == 0
     two = tmp_path / "two"
     torchrun = Path(sys.executable).parent / "torchrun"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", "29533", "-m", "helix4d.generate",
-                          *videos, "-o", str(two), "--model", str(work / "model"), *FAST],
-                         capture_output=True, text=True, timeout=300, env=env)
+    run = subprocess.run(
+        [
+            str(torchrun),
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29533",
+            "-m",
+            "helix4d.generate",
+            *videos,
+            "-o",
+            str(two),
+            "--model",
+            str(work / "model"),
+            *FAST,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     report = json.loads((two / "batch.json").read_text())
     assert [Path(v["video"]).name for v in report["videos"]] == ["clip0.mp4", "clip1.mp4", "clip2.mp4"]

@@ -41,8 +41,10 @@ def test_cli_bench_pipeline_json_and_table() -> None:
         assert r["fps"] == pytest.approx(r["frames"] / r["total"])
         assert r["threads"] == 1 and r["cpu_seconds"] > 0
     assert out["scaling"][1]["frame_ratio"] == 2.0
-    rows = [PipelineBenchRow(**{k: v for k, v in r.items() if k not in ("seconds_per_frame", "fps")})
-            for r in out["pipeline"]]
+    rows = [
+        PipelineBenchRow(**{k: v for k, v in r.items() if k not in ("seconds_per_frame", "fps")})
+        for r in out["pipeline"]
+    ]
     table = pipeline_table(rows)
     assert all(f"{s} s" in table for s in STAGE_ORDER) and "peak RSS" in table and "× linear" in table
 

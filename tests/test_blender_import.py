@@ -18,8 +18,23 @@ from helix4d.data import blender
 from helix4d.errors import BackendUnavailableError, InputError
 
 CUBE_VERTICES = np.array([[x, y, z] for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z in (-0.5, 0.5)], np.float32)
-CUBE_FACES = np.array([[0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5], [0, 4, 5], [0, 5, 1],
-                       [2, 3, 7], [2, 7, 6], [0, 2, 6], [0, 6, 4], [1, 5, 7], [1, 7, 3]], np.uint16)
+CUBE_FACES = np.array(
+    [
+        [0, 1, 3],
+        [0, 3, 2],
+        [4, 6, 7],
+        [4, 7, 5],
+        [0, 4, 5],
+        [0, 5, 1],
+        [2, 3, 7],
+        [2, 7, 6],
+        [0, 2, 6],
+        [0, 6, 4],
+        [1, 5, 7],
+        [1, 7, 3],
+    ],
+    np.uint16,
+)
 
 
 def _gltf(path: Path, arrays: list[np.ndarray], doc: dict) -> Path:
@@ -28,8 +43,14 @@ def _gltf(path: Path, arrays: list[np.ndarray], doc: dict) -> Path:
     for a in arrays:
         views.append({"buffer": 0, "byteOffset": len(data), "byteLength": a.nbytes})
         data += a.tobytes() + b"\0" * (-a.nbytes % 4)
-    doc.update(asset={"version": "2.0"}, scene=0, bufferViews=views, buffers=[
-        {"byteLength": len(data), "uri": "data:application/octet-stream;base64," + base64.b64encode(data).decode()}])
+    doc.update(
+        asset={"version": "2.0"},
+        scene=0,
+        bufferViews=views,
+        buffers=[
+            {"byteLength": len(data), "uri": "data:application/octet-stream;base64," + base64.b64encode(data).decode()}
+        ],
+    )
     path.write_text(json.dumps(doc))
     return path
 
@@ -49,18 +70,45 @@ def write_morph_cube(path: Path, shift: float = 1.0, duration: float = 1.0) -> P
     delta = np.tile(np.array([[shift, 0.0, 0.0]], np.float32), (8, 1))
     times, weights = np.array([0.0, duration], np.float32), np.array([0.0, 1.0], np.float32)
     arrays = [CUBE_VERTICES, CUBE_FACES.reshape(-1), delta, times, weights]
-    accessors = [_accessor(0, arrays[0], "VEC3", True), _accessor(1, arrays[1], "SCALAR"),
-                 _accessor(2, delta, "VEC3", True), _accessor(3, times, "SCALAR", True),
-                 _accessor(4, weights, "SCALAR")]
-    return _gltf(path, arrays, {
-        "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0}], "accessors": accessors,
-        "meshes": [{"primitives": [{"attributes": {"POSITION": 0}, "indices": 1, "targets": [{"POSITION": 2}],
-                                    "material": 0}], "weights": [0.0]}],
-        "materials": [{"pbrMetallicRoughness": {"baseColorFactor": [1.0, 0.2, 0.1, 1.0], "metallicFactor": 0.3,
-                                                "roughnessFactor": 0.6}}],
-        "animations": [{"samplers": [{"input": 3, "output": 4, "interpolation": "LINEAR"}],
-                        "channels": [{"sampler": 0, "target": {"node": 0, "path": "weights"}}]}],
-    })
+    accessors = [
+        _accessor(0, arrays[0], "VEC3", True),
+        _accessor(1, arrays[1], "SCALAR"),
+        _accessor(2, delta, "VEC3", True),
+        _accessor(3, times, "SCALAR", True),
+        _accessor(4, weights, "SCALAR"),
+    ]
+    return _gltf(
+        path,
+        arrays,
+        {
+            "scenes": [{"nodes": [0]}],
+            "nodes": [{"mesh": 0}],
+            "accessors": accessors,
+            "meshes": [
+                {
+                    "primitives": [
+                        {"attributes": {"POSITION": 0}, "indices": 1, "targets": [{"POSITION": 2}], "material": 0}
+                    ],
+                    "weights": [0.0],
+                }
+            ],
+            "materials": [
+                {
+                    "pbrMetallicRoughness": {
+                        "baseColorFactor": [1.0, 0.2, 0.1, 1.0],
+                        "metallicFactor": 0.3,
+                        "roughnessFactor": 0.6,
+                    }
+                }
+            ],
+            "animations": [
+                {
+                    "samplers": [{"input": 3, "output": 4, "interpolation": "LINEAR"}],
+                    "channels": [{"sampler": 0, "target": {"node": 0, "path": "weights"}}],
+                }
+            ],
+        },
+    )
 
 
 def write_textured_quad(path: Path) -> Path:
@@ -71,7 +119,8 @@ def write_textured_quad(path: Path) -> Path:
     png = io.BytesIO()
     Image.fromarray(np.array([[[255, 0, 0], [0, 0, 255]]], np.uint8)).save(png, format="PNG")
     doc = {
-        "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0}],
+        "scenes": [{"nodes": [0]}],
+        "nodes": [{"mesh": 0}],
         "accessors": [_accessor(0, verts, "VEC3", True), _accessor(1, faces, "SCALAR"), _accessor(2, uv, "VEC2")],
         "meshes": [{"primitives": [{"attributes": {"POSITION": 0, "TEXCOORD_0": 2}, "indices": 1, "material": 0}]}],
         "materials": [{"pbrMetallicRoughness": {"baseColorTexture": {"index": 0}}, "doubleSided": True}],

@@ -25,8 +25,17 @@ def workspace(tmp_path_factory) -> Path:
     from helix4d.data.build import build_synthetic
 
     root = tmp_path_factory.mktemp("budget")
-    build_synthetic(root / "data", count=2, frames=3, resolution=16, image_size=32, views=1, workers=0,
-                    kinds=["sheet", "split"], progress=False)
+    build_synthetic(
+        root / "data",
+        count=2,
+        frames=3,
+        resolution=16,
+        image_size=32,
+        views=1,
+        workers=0,
+        kinds=["sheet", "split"],
+        progress=False,
+    )
     init_model_folder(preset("tiny"), root / "model", seed=0)
     return root
 
@@ -35,8 +44,9 @@ def test_budget_scores_every_row_per_kind(workspace: Path) -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        report = run_budget(workspace / "data", workspace / "model", steps=1, device="cpu",
-                            protocol=OursProtocol(points=800))
+        report = run_budget(
+            workspace / "data", workspace / "model", steps=1, device="cpu", protocol=OursProtocol(points=800)
+        )
     finally:
         torch.set_num_threads(threads)
     assert report.kinds == ["sheet", "split"] and report.settings["ground_truth"] == "source meshes (synthetic spec)"
@@ -54,9 +64,26 @@ def test_budget_scores_every_row_per_kind(workspace: Path) -> None:
 
 def test_cli_budget_writes_json(workspace: Path, tmp_path: Path) -> None:
     out = tmp_path / "budget.json"
-    result = CliRunner().invoke(app, ["eval", "budget", str(workspace / "data"), "--model", str(workspace / "model"),
-                                      "--rows", "ceiling,vae", "--sequences", "1", "--points", "500",
-                                      "--device", "cpu", "--json", str(out)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "budget",
+            str(workspace / "data"),
+            "--model",
+            str(workspace / "model"),
+            "--rows",
+            "ceiling,vae",
+            "--sequences",
+            "1",
+            "--points",
+            "500",
+            "--device",
+            "cpu",
+            "--json",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text())["settings"]["rows"] == ["ceiling", "vae"] and "| vae |" in result.output
     bad = CliRunner().invoke(app, ["eval", "budget", str(workspace / "data"), "--rows", "nope"])

@@ -196,8 +196,9 @@ def test_asset_build_isolates_corrupt_and_missing_files(tmp_path: Path) -> None:
     good = write_morph_cube(tmp_path / "cube.gltf")
     corrupt = tmp_path / "corrupt.glb"
     corrupt.write_bytes(np.random.default_rng(1).bytes(4096))
-    summary = build_assets([corrupt, tmp_path / "missing.glb", good], tmp_path / "ds", workers=0, progress=False,
-                           **TINY)
+    summary = build_assets(
+        [corrupt, tmp_path / "missing.glb", good], tmp_path / "ds", workers=0, progress=False, **TINY
+    )
     assert (summary.done, summary.failed) == (1, 2)
     failed = {Path(f["item"]).name: f["error"] for f in layout.read_manifest(tmp_path / "ds")["failures"]}
     assert set(failed) == {"corrupt.glb", "missing.glb"}
@@ -212,12 +213,14 @@ def test_asset_build_isolates_corrupt_and_missing_files(tmp_path: Path) -> None:
 def test_cli_synth_and_all_failed_exit_code(tmp_path: Path) -> None:
     runner = CliRunner()
     args = ["--frames", "2", "--resolution", "16", "--image-size", "32", "--views", "1", "--workers", "0"]
-    result = runner.invoke(app, ["data", "synth", "--count", "1", "--out", str(tmp_path / "a"), "--kinds",
-                                 KINDS[0], *args])
+    result = runner.invoke(
+        app, ["data", "synth", "--count", "1", "--out", str(tmp_path / "a"), "--kinds", KINDS[0], *args]
+    )
     assert result.exit_code == 0, result.output
     assert "1 done, 0 skipped, 0 failed" in result.output
-    result = runner.invoke(app, ["data", "synth", "--count", "1", "--out", str(tmp_path / "b"), "--kinds",
-                                 "no-such-kind", *args])
+    result = runner.invoke(
+        app, ["data", "synth", "--count", "1", "--out", str(tmp_path / "b"), "--kinds", "no-such-kind", *args]
+    )
     assert result.exit_code == 2 and "0 done, 0 skipped, 1 failed" in result.output
 
 

@@ -74,14 +74,20 @@ def gltf_validator():
     if not (JS_DIR / "node_modules" / "gltf-validator").is_dir():
         if npm is None:
             pytest.skip("npm is not installed: cannot install gltf-validator (npm ci --prefix tests/js)")
-        done = subprocess.run([npm, "ci", "--prefix", str(JS_DIR), "--no-audit", "--no-fund"], capture_output=True,
-                              text=True, timeout=300)
+        done = subprocess.run(
+            [npm, "ci", "--prefix", str(JS_DIR), "--no-audit", "--no-fund"], capture_output=True, text=True, timeout=300
+        )
         if done.returncode != 0:
             pytest.skip(f"npm ci --prefix tests/js failed (offline?): {done.stderr.strip()[-300:]}")
 
     def validate(*paths: Path) -> list[dict]:
-        done = subprocess.run([node, str(JS_DIR / "gltf_validate.mjs"), *map(str, paths)], capture_output=True,
-                              text=True, timeout=120, check=True)
+        done = subprocess.run(
+            [node, str(JS_DIR / "gltf_validate.mjs"), *map(str, paths)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
         return json.loads(done.stdout)
 
     return validate
@@ -256,7 +262,10 @@ def test_morph_target_glb_plays_a_tracked_segment(tmp_path, gltf_validator):
     assert last[:, 0].max() == pytest.approx(clip[3].vertices[:, 0].max(), abs=0.02)
     (animation,) = gltf.animations
     weights = next(c for c in animation.channels if c.target.path == "weights")
-    times, values = read(animation.samplers[weights.sampler].input)[:, 0], read(animation.samplers[weights.sampler].output)
+    times, values = (
+        read(animation.samplers[weights.sampler].input)[:, 0],
+        read(animation.samplers[weights.sampler].output),
+    )
     assert times.tolist() == pytest.approx([0.0, 1 / FPS, 2 / FPS, 3 / FPS])
     assert np.array_equal(values.reshape(4, 3), np.eye(4, 3, k=-1))  # frame k: target k - 1 alone
     assert files.animated.stat().st_size * 2.5 < legacy.animated.stat().st_size  # 4 frames: one mesh + textures
@@ -287,11 +296,12 @@ def test_alembic_cache_opens_in_blender(tmp_path):
     tracking = TrackingConfig(iterations=30, samples=500)
     files = export_asset(clip, tmp_path, FPS, formats={"abc"}, texture_size=32, tracking=tracking)
     assert [(s.start, s.stop) for s in files.segments] == [(0, 3), (3, 4)]
-    done = subprocess.run([sys.executable, "-c", _BLENDER_ABC, str(files.abc), str(int(FPS))], capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", _BLENDER_ABC, str(files.abc), str(int(FPS))], capture_output=True, text=True, timeout=300
+    )
     line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT")), None)
     assert line is not None, done.stderr[-2000:]
-    result = json.loads(line[len("RESULT"):])
+    result = json.loads(line[len("RESULT") :])
     sizes = [s.vertices for s in files.segments]
     assert result["frames"] == [0, len(clip) - 1]
     assert result["counts"][:3] == [result["counts"][0]] * 3 and result["counts"][0] >= sizes[0]  # UV seams split
@@ -367,8 +377,13 @@ def test_export_asset_writes_the_layout(tmp_path, frames):
         pytest.skip(f"no headless OpenGL for the preview: {exc}")
     names = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
     assert [n for n in names if not n.startswith("textures/")] == [
-        "animated.glb", "asset.usdc", "asset.usdz",
-        "frames/frame_0000.glb", "frames/frame_0001.glb", "frames/frame_0002.glb", "preview.mp4",
+        "animated.glb",
+        "asset.usdc",
+        "asset.usdz",
+        "frames/frame_0000.glb",
+        "frames/frame_0001.glb",
+        "frames/frame_0002.glb",
+        "preview.mp4",
     ]
     assert len(files.frames) == len(frames) and files.preview == tmp_path / "preview.mp4"
     from helix4d.io import read_video

@@ -29,7 +29,15 @@ def test_anchor_cache_equals_full_pass() -> None:
     cache = model.empty_anchor_cache()
     first = x.frame_index == 0
     model(x.select_frames([0]), t[first], cond[:1], window=1, anchor_cache=cache, extra=extra[first])
-    rest = model(x.select_frames([1, 2, 3]), t[~first], cond[1:], window=1, anchor_cache=cache, anchor_included=False, extra=extra[~first])
+    rest = model(
+        x.select_frames([1, 2, 3]),
+        t[~first],
+        cond[1:],
+        window=1,
+        anchor_cache=cache,
+        anchor_included=False,
+        extra=extra[~first],
+    )
     torch.testing.assert_close(rest, full[~first], rtol=1e-5, atol=1e-5)
 
 

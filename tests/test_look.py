@@ -66,8 +66,14 @@ def test_random_camera_keeps_the_unit_cube_in_view_and_rolls_about_its_axis() ->
 
 def test_recolour_remaps_colours_keeps_opaque_opaque_and_lays_a_moving_pattern() -> None:
     meshes = build_frames(sample_scene(2, "rigid", frames=3))
-    recolour = Recolour(hue_shift=0.5, alpha_scale=0.5, pattern="stripes", pattern_cells=4.0,
-                        pattern_colour=(1.0, 1.0, 1.0), metallic_add=0.3)
+    recolour = Recolour(
+        hue_shift=0.5,
+        alpha_scale=0.5,
+        pattern="stripes",
+        pattern_cells=4.0,
+        pattern_colour=(1.0, 1.0, 1.0),
+        metallic_add=0.3,
+    )
     out = recolour.apply(meshes)
     before, after = meshes[0].visual.vertex_colors, out[0].visual.vertex_colors
     assert (after[:, 3] == before[:, 3]).all()  # rigid kind: opaque, and alpha_scale only touches see-through
@@ -99,8 +105,7 @@ def random_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_random_look_is_recorded_rebuilt_exactly_and_in_the_ground_truth(random_dataset: Path,
-                                                                           tmp_path: Path) -> None:
+def test_random_look_is_recorded_rebuilt_exactly_and_in_the_ground_truth(random_dataset: Path, tmp_path: Path) -> None:
     manifest = layout.read_manifest(random_dataset)
     assert manifest["settings"]["look"] == "random"
     again = tmp_path / "again"
@@ -131,8 +136,9 @@ def test_unseen_looks_lie_outside_the_training_ranges() -> None:
         assert look.lighting.key_dir[2] < 0  # the key light comes from behind the object
 
 
-def test_bad_look_or_renderer_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                          capsys: pytest.CaptureFixture) -> None:
+def test_bad_look_or_renderer_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     from helix4d.cli import main
 
     for flag, value in (("--look", "studio"), ("--renderer", "povray")):
@@ -141,7 +147,9 @@ def test_bad_look_or_renderer_is_one_line(tmp_path: Path, monkeypatch: pytest.Mo
         with pytest.raises(SystemExit) as exit_info:
             main()
         err = capsys.readouterr().err
-        assert exit_info.value.code == 2 and value in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+        assert (
+            exit_info.value.code == 2 and value in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+        )
         assert not out.exists()
 
 

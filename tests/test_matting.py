@@ -86,12 +86,14 @@ def test_u2net_finds_the_ball_on_clutter() -> None:
 
 def test_bad_options_are_refused(tmp_path) -> None:
     (tmp_path / "broken.onnx").write_bytes(b"not a model")
-    cases = [(MattingOptions("sideways"), "method must be one of"),
-             (MattingOptions("mask"), "needs mask"),
-             (MattingOptions("border", mask=tmp_path), "mask is used by method auto or mask"),
-             (MattingOptions("model", model=tmp_path / "nowhere"), "does not exist"),
-             (MattingOptions("model", model=tmp_path), "no config.json"),
-             (MattingOptions("model", model=tmp_path / "broken.onnx"), "cannot read the ONNX model")]
+    cases = [
+        (MattingOptions("sideways"), "method must be one of"),
+        (MattingOptions("mask"), "needs mask"),
+        (MattingOptions("border", mask=tmp_path), "mask is used by method auto or mask"),
+        (MattingOptions("model", model=tmp_path / "nowhere"), "does not exist"),
+        (MattingOptions("model", model=tmp_path), "no config.json"),
+        (MattingOptions("model", model=tmp_path / "broken.onnx"), "cannot read the ONNX model"),
+    ]
     for options, says in cases:
         with pytest.raises(InputError, match=says):
             check_matting(options)
@@ -202,8 +204,25 @@ def test_matte_command_round_trips_through_generate(tmp_path, monkeypatch, capsy
     assert masks == ["0000.png", "0001.png", "0002.png"]
     assert json.loads((tmp_path / "masks" / "matte.json").read_text())["method"] == "border"
     assert iou(np.stack([np.asarray(Image.open(tmp_path / "masks" / m)) > 127 for m in masks]), truth) > 0.9
-    assert cli("generate", str(tmp_path / "clip.mp4"), "-o", str(tmp_path / "out"), "--mask", str(tmp_path / "masks"),
-               "--model", str(tmp_path / "model"), "--steps", "1", "--texture-size", "0", "--formats", "glb") == 0
+    assert (
+        cli(
+            "generate",
+            str(tmp_path / "clip.mp4"),
+            "-o",
+            str(tmp_path / "out"),
+            "--mask",
+            str(tmp_path / "masks"),
+            "--model",
+            str(tmp_path / "model"),
+            "--steps",
+            "1",
+            "--texture-size",
+            "0",
+            "--formats",
+            "glb",
+        )
+        == 0
+    )
     result = json.loads((tmp_path / "out" / "result.json").read_text())
     assert result["matte"] == {"method": "mask", "confidence": 1.0, "background_colour": None}
     assert result["settings"]["mask"] == str(tmp_path / "masks")
@@ -261,8 +280,9 @@ def test_transformers_segmentation_folder(tmp_path) -> None:
     model = tiny_segmenter_folder(tmp_path / "seg")
     rgb, _ = ball_clip(2)
     raw = estimate_matte("model", clip_of(rgb), MattingOptions("model", model=tmp_path / "seg")).alpha
-    small = np.stack([np.asarray(Image.fromarray(f).resize((32, 32), Image.Resampling.BOX), np.float32) / 255
-                      for f in rgb])
+    small = np.stack(
+        [np.asarray(Image.fromarray(f).resize((32, 32), Image.Resampling.BOX), np.float32) / 255 for f in rgb]
+    )
     x = torch.from_numpy(((small - MEAN) / STD).transpose(0, 3, 1, 2).copy())
     with torch.no_grad():
         expected = torch.sigmoid(model(x)[-1])[:, 0].numpy()  # (2, 32, 32)

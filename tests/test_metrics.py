@@ -159,7 +159,9 @@ def test_empty_frame_is_a_clear_error() -> None:
         sample_sequence([sphere(), trimesh.Trimesh()], 100)
 
 
-@pytest.mark.parametrize("protocol", [OursProtocol(points=500, align=False), ActionBenchProtocol(samples=500, align=False)])
+@pytest.mark.parametrize(
+    "protocol", [OursProtocol(points=500, align=False), ActionBenchProtocol(samples=500, align=False)]
+)
 def test_empty_and_missing_frames_score_the_worst_error(protocol) -> None:
     """An empty frame and a missing last frame each cost EMPTY_FRAME_CD and F-score 0; the others score as usual."""
     from helix4d.eval.protocols import EMPTY_FRAME_CD
@@ -242,8 +244,9 @@ def test_ssim_matches_scikit_image() -> None:
     rng = np.random.default_rng(2)
     a = rng.random((24, 28, 3))
     b = np.clip(a + rng.normal(0, 0.1, a.shape), 0, 1)
-    ref = metrics.structural_similarity(a, b, data_range=1.0, channel_axis=-1, gaussian_weights=True,
-                                        use_sample_covariance=False, sigma=1.5)
+    ref = metrics.structural_similarity(
+        a, b, data_range=1.0, channel_axis=-1, gaussian_weights=True, use_sample_covariance=False, sigma=1.5
+    )
     assert ssim(a, b) == pytest.approx(ref, abs=1e-9)
 
 
@@ -267,8 +270,9 @@ class TinyVideoNet(torch.nn.Module):
         torch.manual_seed(0)
         self.conv = torch.nn.Conv3d(3, 16, kernel_size=3, padding=1)
 
-    def forward(self, x: torch.Tensor, rescale: bool = True, resize: bool = True,
-                return_features: bool = True) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, rescale: bool = True, resize: bool = True, return_features: bool = True
+    ) -> torch.Tensor:
         if rescale:
             x = x / 127.5 - 1.0  # (B, 3, T, H, W)
         return torch.tanh(self.conv(x)).mean(dim=(2, 3, 4))
@@ -307,13 +311,15 @@ def test_clip_loader_reads_a_local_transformers_folder(tmp_path) -> None:
     transformers = pytest.importorskip("transformers")
     from helix4d.eval.features import load_clip_extractor
 
-    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                  image_size=32, patch_size=8)
+    vision = dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8
+    )
     text = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, vocab_size=100)
     config = transformers.CLIPConfig(vision_config=vision, text_config=text, projection_dim=16)
     transformers.CLIPModel(config).save_pretrained(tmp_path)
     transformers.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
-        tmp_path)
+        tmp_path
+    )
     extractor = load_clip_extractor(tmp_path)
     images = _videos(2, count=3)[:, 0]
     assert extractor(images).shape == (3, 16)
@@ -337,7 +343,8 @@ def test_load_sequence_meshes_from_mesh_generate_and_dataset_folders(tmp_path) -
     _write_frames(tmp_path / "plain", meshes)  # frame_10 must come after frame_9
     loaded = load_sequence_meshes(tmp_path / "plain")
     assert [round(float(m.bounding_box.extents[0]), 3) for m in loaded] == [
-        round(float(m.bounding_box.extents[0]), 3) for m in meshes]
+        round(float(m.bounding_box.extents[0]), 3) for m in meshes
+    ]
     _write_frames(tmp_path / "generated" / "frames", meshes[:2], "frame_{:04d}.glb")
     assert len(load_sequence_meshes(tmp_path / "generated")) == 2
     seq = tmp_path / "dataset_seq"
@@ -364,23 +371,30 @@ def test_sequences_pair_by_name(tmp_path) -> None:
 def test_cli_evaluate_prints_json_and_table(tmp_path) -> None:
     gt = growing_sequence(2)
     _write_frames(tmp_path / "gt", gt)
-    _write_frames(tmp_path / "pred" / "frames", transformed(gt, AffineMap.similarity(np.eye(3), 2.0, np.ones(3))),
-                  "frame_{:04d}.glb")
+    _write_frames(
+        tmp_path / "pred" / "frames",
+        transformed(gt, AffineMap.similarity(np.eye(3), 2.0, np.ones(3))),
+        "frame_{:04d}.glb",
+    )
     runner = CliRunner()
-    result = runner.invoke(app, ["evaluate", str(tmp_path / "pred"), str(tmp_path / "gt"), "--json",
-                                 "--points", "1000"])
+    result = runner.invoke(
+        app, ["evaluate", str(tmp_path / "pred"), str(tmp_path / "gt"), "--json", "--points", "1000"]
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["protocol"] == "ours" and report["align"] is True
     assert report["mean"]["cd_3d"] < 1e-6 and report["sequences"][0]["frames"] == 2
-    table = runner.invoke(app, ["evaluate", str(tmp_path / "pred"), str(tmp_path / "gt"), "--no-align",
-                                "--points", "500"])
+    table = runner.invoke(
+        app, ["evaluate", str(tmp_path / "pred"), str(tmp_path / "gt"), "--no-align", "--points", "500"]
+    )
     assert table.exit_code == 0 and "protocol: ours" in table.output and "| mean (1)" in table.output
     bad = runner.invoke(app, ["evaluate", str(tmp_path / "pred"), str(tmp_path / "gt"), "--protocol", "nope"])
     assert isinstance(bad.exception, InputError)
     from helix4d.export.glb import write_glb
 
-    write_glb(trimesh.Trimesh(), tmp_path / "pred" / "frames" / "frame_0001.glb")  # what generate writes for an empty frame
+    write_glb(
+        trimesh.Trimesh(), tmp_path / "pred" / "frames" / "frame_0001.glb"
+    )  # what generate writes for an empty frame
     holed = runner.invoke(app, ["evaluate", str(tmp_path / "pred"), str(tmp_path / "gt"), "--json", "--points", "1000"])
     assert holed.exit_code == 0, holed.output
     assert json.loads(holed.output)["sequences"][0]["empty_frames"] == 1
@@ -415,8 +429,13 @@ def test_image_and_video_metrics_of_a_prediction_rendered_from_the_input_camera(
     except BackendUnavailableError as exc:
         pytest.skip(f"no headless OpenGL here: {exc}")
     torch.jit.script(TinyVideoNet()).save(str(tmp_path / "i3d.pt"))
-    report = run_evaluation(tmp_path / "gt", tmp_path / "gt", make_protocol("ours", align=False, points=500),
-                            images=True, i3d=tmp_path / "i3d.pt")
+    report = run_evaluation(
+        tmp_path / "gt",
+        tmp_path / "gt",
+        make_protocol("ours", align=False, points=500),
+        images=True,
+        i3d=tmp_path / "i3d.pt",
+    )
     for seq in report.sequences:
         assert seq.images["iou"] == 1.0 and seq.images["psnr"] == float("inf") and seq.images["ssim"] == 1.0
     assert report.fvd == pytest.approx(0.0, abs=1e-6)

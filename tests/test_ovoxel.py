@@ -109,8 +109,12 @@ def _lattice_cases():
     noisy = trimesh.creation.box(extents=[0.5, 0.25, 0.375])
     noisy.apply_transform(trimesh.transformations.rotation_matrix(np.pi / 4, [0, 0, 1]))
     noisy.vertices = np.round(noisy.vertices * 32) / 32 + np.where(np.arange(24).reshape(8, 3) % 2, 1e-16, -1e-16)
-    return {"filled": filled, "cylinder": cyl, "snapped": trimesh.Trimesh(snapped.vertices, snapped.faces),
-            "noisy": noisy}
+    return {
+        "filled": filled,
+        "cylinder": cyl,
+        "snapped": trimesh.Trimesh(snapped.vertices, snapped.faces),
+        "noisy": noisy,
+    }
 
 
 @pytest.mark.parametrize("name", ["filled", "cylinder", "snapped", "noisy"])
@@ -166,10 +170,14 @@ def test_separate_boxes_stay_separate():
 
 def test_scene_transforms_are_applied():
     scene = trimesh.Scene()
-    scene.add_geometry(trimesh.creation.icosphere(subdivisions=3, radius=0.15), transform=trimesh.transformations
-                       .translation_matrix([0.2, 0.0, 0.0]))
-    scene.add_geometry(trimesh.creation.box(extents=[0.2, 0.2, 0.2]), transform=trimesh.transformations
-                       .translation_matrix([-0.2, 0.0, 0.0]))
+    scene.add_geometry(
+        trimesh.creation.icosphere(subdivisions=3, radius=0.15),
+        transform=trimesh.transformations.translation_matrix([0.2, 0.0, 0.0]),
+    )
+    scene.add_geometry(
+        trimesh.creation.box(extents=[0.2, 0.2, 0.2]),
+        transform=trimesh.transformations.translation_matrix([-0.2, 0.0, 0.0]),
+    )
     _, out = roundtrip(scene)
     assert chamfer(scene.to_mesh(), out) < 1.0 / R
     assert components(out) == 2
@@ -188,12 +196,18 @@ def test_constant_vertex_pbr_roundtrip():
     assert out.visual.vertex_colors.dtype == np.uint8 and out.vertex_attributes["metallic"].dtype == np.float32
 
 
-@pytest.mark.parametrize("mode, cutoff, alpha", [("BLEND", None, 0.5), ("OPAQUE", None, 1.0), ("MASK", 0.6, 0.0),
-                                                ("MASK", 0.4, 1.0)])
+@pytest.mark.parametrize(
+    "mode, cutoff, alpha", [("BLEND", None, 0.5), ("OPAQUE", None, 1.0), ("MASK", 0.6, 0.0), ("MASK", 0.4, 1.0)]
+)
 def test_material_factors_and_alpha(mode, cutoff, alpha):
     mesh = trimesh.creation.box(extents=[0.4, 0.4, 0.4])
-    mat = PBRMaterial(baseColorFactor=[0.2, 0.6, 0.8, 0.5], metallicFactor=0.3, roughnessFactor=0.9, alphaMode=mode,
-                      alphaCutoff=cutoff)
+    mat = PBRMaterial(
+        baseColorFactor=[0.2, 0.6, 0.8, 0.5],
+        metallicFactor=0.3,
+        roughnessFactor=0.9,
+        alphaMode=mode,
+        alphaCutoff=cutoff,
+    )
     mesh.visual = trimesh.visual.TextureVisuals(material=mat)
     vox = mesh_to_ovoxel(mesh, 32)
     want = np.array([0.2, 0.6, 0.8, 0.3, 0.9, alpha])

@@ -59,7 +59,8 @@ def video(tmp_path_factory) -> Path:
 def _same_ovoxels(a, b, atol: float = 0.0) -> bool:
     """Same voxels, and dual vertices / attributes equal up to atol (batched matmuls differ in the last bits)."""
     return len(a) == len(b) and all(
-        np.array_equal(x.coords, y.coords) and np.allclose(x.dual, y.dual, atol=atol, rtol=0)
+        np.array_equal(x.coords, y.coords)
+        and np.allclose(x.dual, y.dual, atol=atol, rtol=0)
         and np.allclose(x.attrs, y.attrs, atol=atol, rtol=0)
         for x, y in zip(a, b)
     )
@@ -138,7 +139,12 @@ def test_mis_shaped_weights_are_named(model_dir, tmp_path) -> None:
 
 
 def test_one_frame_video_works(pipe, tmp_path) -> None:
-    one = write_video(tmp_path / "one.mp4", np.full((1, 40, 40, 3), 255, np.uint8) - np.pad(np.full((1, 20, 20, 3), 200, np.uint8), ((0, 0), (10, 10), (10, 10), (0, 0))), fps=1)
+    one = write_video(
+        tmp_path / "one.mp4",
+        np.full((1, 40, 40, 3), 255, np.uint8)
+        - np.pad(np.full((1, 20, 20, 3), 200, np.uint8), ((0, 0), (10, 10), (10, 10), (0, 0))),
+        fps=1,
+    )
     asset = pipe(one, steps=1)
     assert asset.num_frames == 1
 
@@ -172,8 +178,23 @@ def test_bad_videos_are_one_line_errors(case, model_dir, tmp_path) -> None:
 
 def test_cli_generate_writes_result_and_no_partial_on_failure(model_dir, video, tmp_path, monkeypatch) -> None:
     out = tmp_path / "result"
-    result = runner.invoke(app, ["generate", str(video), "-o", str(out), "--model", str(model_dir), "--steps", "1",
-                                 "--frames", "3", "--texture-size", "64"])
+    result = runner.invoke(
+        app,
+        [
+            "generate",
+            str(video),
+            "-o",
+            str(out),
+            "--model",
+            str(model_dir),
+            "--steps",
+            "1",
+            "--frames",
+            "3",
+            "--texture-size",
+            "64",
+        ],
+    )
     assert result.exit_code == 0, result.output
     meta = json.loads((out / "result.json").read_text())
     assert meta["frames"] == 3 and len(list((out / "frames").glob("*.glb"))) == 3
@@ -193,7 +214,9 @@ def test_cli_generate_writes_result_and_no_partial_on_failure(model_dir, video, 
 
     monkeypatch.setattr(output, "export_asset", boom)
     failed = tmp_path / "failed"
-    runner.invoke(app, ["generate", str(video), "-o", str(failed), "--model", str(model_dir), "--steps", "1", "--frames", "2"])
+    runner.invoke(
+        app, ["generate", str(video), "-o", str(failed), "--model", str(model_dir), "--steps", "1", "--frames", "2"]
+    )
     assert not failed.exists()
     assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
 

@@ -4,7 +4,6 @@ import math
 import threading
 
 import numpy as np
-
 import pytest
 import trimesh
 

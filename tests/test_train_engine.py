@@ -63,8 +63,9 @@ def test_ddp_and_fsdp_match_one_process(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     worker = Path(__file__).with_name("train_toy.py")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(worker)]
-    result = subprocess.run([*command, str(tmp_path)], env=env | {"OMP_NUM_THREADS": "1"}, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [*command, str(tmp_path)], env=env | {"OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     single = first_step_gradients(toy_config(tmp_path / "unused"), CPU)
@@ -189,8 +190,11 @@ def test_cli_missing_config_is_one_line_exit_2(monkeypatch, capsys) -> None:
 def test_cli_trains_a_registered_task_with_overrides(tmp_path: Path, monkeypatch) -> None:
     config = toy_config(tmp_path / "ignored").to_dict() | {"device": "cuda"}
     out = tmp_path / "run"
-    monkeypatch.setattr(sys, "argv", ["helix4d", "train", str(_write(tmp_path / "c.json", config)),
-                                      "--out", str(out), "--device", "cpu"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["helix4d", "train", str(_write(tmp_path / "c.json", config)), "--out", str(out), "--device", "cpu"],
+    )
     with pytest.raises(SystemExit) as exc:
         main()
     assert exc.value.code == 0

@@ -22,17 +22,37 @@ from helix4d.train.latents import encode_dataset
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("train")
-    build_synthetic(root / "data", count=3, frames=4, resolution=16, image_size=32, views=1, workers=0,
-                    kinds=["split", "rigid", "sheet"], progress=False)
+    build_synthetic(
+        root / "data",
+        count=3,
+        frames=4,
+        resolution=16,
+        image_size=32,
+        views=1,
+        workers=0,
+        kinds=["split", "rigid", "sheet"],
+        progress=False,
+    )
     init_model_folder(preset("tiny"), root / "model", seed=0)
     return root
 
 
 def _run(root: Path, name: str, task: str, steps: int, **options) -> list[float]:
     config = TrainConfig(
-        task=task, task_options={"model": str(root / "model"), **options}, data=str(root / "data"),
-        out=str(root / "runs" / name), steps=steps, batch_size=4, lr=3e-3, min_lr=3e-3, warmup_steps=0,
-        log_every=1, ema_decay=0.0, checkpoint_every=1000, device="cpu", precision="fp32",
+        task=task,
+        task_options={"model": str(root / "model"), **options},
+        data=str(root / "data"),
+        out=str(root / "runs" / name),
+        steps=steps,
+        batch_size=4,
+        lr=3e-3,
+        min_lr=3e-3,
+        warmup_steps=0,
+        log_every=1,
+        ema_decay=0.0,
+        checkpoint_every=1000,
+        device="cpu",
+        precision="fp32",
     )
     train(config)
     lines = (root / "runs" / name / "metrics.jsonl").read_text().splitlines()
@@ -73,7 +93,9 @@ def test_recipe_trains_every_part(workspace: Path) -> None:
     assert np.mean(losses[-5:]) < np.mean(losses[:5])
     encoder_before = _state(root / "model" / "ss_image_encoder")
     before = _state(root / "model" / "ss_flow")
-    assert all(torch.equal(before[k], before[k.replace("temporal_attn", "self_attn")]) for k in before if "temporal_attn" in k)
+    assert all(
+        torch.equal(before[k], before[k.replace("temporal_attn", "self_attn")]) for k in before if "temporal_attn" in k
+    )
 
     _run(root, "ss_flow_temporal", "flow", 4, stage="ss", latents=str(root / "latents"), temporal=True, clip_frames=3)
     after = _state(root / "model" / "ss_flow")

@@ -15,6 +15,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
+from trellis2_layout import (
+    CKPTS,
+    FULL,
+    SMALL,
+    SMALL_SS_DECODER,
+    SS_DEC,
+    random_state,
+    ss_decoder_shapes,
+    trellis2_shapes,
+    write_trellis2_folder,
+)
 from typer.testing import CliRunner
 
 from helix4d.cli import app
@@ -23,20 +34,16 @@ from helix4d.models.flow import FlowTransformer
 from helix4d.nn.rope import RopeConfig, apply_rope, rope_angles
 from helix4d.pipeline.folder import load_component
 from helix4d.sparse import SparseTensor
-from helix4d.trellis2.dino import DINOV3, IMAGENET_MEAN, IMAGENET_STD, DinoEncoder
 from helix4d.trellis2.convert import (
     convert_trellis2,
     load_trellis2_flow,
     load_trellis2_ss_decoder,
     read_trellis2_folder,
 )
+from helix4d.trellis2.dino import DINOV3, IMAGENET_MEAN, IMAGENET_STD, DinoEncoder
 from helix4d.trellis2.names import is_temporal, to_trellis2
 from helix4d.trellis2.presets import trellis2_flow_config
 from helix4d.trellis2.ss_vae import Trellis2SSDecoder, Trellis2SSDecoderConfig
-from trellis2_layout import (
-    CKPTS, FULL, SMALL, SMALL_SS_DECODER, SS_DEC, random_state, ss_decoder_shapes, trellis2_shapes,
-    write_trellis2_folder,
-)
 
 
 def _rope_phases(coords: torch.Tensor, head_dim: int) -> torch.Tensor:
@@ -57,8 +64,9 @@ def _mh_rms(x: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
     return F.normalize(x, dim=-1) * gamma * x.shape[-1] ** 0.5
 
 
-def reference_forward(sd: dict[str, torch.Tensor], heads: int, x: torch.Tensor, coords: torch.Tensor, t: float,
-                      cond: torch.Tensor) -> torch.Tensor:
+def reference_forward(
+    sd: dict[str, torch.Tensor], heads: int, x: torch.Tensor, coords: torch.Tensor, t: float, cond: torch.Tensor
+) -> torch.Tensor:
     """TRELLIS.2's flow forward for one sample: x (N, C_in) at coords (N, 3), t in [0, 1], cond (L, C) -> (N, C_out)."""
     sd = {k: v.float() for k, v in sd.items()}
     lin = lambda name, v: F.linear(v, sd[name + ".weight"], sd[name + ".bias"])  # noqa: E731
@@ -108,10 +116,15 @@ def test_full_size_preset_has_trellis2_names_shapes_and_count(stage: str, c_in: 
     expected = trellis2_shapes(30, c_in, c_out)
     assert ours == expected  # every name and shape, nothing more, nothing less
     listed = {
-        "blocks.0.self_attn.to_qkv.weight": (4608, 1536), "blocks.29.self_attn.q_rms_norm.gamma": (12, 128),
-        "blocks.7.cross_attn.to_kv.weight": (3072, 1024), "blocks.12.mlp.mlp.0.weight": (8192, 1536),
-        "adaLN_modulation.1.weight": (9216, 1536), "blocks.29.modulation": (9216,),
-        "t_embedder.mlp.0.weight": (1536, 256), "input_layer.weight": (1536, c_in), "out_layer.weight": (c_out, 1536),
+        "blocks.0.self_attn.to_qkv.weight": (4608, 1536),
+        "blocks.29.self_attn.q_rms_norm.gamma": (12, 128),
+        "blocks.7.cross_attn.to_kv.weight": (3072, 1024),
+        "blocks.12.mlp.mlp.0.weight": (8192, 1536),
+        "adaLN_modulation.1.weight": (9216, 1536),
+        "blocks.29.modulation": (9216,),
+        "t_embedder.mlp.0.weight": (1536, 256),
+        "input_layer.weight": (1536, c_in),
+        "out_layer.weight": (c_out, 1536),
     }
     assert all(ours[k] == v for k, v in listed.items())
     base = sum(math.prod(s) for s in ours.values())
@@ -133,14 +146,23 @@ def test_full_width_checkpoints_convert_strictly(full_width_folder: Path, tmp_pa
     out = convert_trellis2(full_width_folder, tmp_path / "converted")
     pipeline = json.loads((out / "pipeline.json").read_text())
     assert pipeline["architecture"] == "trellis2" and pipeline["resolution"] == 512
-    assert pipeline["sampling"]["ss"] == {"steps": 12, "cfg_strength": 7.5, "cfg_interval": [0.6, 1.0],
-                                          "time_shift": 5.0, "cfg_rescale": 0.7}
+    assert pipeline["sampling"]["ss"] == {
+        "steps": 12,
+        "cfg_strength": 7.5,
+        "cfg_interval": [0.6, 1.0],
+        "time_shift": 5.0,
+        "cfg_rescale": 0.7,
+    }
     assert pipeline["sampling"]["material"]["cfg_interval"] == [0.6, 0.9]
-    assert len(pipeline["latent_stats"]["geometry"]["mean"]) == 32 and pipeline["latent_stats"]["ss"]["std"] == [1.0] * 8
+    assert (
+        len(pipeline["latent_stats"]["geometry"]["mean"]) == 32 and pipeline["latent_stats"]["ss"]["std"] == [1.0] * 8
+    )
     manifest = json.loads((out / "trellis2.json").read_text())
     assert manifest["checkpoints"]["ss_vae"].endswith("ss_dec_conv3d_16l8_fp16")
-    for component, ref in (("ss_flow", CKPTS["sparse_structure_flow_model"]),
-                           ("material_flow", CKPTS["tex_slat_flow_model_512"])):
+    for component, ref in (
+        ("ss_flow", CKPTS["sparse_structure_flow_model"]),
+        ("material_flow", CKPTS["tex_slat_flow_model_512"]),
+    ):
         model, config = load_component(component, out / component)  # strict: zero missing / unexpected keys
         source = load_file(str(full_width_folder / f"{ref}.safetensors"))
         ours = model.state_dict()
@@ -179,15 +201,19 @@ def test_material_flow_concatenates_the_shape_latent_like_trellis2(small_folder:
     cond = torch.randn(5, 24)
     with torch.no_grad():
         ours = model(SparseTensor.from_frames([xyz], [noise]), torch.full((30,), 0.25), cond[None], extra=shape_latent)
-        theirs = reference_forward(load_file(str(small_folder / f"{ref}.safetensors")), 2,
-                                   torch.cat([noise, shape_latent], 1), xyz, 0.25, cond)
+        theirs = reference_forward(
+            load_file(str(small_folder / f"{ref}.safetensors")), 2, torch.cat([noise, shape_latent], 1), xyz, 0.25, cond
+        )
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
 
 
 def test_bad_checkpoint_lists_every_problem_by_name(tmp_path: Path) -> None:
     src = write_trellis2_folder(
-        tmp_path / "bad", dict.fromkeys(CKPTS, 2), SMALL,
-        drop=("blocks.1.cross_attn.to_kv.weight",), reshape={"blocks.0.self_attn.to_qkv.weight": (193, 64)},
+        tmp_path / "bad",
+        dict.fromkeys(CKPTS, 2),
+        SMALL,
+        drop=("blocks.1.cross_attn.to_kv.weight",),
+        reshape={"blocks.0.self_attn.to_qkv.weight": (193, 64)},
         extra={"blocks.0.self_attn.extra.weight": torch.zeros(2)},
     )
     with pytest.raises(ConfigError) as err:
@@ -219,24 +245,38 @@ def test_missing_files_and_unsupported_variants_are_clear(tmp_path: Path, small_
 
 def test_derived_rope_buffer_is_dropped(tmp_path: Path) -> None:
     """A checkpoint that carries TRELLIS' complex `rope_phases` buffer converts (it holds nothing learned)."""
-    src = write_trellis2_folder(tmp_path / "t2", dict.fromkeys(CKPTS, 1), SMALL,
-                                extra={"rope_phases": torch.polar(torch.ones(4, 16), torch.zeros(4, 16))})
+    src = write_trellis2_folder(
+        tmp_path / "t2",
+        dict.fromkeys(CKPTS, 1),
+        SMALL,
+        extra={"rope_phases": torch.polar(torch.ones(4, 16), torch.zeros(4, 16))},
+    )
     model, _ = load_trellis2_flow(read_trellis2_folder(src), CKPTS["shape_slat_flow_model_512"])
     assert "rope_phases" not in model.state_dict()
 
 
 def test_cli_convert(small_folder: Path, tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["convert", "trellis2", str(small_folder), "--out", str(tmp_path / "h4d"),
-                                      "--dtype", "float32"])
+    result = CliRunner().invoke(
+        app, ["convert", "trellis2", str(small_folder), "--out", str(tmp_path / "h4d"), "--dtype", "float32"]
+    )
     assert result.exit_code == 0, result.output
     assert "copy the DINOv3 folder" in result.output
     assert sorted(p.name for p in (tmp_path / "h4d").iterdir()) == [
-        "geometry_flow", "geometry_vae", "material_flow", "material_vae", "pipeline.json", "ss_flow", "ss_vae",
-        "trellis2.json"]
+        "geometry_flow",
+        "geometry_vae",
+        "material_flow",
+        "material_vae",
+        "pipeline.json",
+        "ss_flow",
+        "ss_vae",
+        "trellis2.json",
+    ]
     state = load_file(str(tmp_path / "h4d" / "geometry_flow" / "model.safetensors"))
     assert state["blocks.1.mlp.0.weight"].dtype == torch.float32
-    bad = CliRunner().invoke(app, ["convert", "trellis2", str(small_folder), "--out", str(tmp_path / "x"),
-                                   "--dino", str(tmp_path / "nowhere")])
+    bad = CliRunner().invoke(
+        app,
+        ["convert", "trellis2", str(small_folder), "--out", str(tmp_path / "x"), "--dino", str(tmp_path / "nowhere")],
+    )
     assert isinstance(bad.exception, InputError) and "download facebook/dinov3" in str(bad.exception)
     assert not (tmp_path / "x").exists()  # checked before anything is written
 
@@ -312,8 +352,15 @@ def _normalised(images: torch.Tensor, size: int) -> torch.Tensor:
 def test_dinov3_tokens_are_the_last_layer_under_a_plain_layer_norm(tmp_path: Path) -> None:
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
-    cfg = transformers.DINOv3ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                       intermediate_size=64, patch_size=16, image_size=64, num_register_tokens=4)
+    cfg = transformers.DINOv3ViTConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        patch_size=16,
+        image_size=64,
+        num_register_tokens=4,
+    )
     ref = transformers.DINOv3ViTModel(cfg).eval()
     with torch.no_grad():  # a learned final affine that TRELLIS.2 does NOT apply
         ref.norm.weight.normal_()
@@ -331,8 +378,9 @@ def test_dinov3_tokens_are_the_last_layer_under_a_plain_layer_norm(tmp_path: Pat
 
 def test_dinov2_folder_also_works(tmp_path: Path) -> None:
     transformers = pytest.importorskip("transformers")
-    cfg = transformers.Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                                    patch_size=14, image_size=56)
+    cfg = transformers.Dinov2Config(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, patch_size=14, image_size=56
+    )
     transformers.Dinov2Model(cfg).save_pretrained(tmp_path / "dinov2")
     encoder = DinoEncoder.from_folder(tmp_path / "dinov2", image_size=56)
     tokens = encoder(torch.rand(2, 3, 56, 56))
@@ -350,6 +398,7 @@ def reference_ss_decode(sd: dict[str, torch.Tensor], z: torch.Tensor) -> torch.T
     """TRELLIS' decoder forward, written out (channel LayerNorm in float32, pixel_shuffle_3d as in trellis.modules)."""
     sd = {k: v.float() for k, v in sd.items()}
     conv = lambda p, x: F.conv3d(x, sd[p + ".weight"], sd[p + ".bias"], padding=1)  # noqa: E731
+
     def norm(p: str, x: torch.Tensor) -> torch.Tensor:  # ChannelLayerNorm32
         y = F.layer_norm(x.permute(0, 2, 3, 4, 1), x.shape[1:2], sd[p + ".weight"], sd[p + ".bias"])
         return y.permute(0, 4, 1, 2, 3)

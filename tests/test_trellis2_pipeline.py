@@ -15,32 +15,47 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
+from trellis2_layout import (
+    CKPTS,
+    FULL_DECODER,
+    SHAPE_DEC,
+    SMALL,
+    SMALL_DECODER,
+    SMALL_SS_DECODER,
+    SS_DEC,
+    TEX_DEC,
+    sc_decoder_args,
+    sc_decoder_shapes,
+    sc_encoder_args,
+    sc_encoder_shapes,
+    ss_decoder_shapes,
+    ss_encoder_shapes,
+    write_trellis2_folder,
+)
 
+from helix4d.data.build import build_synthetic
 from helix4d.errors import ConfigError
 from helix4d.ovoxel import dual_contour
 from helix4d.pipeline import Helix4DPipeline
-from helix4d.trellis2.architecture import trellis2_pipeline
-from helix4d.trellis2.convert import convert_trellis2
-from helix4d.data.build import build_synthetic
 from helix4d.train import TrainConfig, train
 from helix4d.train.latents import encode_dataset
+from helix4d.trellis2.architecture import trellis2_pipeline
+from helix4d.trellis2.convert import convert_trellis2
 from helix4d.trellis2.dual_grid import edges_to_trellis2, ovoxel_from_trellis2
 from helix4d.trellis2.sc_vae import Trellis2SCVAEConfig, Trellis2SCVAEDecoder, Trellis2SCVAEEncoder
 from helix4d.trellis2.ss_vae import Trellis2SSEncoder, Trellis2SSEncoderConfig
-from trellis2_layout import (
-    CKPTS, FULL_DECODER, SHAPE_DEC, SMALL, SMALL_DECODER, SMALL_SS_DECODER, SS_DEC, TEX_DEC, sc_decoder_args,
-    sc_decoder_shapes, sc_encoder_args, sc_encoder_shapes, ss_decoder_shapes, ss_encoder_shapes,
-    write_trellis2_folder,
-)
 
 CHILD = [(k & 1, (k >> 1) & 1, (k >> 2) & 1) for k in range(8)]  # TRELLIS.2 child slot -> (x, y, z) bits
 
 
 # ---------------------------------------------------------------------------------------------- structure
-@pytest.mark.parametrize("name,channels,pred_subdiv,count", [
-    ("FlexiDualGridVaeDecoder", 7, True, 474_231_463), ("SparseUnetVaeDecoder", 6, False, 474_216_006)])
-def test_full_size_decoders_have_trellis2_names_and_shapes(name: str, channels: int, pred_subdiv: bool,
-                                                          count: int) -> None:
+@pytest.mark.parametrize(
+    "name,channels,pred_subdiv,count",
+    [("FlexiDualGridVaeDecoder", 7, True, 474_231_463), ("SparseUnetVaeDecoder", 6, False, 474_216_006)],
+)
+def test_full_size_decoders_have_trellis2_names_and_shapes(
+    name: str, channels: int, pred_subdiv: bool, count: int
+) -> None:
     config = Trellis2SCVAEConfig.from_trellis(name, sc_decoder_args(channels, pred_subdiv, **FULL_DECODER), "ckpt")
     with torch.device("meta"):
         model = Trellis2SCVAEDecoder(config)
@@ -62,7 +77,9 @@ def test_full_size_encoders_have_trellis2_names_and_shapes() -> None:
 def test_unsupported_sc_vae_variants_are_named() -> None:
     args = sc_decoder_args(6, False, **SMALL_DECODER)
     with pytest.raises(ConfigError, match="SparseResBlockUpsample3d"):
-        Trellis2SCVAEConfig.from_trellis("SparseUnetVaeDecoder", {**args, "up_block_type": ["SparseResBlockUpsample3d"] * 4}, "x")
+        Trellis2SCVAEConfig.from_trellis(
+            "SparseUnetVaeDecoder", {**args, "up_block_type": ["SparseResBlockUpsample3d"] * 4}, "x"
+        )
     with pytest.raises(ConfigError, match="unknown SC-VAE args \\['window'\\]"):
         Trellis2SCVAEConfig.from_trellis("SparseUnetVaeDecoder", {**args, "window": 8}, "x")
     with pytest.raises(ConfigError, match="not a TRELLIS.2 SC-VAE"):
@@ -87,13 +104,19 @@ def _lin(x: torch.Tensor, sd: dict, p: str) -> torch.Tensor:
 def _place(children: torch.Tensor) -> torch.Tensor:
     """(8, C, R, R, R) per-slot values -> (C, 2R, 2R, 2R): slot k at offset (k&1, k>>1&1, k>>2&1)."""
     out = children.new_zeros(children.shape[1], *(2 * s for s in children.shape[2:]))
-    for k, (i, j, l) in enumerate(CHILD):
-        out[:, i::2, j::2, l::2] = children[k]
+    for k, (i, j, m) in enumerate(CHILD):
+        out[:, i::2, j::2, m::2] = children[k]
     return out
 
 
-def dense_decode(sd: dict, latent: torch.Tensor, active: torch.Tensor, model_channels: list[int],
-                 num_blocks: list[int], masks: list[torch.Tensor] | None = None):
+def dense_decode(
+    sd: dict,
+    latent: torch.Tensor,
+    active: torch.Tensor,
+    model_channels: list[int],
+    num_blocks: list[int],
+    masks: list[torch.Tensor] | None = None,
+):
     """TRELLIS.2's SparseUnetVaeDecoder on a dense grid: latent (32, R, R, R), active (R, R, R) ->
     (output (C, R', R', R'), active fine grid, kept children per level (8, R_i, R_i, R_i)); `masks`: guided."""
     sd = {k: v.float() for k, v in sd.items()}
@@ -164,7 +187,9 @@ def test_shape_and_texture_decoders_match_trellis2_on_a_dense_grid(small_folder:
 
 
 def test_encoder_downsamples_16x_onto_the_parents() -> None:
-    config = Trellis2SCVAEConfig(role="encoder", channels=6, model_channels=(8, 8, 16, 32, 64), num_blocks=(0, 1, 1, 0, 1))
+    config = Trellis2SCVAEConfig(
+        role="encoder", channels=6, model_channels=(8, 8, 16, 32, 64), num_blocks=(0, 1, 1, 0, 1)
+    )
     encoder = Trellis2SCVAEEncoder(config)
     fine = torch.tensor([[0, 17, 3, 40], [0, 18, 3, 40], [0, 100, 99, 1], [1, 17, 3, 40]])
     mean, logvar, coarse = encoder.encode(torch.randn(4, 6), fine)
@@ -173,9 +198,11 @@ def test_encoder_downsamples_16x_onto_the_parents() -> None:
 
 
 # ---------------------------------------------------------------------------------------------- dual grid
-QUADS = [[[0, 0, 0], [0, 0, 1], [0, 1, 1], [0, 1, 0]],  # flexible_dual_grid_to_mesh's edge_neighbor_voxel_offset
-         [[0, 0, 0], [1, 0, 0], [1, 0, 1], [0, 0, 1]],
-         [[0, 0, 0], [0, 1, 0], [1, 1, 0], [1, 0, 0]]]
+QUADS = [
+    [[0, 0, 0], [0, 0, 1], [0, 1, 1], [0, 1, 0]],  # flexible_dual_grid_to_mesh's edge_neighbor_voxel_offset
+    [[0, 0, 0], [1, 0, 0], [1, 0, 1], [0, 0, 1]],
+    [[0, 0, 0], [0, 1, 0], [1, 1, 0], [1, 0, 0]],
+]
 
 
 def trellis2_triangles(coords: np.ndarray, intersected: np.ndarray, lerp: np.ndarray) -> set[frozenset]:
@@ -211,8 +238,12 @@ def test_dual_grid_gives_trellis2s_triangles() -> None:
     assert ovoxel.dual.min() < 0 and ovoxel.dual.max() > 1
     # and back, for the encoders: every flag whose edge has its voxel in our convention returns unchanged
     present = {tuple(c) for c in coords}
-    kept = np.array([[logits[i, a] > 0 and tuple(coords[i] + 1 - np.eye(3, dtype=int)[a]) in present
-                      for a in range(3)] for i in range(n)])
+    kept = np.array(
+        [
+            [logits[i, a] > 0 and tuple(coords[i] + 1 - np.eye(3, dtype=int)[a]) in present for a in range(3)]
+            for i in range(n)
+        ]
+    )
     back = edges_to_trellis2(torch.from_numpy(ovoxel.coords.astype(np.int64)), torch.from_numpy(ovoxel.edges))
     order = np.lexsort(coords.T[::-1])
     np.testing.assert_array_equal(back.numpy(), kept[order])
@@ -241,8 +272,15 @@ def _controlled_decoders() -> dict:
 @pytest.fixture(scope="module")
 def dino_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     transformers = pytest.importorskip("transformers")
-    cfg = transformers.DINOv3ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                       intermediate_size=64, patch_size=16, image_size=512, num_register_tokens=4)
+    cfg = transformers.DINOv3ViTConfig(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        patch_size=16,
+        image_size=512,
+        num_register_tokens=4,
+    )
     folder = tmp_path_factory.mktemp("dino") / "dinov3"
     torch.manual_seed(0)
     transformers.DINOv3ViTModel(cfg).save_pretrained(folder)
@@ -250,8 +288,9 @@ def dino_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_generate_on_trellis2_weights_and_on_the_converted_folder(dino_folder: Path, tmp_path: Path) -> None:
-    src = write_trellis2_folder(tmp_path / "t2", dict.fromkeys(CKPTS, 1), {**SMALL, "cond_channels": 32},
-                                decoders=_controlled_decoders())
+    src = write_trellis2_folder(
+        tmp_path / "t2", dict.fromkeys(CKPTS, 1), {**SMALL, "cond_channels": 32}, decoders=_controlled_decoders()
+    )
     pipe = trellis2_pipeline(src, dino=dino_folder)
     assert pipe.config.architecture == "trellis2" and pipe.config.sampling["geometry"].cfg_rescale == 0.5
     yy, xx = np.mgrid[:512, :512]
@@ -275,8 +314,13 @@ def test_cascade_refines_512_into_1024(dino_folder: Path, tmp_path: Path) -> Non
     """TRELLIS.2's default mode: a 512 geometry pass places the 1024 models' voxels. With the controlled decoders
     the 512 pass keeps one 2×2×2 block per corner voxel c (at 16c), which lands on latent voxel 2c of the 64³
     grid, whose 1024 decoding is the block at 32c."""
-    src = write_trellis2_folder(tmp_path / "t2", dict.fromkeys(CKPTS, 1), {**SMALL, "cond_channels": 32},
-                                decoders=_controlled_decoders(), with_1024=True)
+    src = write_trellis2_folder(
+        tmp_path / "t2",
+        dict.fromkeys(CKPTS, 1),
+        {**SMALL, "cond_channels": 32},
+        decoders=_controlled_decoders(),
+        with_1024=True,
+    )
     out = convert_trellis2(src, tmp_path / "h4d", resolution=1024, cascade=True, dino=dino_folder)
     pipe = Helix4DPipeline.from_pretrained(out)
     assert pipe.config.cascade_from == 512 and "geometry_flow_lr" in pipe.components
@@ -307,30 +351,65 @@ def test_fine_tuning_without_encoders_or_of_the_vaes_is_refused_clearly(small_fo
     out = convert_trellis2(small_folder, tmp_path / "h4d", dtype="float32")
     with pytest.raises(ConfigError, match="fine-tuning needs TRELLIS.2's encoders. Download ckpts/shape_enc_next_dc"):
         encode_dataset(out, tmp_path / "data", tmp_path / "latents")
-    config = TrainConfig(task="sc_vae", task_options={"model": str(out), "component": "geometry_vae"},
-                         out=str(tmp_path / "run"), steps=1, device="cpu", precision="fp32")
+    config = TrainConfig(
+        task="sc_vae",
+        task_options={"model": str(out), "component": "geometry_vae"},
+        out=str(tmp_path / "run"),
+        steps=1,
+        device="cpu",
+        precision="fp32",
+    )
     with pytest.raises(ConfigError, match="its VAEs are used as released"):
         train(config)
 
 
 def test_fine_tune_the_temporal_copies_of_trellis2_on_new_data(dino_folder: Path, tmp_path: Path) -> None:
-    src = write_trellis2_folder(tmp_path / "t2", dict.fromkeys(CKPTS, 1), {**SMALL, "cond_channels": 32},
-                                decoders={"encoders": True})
+    src = write_trellis2_folder(
+        tmp_path / "t2", dict.fromkeys(CKPTS, 1), {**SMALL, "cond_channels": 32}, decoders={"encoders": True}
+    )
     model = convert_trellis2(src, tmp_path / "model", dtype="float32", dino=dino_folder)
     assert json.loads((model / "trellis2.json").read_text())["encoders"] == [
-        "geometry_encoder", "material_encoder", "ss_encoder"]
-    build_synthetic(tmp_path / "data", count=1, frames=3, resolution=512, image_size=512, views=1, workers=0,
-                    kinds=["split"], progress=False)
+        "geometry_encoder",
+        "material_encoder",
+        "ss_encoder",
+    ]
+    build_synthetic(
+        tmp_path / "data",
+        count=1,
+        frames=3,
+        resolution=512,
+        image_size=512,
+        views=1,
+        workers=0,
+        kinds=["split"],
+        progress=False,
+    )
     stats = encode_dataset(model, tmp_path / "data", tmp_path / "latents")
     record = torch.load(next((tmp_path / "latents").glob("*.pt")), weights_only=True)
     assert record["ss"].shape == (3, 8, 16, 16, 16) and record["images"].shape == (3, 4, 512, 512)
     assert record["geometry"].shape[1] == record["material"].shape[1] == 32 and record["coarse"][:, 1:].max() < 32
     assert len(stats["geometry"].mean) == 32
     before = load_file(str(model / "geometry_flow" / "model.safetensors"))
-    config = TrainConfig(task="flow", task_options={"model": str(model), "stage": "geometry", "temporal": True,
-                                                    "clip_frames": 3, "latents": str(tmp_path / "latents")},
-                         out=str(tmp_path / "run"), steps=2, batch_size=1, lr=1e-3, warmup_steps=0, log_every=1,
-                         ema_decay=0.0, checkpoint_every=1000, device="cpu", precision="fp32")
+    config = TrainConfig(
+        task="flow",
+        task_options={
+            "model": str(model),
+            "stage": "geometry",
+            "temporal": True,
+            "clip_frames": 3,
+            "latents": str(tmp_path / "latents"),
+        },
+        out=str(tmp_path / "run"),
+        steps=2,
+        batch_size=1,
+        lr=1e-3,
+        warmup_steps=0,
+        log_every=1,
+        ema_decay=0.0,
+        checkpoint_every=1000,
+        device="cpu",
+        precision="fp32",
+    )
     train(config)
     after = load_file(str(model / "geometry_flow" / "model.safetensors"))
     changed = {k for k in before if not torch.equal(before[k], after[k])}

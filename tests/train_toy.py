@@ -89,8 +89,18 @@ class ToyTask(Task):
 def toy_config(out: Path, **overrides) -> TrainConfig:
     """A fast CPU config for the toy task; `overrides` may set any TrainConfig field."""
     fields = dict(
-        task="toy_mlp", out=str(out), device="cpu", steps=4, batch_size=8, lr=1e-2, min_lr=1e-3, warmup_steps=1,
-        checkpoint_every=2, log_every=1, ema_decay=0.9, task_options={"samples": 24},
+        task="toy_mlp",
+        out=str(out),
+        device="cpu",
+        steps=4,
+        batch_size=8,
+        lr=1e-2,
+        min_lr=1e-3,
+        warmup_steps=1,
+        checkpoint_every=2,
+        log_every=1,
+        ema_decay=0.9,
+        task_options={"samples": 24},
     )
     return TrainConfig(**(fields | overrides))
 

@@ -26,8 +26,13 @@ from helix4d.settings import check_settings
 T = TypeVar("T")
 _PACKAGE = Path(__file__).resolve().parent.parent
 EXAMPLE_DIRS = (_PACKAGE / "examples", _PACKAGE.parent / "examples")  # shipped in the package, or in a checkout
-LABELS = {"max_frames": "Frames", "steps": "Sampling steps", "seed": "Seed", "mode": "Mode",
-          "texture_size": "texture size"}  # how the app's user sees each setting, for messages
+LABELS = {
+    "max_frames": "Frames",
+    "steps": "Sampling steps",
+    "seed": "Seed",
+    "mode": "Mode",
+    "texture_size": "texture size",
+}  # how the app's user sees each setting, for messages
 
 
 @dataclass
@@ -53,8 +58,10 @@ class ModelHolder:
 
     def __init__(self, folder: str | Path | None = None, device: str = "auto") -> None:
         if folder is None and not DEMO_MODEL.is_dir():
-            raise ConfigError(f"the demo model is not installed ({DEMO_MODEL}); pass --model MODEL_DIR "
-                              "(a trained model folder, or a random one from `helix4d model init`)")
+            raise ConfigError(
+                f"the demo model is not installed ({DEMO_MODEL}); pass --model MODEL_DIR "
+                "(a trained model folder, or a random one from `helix4d model init`)"
+            )
         self.folder = Path(folder) if folder is not None else DEMO_MODEL
         self.config = read_pipeline_config(self.folder)  # a wrong --model fails at start-up, not at the first click
         self.device = resolve_device(device)
@@ -142,8 +149,9 @@ def run_job(
     report = progress or (lambda description, done, total: None)
     if video is None:
         raise InputError("no input video: upload one or pick an example first")
-    settings = check_settings({"max_frames": frames, "steps": steps, "seed": seed, "mode": mode,
-                               "texture_size": texture_size}, LABELS)
+    settings = check_settings(
+        {"max_frames": frames, "steps": steps, "seed": seed, "mode": mode, "texture_size": texture_size}, LABELS
+    )
     frames, steps, seed = settings["max_frames"], settings["steps"], settings["seed"]
     texture_size = settings["texture_size"] or None  # 0, like None: vertex colours
     report("reading video", 0, 1)
@@ -153,12 +161,20 @@ def run_job(
     asset = pipe(clip, seed=seed, steps=steps, mode=mode, progress=report)
     report("exporting", 0, 1)
     samplers = [ovoxel_sampler(v) if len(v) else None for v in asset.ovoxels] if texture_size else None
-    files = export_asset(asset.meshes, out_dir, fps=asset.fps, formats=("glb", "animated", "usdz", "preview"),
-                         texture_size=texture_size, attribute_fns=samplers, input_frames=clip.frames)
+    files = export_asset(
+        asset.meshes,
+        out_dir,
+        fps=asset.fps,
+        formats=("glb", "animated", "usdz", "preview"),
+        texture_size=texture_size,
+        attribute_fns=samplers,
+        input_frames=clip.frames,
+    )
     frames_zip = zip_files(files.frames, out_dir / "frames.zip")
     report("exporting", 1, 1)
-    return JobResult(out_dir, files.frames, frames_zip, files.animated, files.usdz, files.preview, asset.fps,
-                     pipe.config.trained)
+    return JobResult(
+        out_dir, files.frames, frames_zip, files.animated, files.usdz, files.preview, asset.fps, pipe.config.trained
+    )
 
 
 def zip_files(paths: list[Path], out: Path) -> Path:
@@ -167,4 +183,3 @@ def zip_files(paths: list[Path], out: Path) -> Path:
         for path in paths:
             archive.write(path, arcname=path.name)
     return out
-

@@ -66,7 +66,14 @@ class Helix4DApp:
         started = time.perf_counter()
         try:
             job = partial(  # run_job checks the numbers (a NaN must become a message, not a ValueError here)
-                run_job, self.model, video, out, frames=frames, steps=steps or None, seed=seed or 0, mode=mode,
+                run_job,
+                self.model,
+                video,
+                out,
+                frames=frames,
+                steps=steps or None,
+                seed=seed or 0,
+                mode=mode,
                 texture_size=TEXTURES[texture],
                 progress=lambda description, done, total: progress((done, total), desc=description),
             )
@@ -107,40 +114,76 @@ class Helix4DApp:
                 with gr.Column(scale=1):
                     video = gr.Video(label="Input video", sources=["upload"], elem_id="input-video")
                     if self.examples:
-                        gr.Examples([[str(p)] for p in self.examples], inputs=[video], label="Examples",
-                                    cache_examples=False)
+                        gr.Examples(
+                            [[str(p)] for p in self.examples], inputs=[video], label="Examples", cache_examples=False
+                        )
                     with gr.Accordion("Settings", open=True):
-                        frames = gr.Slider(1, MAX_FRAMES, value=16, step=1, label="Frames", elem_id="frames",
-                                           info="Use the first N frames of the video.")
-                        steps = gr.Slider(0, MAX_STEPS, value=0, step=1, label="Sampling steps", elem_id="steps",
-                                          info=f"Per stage; 0: the model's default ({self.model.default_steps()}).")
-                        seed = gr.Number(0, precision=0, label="Seed", elem_id="seed",
-                                         info="The same seed gives the same result.")
-                        mode = gr.Radio(list(MODES), value="temporal", label="Mode", elem_id="mode",
-                                        info="temporal: Helix4D; per-frame: the static model on each frame.")
-                        texture = gr.Dropdown(list(TEXTURES), value=DEFAULT_TEXTURE, label="Materials",
-                                              elem_id="texture", info="Baked textures look better; colours are faster.")
+                        frames = gr.Slider(
+                            1,
+                            MAX_FRAMES,
+                            value=16,
+                            step=1,
+                            label="Frames",
+                            elem_id="frames",
+                            info="Use the first N frames of the video.",
+                        )
+                        steps = gr.Slider(
+                            0,
+                            MAX_STEPS,
+                            value=0,
+                            step=1,
+                            label="Sampling steps",
+                            elem_id="steps",
+                            info=f"Per stage; 0: the model's default ({self.model.default_steps()}).",
+                        )
+                        seed = gr.Number(
+                            0, precision=0, label="Seed", elem_id="seed", info="The same seed gives the same result."
+                        )
+                        mode = gr.Radio(
+                            list(MODES),
+                            value="temporal",
+                            label="Mode",
+                            elem_id="mode",
+                            info="temporal: Helix4D; per-frame: the static model on each frame.",
+                        )
+                        texture = gr.Dropdown(
+                            list(TEXTURES),
+                            value=DEFAULT_TEXTURE,
+                            label="Materials",
+                            elem_id="texture",
+                            info="Baked textures look better; colours are faster.",
+                        )
                     button = gr.Button("Generate", variant="primary", elem_id="generate")
                     status = gr.Markdown(elem_id="status")
                 with gr.Column(scale=2):
                     with gr.Row():
                         with gr.Column():
                             frame_view = gr.Model3D(label="Frame", height=VIEWER_HEIGHT, elem_id="frame-viewer")
-                            slider = gr.Slider(0, 1, value=0, step=1, label="Frame index", interactive=False,
-                                               elem_id="frame-slider")
-                        animated_view = gr.Model3D(label="Animated (plays the sequence)", height=VIEWER_HEIGHT,
-                                                   elem_id="animated-viewer")
+                            slider = gr.Slider(
+                                0, 1, value=0, step=1, label="Frame index", interactive=False, elem_id="frame-slider"
+                            )
+                        animated_view = gr.Model3D(
+                            label="Animated (plays the sequence)", height=VIEWER_HEIGHT, elem_id="animated-viewer"
+                        )
                     with gr.Row():
-                        preview = gr.Video(label="Preview: input | result", interactive=False, autoplay=True,
-                                           loop=True, elem_id="preview")
-                        downloads = gr.File(label="Downloads", file_count="multiple", interactive=False,
-                                            elem_id="downloads")
+                        preview = gr.Video(
+                            label="Preview: input | result",
+                            interactive=False,
+                            autoplay=True,
+                            loop=True,
+                            elem_id="preview",
+                        )
+                        downloads = gr.File(
+                            label="Downloads", file_count="multiple", interactive=False, elem_id="downloads"
+                        )
             button.click(
-                self.generate, [video, frames, steps, seed, mode, texture],
+                self.generate,
+                [video, frames, steps, seed, mode, texture],
                 [frame_paths, slider, frame_view, animated_view, preview, downloads, status],
             )
-            slider.input(self.show_frame, [slider, frame_paths], frame_view, trigger_mode="always_last",
-                         show_progress="hidden")
+            slider.input(
+                self.show_frame, [slider, frame_paths], frame_view, trigger_mode="always_last", show_progress="hidden"
+            )
         return demo
 
     def close(self) -> None:
@@ -162,11 +205,17 @@ def launch(
     demo = app.build()
     try:
         try:
-            demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True,
-                        allowed_paths=[str(app.workdir), *(str(p.parent) for p in app.examples)])
+            demo.launch(
+                server_name=host,
+                server_port=port,
+                share=share,
+                prevent_thread_lock=True,
+                allowed_paths=[str(app.workdir), *(str(p.parent) for p in app.examples)],
+            )
         except OSError:
-            raise InputError(f"cannot serve on {host}:{port} (port in use or address not available); "
-                             "pass another --port or --host") from None
+            raise InputError(
+                f"cannot serve on {host}:{port} (port in use or address not available); pass another --port or --host"
+            ) from None
         jobs.serve()
     except KeyboardInterrupt:
         pass

@@ -82,8 +82,10 @@ class BuildSummary:
         return self.failed > 0 and self.done == 0 and self.skipped == 0
 
     def line(self) -> str:
-        return (f"{self.done} done, {self.skipped} skipped, {self.failed} failed in {self.seconds:.1f} s "
-                f"({self.per_minute:.1f} sequences/min) -> {self.root}")
+        return (
+            f"{self.done} done, {self.skipped} skipped, {self.failed} failed in {self.seconds:.1f} s "
+            f"({self.per_minute:.1f} sequences/min) -> {self.root}"
+        )
 
 
 def build_synthetic(
@@ -111,12 +113,17 @@ def build_synthetic(
         raise InputError(f"count must be >= 1, got {count}")
     kinds = list(kinds) if kinds else list(KINDS)
     items = [
-        BuildItem(id=f"{kind}-{seed + i:06d}", index=i, kind=kind,
-                  source={"type": "synthetic", "seed": seed + i, "kind": kind})
+        BuildItem(
+            id=f"{kind}-{seed + i:06d}",
+            index=i,
+            kind=kind,
+            source={"type": "synthetic", "seed": seed + i, "kind": kind},
+        )
         for i, kind in ((i, kinds[i % len(kinds)]) for i in range(count))
     ]
-    settings = DatasetSettings(resolution=resolution, image_size=image_size, frames=frames, views=views, fps=fps,
-                               look=look, renderer=renderer)
+    settings = DatasetSettings(
+        resolution=resolution, image_size=image_size, frames=frames, views=views, fps=fps, look=look, renderer=renderer
+    )
     return _build(items, Path(out), settings, workers, progress)
 
 
@@ -147,10 +154,12 @@ def build_assets(
         item_id = f"{slug}-{hashlib.sha1(str(resolved).encode()).hexdigest()[:8]}"
         if item_id not in seen:
             seen.add(item_id)
-            items.append(BuildItem(id=item_id, index=len(items), kind="asset",
-                                   source={"type": "asset", "path": str(resolved)}))
-    settings = DatasetSettings(resolution=resolution, image_size=image_size, frames=frames, views=views, fps=fps,
-                               look=look, renderer=renderer)
+            items.append(
+                BuildItem(id=item_id, index=len(items), kind="asset", source={"type": "asset", "path": str(resolved)})
+            )
+    settings = DatasetSettings(
+        resolution=resolution, image_size=image_size, frames=frames, views=views, fps=fps, look=look, renderer=renderer
+    )
     return _build(items, Path(out), settings, workers, progress)
 
 
@@ -229,8 +238,9 @@ def _encode(mesh: trimesh.Trimesh, resolution: int, frame: int):
 _renderers: dict[int, Any] = {}
 
 
-def _render_views(meshes: list[trimesh.Trimesh], cameras: list, look: Look, seed: int, size: int, folder: Path,
-                  engine: str = "raster") -> np.ndarray:
+def _render_views(
+    meshes: list[trimesh.Trimesh], cameras: list, look: Look, seed: int, size: int, folder: Path, engine: str = "raster"
+) -> np.ndarray:
     """Write views/vKK/FFFF.png for every view and frame, rendered by `engine` ('raster' or 'cycles'), lit and
     degraded as `look` says; return view 0's frames (F, S, S, 4) uint8."""
     from helix4d.render import Renderer
@@ -285,8 +295,9 @@ def _build(
             if ok:
                 summary.done += 1
             else:
-                summary.failures.append({"item": item.id if item.source["type"] == "synthetic" else item.source["path"],
-                                         "error": value})
+                summary.failures.append(
+                    {"item": item.id if item.source["type"] == "synthetic" else item.source["path"], "error": value}
+                )
             bar.update(task, advance=1, description=f"building ({summary.done} done, {summary.failed} failed)")
 
         run_isolated(functools.partial(build_sequence, settings=settings, root=root), todo, workers, on_result)
@@ -297,15 +308,28 @@ def _build(
 
 
 def _progress(enabled: bool):
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    return Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled)
+    return Progress(
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+    )
 
 
-def run_isolated(fn: Callable[[Any], Any], items: Sequence[Any], workers: int,
-                 on_result: Callable[[Any, bool, Any], None]) -> None:
+def run_isolated(
+    fn: Callable[[Any], Any], items: Sequence[Any], workers: int, on_result: Callable[[Any, bool, Any], None]
+) -> None:
     """Call `fn(item)` for every item in `workers` spawned processes; report `on_result(item, ok, value_or_error)`.
 
     An exception becomes (False, "Type: message"). A worker that dies takes the pool down with it: the items then
@@ -325,8 +349,11 @@ def run_isolated(fn: Callable[[Any], Any], items: Sequence[Any], workers: int,
             try:
                 while pending or running:
                     # a suspect runs alone, so a second crash names the culprit
-                    while pending and len(running) < size and not (running and (
-                            pending[0] in suspects or suspects.intersection(running.values()))):
+                    while (
+                        pending
+                        and len(running) < size
+                        and not (running and (pending[0] in suspects or suspects.intersection(running.values())))
+                    ):
                         i = pending.popleft()
                         running[pool.submit(_guarded, fn, items[i])] = i
                     for future in wait(running, return_when=FIRST_COMPLETED)[0]:

@@ -36,8 +36,14 @@ SAMPLES = 16
 TO_BLENDER = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 
 
-def render_cycles(meshes: list[trimesh.Trimesh], cameras: list[Camera], lighting: Lighting, size: int,
-                  samples: int = SAMPLES, timeout: float = TIMEOUT_S) -> np.ndarray:
+def render_cycles(
+    meshes: list[trimesh.Trimesh],
+    cameras: list[Camera],
+    lighting: Lighting,
+    size: int,
+    samples: int = SAMPLES,
+    timeout: float = TIMEOUT_S,
+) -> np.ndarray:
     """Images (F, K, size, size, 4) uint8, straight alpha over a transparent background, of every mesh from every
     camera. Raises `InputError` when Blender fails or runs past `timeout` s, `BackendUnavailableError` without bpy."""
     require_bpy()
@@ -59,15 +65,21 @@ def render_cycles(meshes: list[trimesh.Trimesh], cameras: list[Camera], lighting
         arrays["fill"] = _sun(lighting.fill_dir, lighting.fill_color, view)
         arrays["world"] = np.asarray(srgb_to_linear(lighting.sky))  # the raster's hemisphere, mostly seen from above
         np.savez(scene, **arrays)
-        code = f"from helix4d.data.cycles import _child_main; _child_main({str(scene)!r}, {len(meshes)}, {len(cameras)})"
+        code = (
+            f"from helix4d.data.cycles import _child_main; _child_main({str(scene)!r}, {len(meshes)}, {len(cameras)})"
+        )
         try:
             run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd=tmp)
         except subprocess.TimeoutExpired:
             raise InputError(f"Cycles took more than {timeout:.0f} s to render {len(meshes)} frames; skipped") from None
         if run.returncode != 0:
             raise InputError(f"Cycles could not render the sequence: {_last_error(run.stderr, run.returncode)}")
-        return np.stack([np.stack([np.asarray(Image.open(_png(Path(tmp), f, k)).convert("RGBA"))
-                                   for k in range(len(cameras))]) for f in range(len(meshes))])
+        return np.stack(
+            [
+                np.stack([np.asarray(Image.open(_png(Path(tmp), f, k)).convert("RGBA")) for k in range(len(cameras))])
+                for f in range(len(meshes))
+            ]
+        )
 
 
 def _camera_matrix(cam: Camera) -> np.ndarray:
@@ -144,8 +156,11 @@ def _child_main(scene_path: str, frames: int, views: int) -> None:
     for f in range(frames):
         mesh = bpy.data.meshes.new(f"frame{f}")
         mesh.from_pydata(z[f"vertices{f}"].tolist(), [], z[f"faces{f}"].tolist())
-        for name, values in (("Col", z[f"colors{f}"]), ("metallic", z[f"metallic{f}"]),
-                             ("roughness", z[f"roughness{f}"])):
+        for name, values in (
+            ("Col", z[f"colors{f}"]),
+            ("metallic", z[f"metallic{f}"]),
+            ("roughness", z[f"roughness{f}"]),
+        ):
             kind = "FLOAT_COLOR" if name == "Col" else "FLOAT"
             attribute = mesh.attributes.new(name, kind, "POINT")
             attribute.data.foreach_set("color" if name == "Col" else "value", values.ravel())
@@ -191,7 +206,9 @@ def _vertex_pbr_material(bpy):
     glass = math_node("LESS_THAN", alpha, 0.999)
     links.new(glass, bsdf.inputs["Transmission Weight"])
     links.new(alpha, bsdf.inputs["Alpha"])
-    links.new(math_node("MULTIPLY", attribute("roughness", "Fac"), math_node("SUBTRACT", 1.0, glass)),
-              bsdf.inputs["Roughness"])
+    links.new(
+        math_node("MULTIPLY", attribute("roughness", "Fac"), math_node("SUBTRACT", 1.0, glass)),
+        bsdf.inputs["Roughness"],
+    )
     bsdf.inputs["IOR"].default_value = 1.45
     return material

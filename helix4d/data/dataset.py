@@ -73,8 +73,13 @@ class FrameDataset(torch.utils.data.Dataset):
     """One item per (sequence, frame) pair, for static / VAE training: {"image": (4, S, S) float32, "ovoxel",
     "time", "frame", "id", "kind"}."""
 
-    def __init__(self, root: str | os.PathLike, view: int = 0, transform: Callable[[Sample], Any] | None = None,
-                 crop: bool = True):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        view: int = 0,
+        transform: Callable[[Sample], Any] | None = None,
+        crop: bool = True,
+    ):
         self.sequences = SequenceDataset(root, view=view, crop=crop)
         counts = [entry["frames"] for entry in self.sequences.sequences]
         self._ends = np.cumsum(counts)  # (num_sequences,) one past each sequence's last flat index
@@ -89,10 +94,17 @@ class FrameDataset(torch.utils.data.Dataset):
         seq = int(np.searchsorted(self._ends, index, side="right"))
         frame = index - (int(self._ends[seq - 1]) if seq else 0)
         entry = self.sequences.sequences[seq]
-        s = load_sequence(self.sequences.root / entry["path"], range(frame, frame + 1), self.sequences.view,
-                          self.sequences.crop)
-        sample = {"image": s["images"][0], "ovoxel": s["ovoxels"][0], "time": s["times"][0], "frame": frame,
-                  "id": s["id"], "kind": s["kind"]}
+        s = load_sequence(
+            self.sequences.root / entry["path"], range(frame, frame + 1), self.sequences.view, self.sequences.crop
+        )
+        sample = {
+            "image": s["images"][0],
+            "ovoxel": s["ovoxels"][0],
+            "time": s["times"][0],
+            "frame": frame,
+            "id": s["id"],
+            "kind": s["kind"],
+        }
         return self.transform(sample) if self.transform else sample
 
 
@@ -127,8 +139,13 @@ def clip(sample: Sample, start: int, length: int) -> Sample:
     if not (0 <= start and 1 <= length and start + length <= frames):
         raise InputError(f"clip [{start}, {start + length}) does not fit a sample of {frames} frames")
     end = start + length
-    return {**sample, "images": sample["images"][start:end], "ovoxels": sample["ovoxels"][start:end],
-            "times": sample["times"][start:end], "start": sample["start"] + start}
+    return {
+        **sample,
+        "images": sample["images"][start:end],
+        "ovoxels": sample["ovoxels"][start:end],
+        "times": sample["times"][start:end],
+        "start": sample["start"] + start,
+    }
 
 
 def collate(batch: list[Sample]) -> Sample:

@@ -93,8 +93,12 @@ class DatasetSettings:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DatasetSettings:
         defaults = {"look": "canonical", "renderer": "raster"}  # datasets built before these settings existed
-        return cls(**{f.name: d[f.name] if f.name in d or f.name not in defaults else defaults[f.name]
-                      for f in dataclasses.fields(cls)})
+        return cls(
+            **{
+                f.name: d[f.name] if f.name in d or f.name not in defaults else defaults[f.name]
+                for f in dataclasses.fields(cls)
+            }
+        )
 
 
 # ------------------------------------------------------------------------------------------------ cameras

@@ -29,6 +29,7 @@ from helix4d.errors import InputError
 from helix4d.render.camera import Camera
 from helix4d.render.renderer import Lighting
 
+
 @dataclass(frozen=True)
 class Recolour:
     """A remap of every surface's PBR: colours not tied to shapes, wider metal/roughness and glass alpha ranges.
@@ -149,8 +150,14 @@ class Look:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Look:
         try:
-            return cls(**{**d, "lighting": Lighting(**_tuples(d["lighting"])),
-                          "recolour": Recolour(**_tuples(d["recolour"])), "sensor": Sensor(**d["sensor"])})
+            return cls(
+                **{
+                    **d,
+                    "lighting": Lighting(**_tuples(d["lighting"])),
+                    "recolour": Recolour(**_tuples(d["recolour"])),
+                    "sensor": Sensor(**d["sensor"]),
+                }
+            )
         except (KeyError, TypeError) as exc:
             raise InputError(f"not a valid look record ({exc}); rebuild the sequence") from None
 
@@ -179,7 +186,9 @@ def sample_look(rng: np.random.Generator, unseen: bool = False) -> Look:
         alpha_scale=float(rng.uniform(0.5, 1.6)),
         pattern=pattern,
         pattern_cells=float(rng.uniform(3.0, 8.0)),
-        pattern_colour=tuple(float(c) for c in colorsys.hsv_to_rgb(rng.random(), rng.uniform(0, 0.9), rng.uniform(0.2, 1))),
+        pattern_colour=tuple(
+            float(c) for c in colorsys.hsv_to_rgb(rng.random(), rng.uniform(0, 0.9), rng.uniform(0.2, 1))
+        ),
         pattern_axis=tuple(float(c) for c in np.eye(3)[rng.integers(3)]),
     )
     sensor = Sensor(
@@ -187,9 +196,16 @@ def sample_look(rng: np.random.Generator, unseen: bool = False) -> Look:
         noise_std=float(rng.uniform(0.0, 0.03)),
         jpeg_quality=int(rng.integers(35, 96)) if rng.random() < 0.5 else 100,
     )
-    return Look(fov_deg=fov, elevation_deg=elevation, azimuth_deg=float(rng.uniform(0.0, 360.0)),
-                distance_scale=float(rng.uniform(0.95, 1.5)), roll_deg=roll,
-                lighting=lighting, recolour=recolour, sensor=sensor)
+    return Look(
+        fov_deg=fov,
+        elevation_deg=elevation,
+        azimuth_deg=float(rng.uniform(0.0, 360.0)),
+        distance_scale=float(rng.uniform(0.95, 1.5)),
+        roll_deg=roll,
+        lighting=lighting,
+        recolour=recolour,
+        sensor=sensor,
+    )
 
 
 def _sample_lighting(rng: np.random.Generator, from_behind: bool = False) -> Lighting:
@@ -206,11 +222,15 @@ def _sample_lighting(rng: np.random.Generator, from_behind: bool = False) -> Lig
         return np.clip(1.0 + strength * np.array([warm, 0.1 * warm, -warm]), 0.0, 2.0)
 
     key = Lighting().key_color * tint(0.15) * rng.uniform(0.6, 1.4)
-    fill = Lighting().fill_color * tint(0.2) * rng.uniform(0.3, 1.6) * (2.0 if from_behind else 1.0)  # backlit: a front fill
+    fill = (
+        Lighting().fill_color * tint(0.2) * rng.uniform(0.3, 1.6) * (2.0 if from_behind else 1.0)
+    )  # backlit: a front fill
     env = tint(0.25) * rng.uniform(0.4, 1.6)
     return Lighting(
-        key_dir=direction(0.2, from_behind), key_color=tuple(float(c) for c in key),
-        fill_dir=direction(0.0), fill_color=tuple(float(c) for c in fill),
+        key_dir=direction(0.2, from_behind),
+        key_color=tuple(float(c) for c in key),
+        fill_dir=direction(0.0),
+        fill_color=tuple(float(c) for c in fill),
         sky=tuple(float(c) for c in np.asarray(Lighting().sky) * env),
         ground=tuple(float(c) for c in np.asarray(Lighting().ground) * env),
     )

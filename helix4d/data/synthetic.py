@@ -82,8 +82,9 @@ class SceneSpec:
         missing = {"kind", "seed", "frames", "params"} - set(data)
         if missing:
             raise InputError(f"scene spec is missing {sorted(missing)}: write it with SceneSpec.to_dict().")
-        return cls(kind=data["kind"], seed=int(data["seed"]), frames=int(data["frames"]),
-                   params=copy.deepcopy(data["params"]))
+        return cls(
+            kind=data["kind"], seed=int(data["seed"]), frames=int(data["frames"]), params=copy.deepcopy(data["params"])
+        )
 
 
 def sample_scene(seed: int, kind: str | None = None, frames: int = 16) -> SceneSpec:

@@ -123,8 +123,11 @@ def sample_grow(rng: np.random.Generator) -> Params:
             "stem_radius": float(rng.uniform(0.04, 0.07)),
             "cap_radius": [float(rng.uniform(0.12, 0.22)), float(rng.uniform(0.08, 0.18))],  # horizontal, vertical
             "leaves": [
-                {"at": float(rng.uniform(0.35, 0.7)), "direction": float(rng.uniform(0, 2 * np.pi)),
-                 "radius": float(rng.uniform(0.06, 0.1))}
+                {
+                    "at": float(rng.uniform(0.35, 0.7)),
+                    "direction": float(rng.uniform(0, 2 * np.pi)),
+                    "radius": float(rng.uniform(0.06, 0.1)),
+                }
                 for _ in range(leaves)
             ],
             "start": float(rng.uniform(0.15, 0.3)),  # size at the first frame, as a fraction of full grown
@@ -209,8 +212,12 @@ def _build_plant(p: Params, times: np.ndarray) -> Frames:
             return np.stack([stem, head], axis=1)
 
         body = implicit_part(
-            lambda x: parts(x).sum(axis=1), lo, hi, spacing,
-            lambda x: _blend_pbr(parts(x) ** 4, [p["stem_material"], p["cap_material"]]), ISO,
+            lambda x: parts(x).sum(axis=1),
+            lo,
+            hi,
+            spacing,
+            lambda x: _blend_pbr(parts(x) ** 4, [p["stem_material"], p["cap_material"]]),
+            ISO,
         )
         frames.append([floor, body])
     return frames
@@ -231,8 +238,11 @@ def _build_melt(p: Params, times: np.ndarray) -> Frames:
         centre = np.array([[0.0, 0.9 * r * height, 0.0]])
         radii = np.array([[r * width, r * height, r * width]])
         drip_c = [
-            [np.cos(d["direction"]) * r * width * (0.6 + 0.5 * m), r * (1.2 - 1.1 * m) * height + 0.05 * (1 - m),
-             np.sin(d["direction"]) * r * width * (0.6 + 0.5 * m)]
+            [
+                np.cos(d["direction"]) * r * width * (0.6 + 0.5 * m),
+                r * (1.2 - 1.1 * m) * height + 0.05 * (1 - m),
+                np.sin(d["direction"]) * r * width * (0.6 + 0.5 * m),
+            ]
             for d in p["drips"]
         ]
         drip_r = [[d["radius"] * (1 + m)] * 2 + [d["radius"] * (1 + m)] for d in p["drips"]]

@@ -26,7 +26,6 @@ from helix4d.data.synthetic_shapes import (
 )
 
 
-
 def _schedule(name: str, s: float) -> float:
     """Deformation amount in [-1, 1] at time s: ramp up, up-and-back, or a full oscillation."""
     if name == "ramp":
@@ -137,6 +136,8 @@ def build_sheet(p: Params, times: np.ndarray) -> Frames:
         verts = rest.copy()
         verts[:, 2] = p["amplitude"] * u * np.sin(phase) + p["ripple"] * u * np.sin(2 * np.pi * 2.0 * v + phase)
         verts[:, 1] -= p["droop"] * h * u * u
-        frames.append([Part(verts, np.asarray(sheet.faces), pbr).transformed(attach)]
-                      + [part.transformed(attach) for part in parts_pole])
+        frames.append(
+            [Part(verts, np.asarray(sheet.faces), pbr).transformed(attach)]
+            + [part.transformed(attach) for part in parts_pole]
+        )
     return frames

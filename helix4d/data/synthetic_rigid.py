@@ -23,8 +23,6 @@ from helix4d.data.synthetic_shapes import (
     translation,
 )
 
-
-
 # ---------------------------------------------------------------------------------------------- rigid bodies
 
 
@@ -126,8 +124,12 @@ def sample_articulated(rng: np.random.Generator) -> Params:
             "thickness": float(rng.uniform(0.06, 0.1)),
             # joint angles from vertical: offset + amplitude * sin(2 pi (cycles s) + phase)
             "joints": [
-                {"offset": float(rng.uniform(-0.3, 0.3)), "amplitude": float(rng.uniform(0.4, 0.9)),
-                 "cycles": float(rng.uniform(0.5, 1.5)), "phase": float(rng.uniform(0, 2 * np.pi))}
+                {
+                    "offset": float(rng.uniform(-0.3, 0.3)),
+                    "amplitude": float(rng.uniform(0.4, 0.9)),
+                    "cycles": float(rng.uniform(0.5, 1.5)),
+                    "phase": float(rng.uniform(0, 2 * np.pi)),
+                }
                 for _ in range(2)
             ],
             "yaw": float(rng.uniform(-np.pi, np.pi)),
@@ -203,16 +205,20 @@ def _build_arm(p: Params, times: np.ndarray) -> Frames:
     tool = painted(primitive(p["tool"]), joint_mat)
     frames = []
     for s in times:
-        a1, a2 = (
-            j["offset"] + j["amplitude"] * np.sin(2 * np.pi * j["cycles"] * s + j["phase"]) for j in p["joints"]
-        )
+        a1, a2 = (j["offset"] + j["amplitude"] * np.sin(2 * np.pi * j["cycles"] * s + j["phase"]) for j in p["joints"])
         yaw = rotation([0, 1, 0], p["yaw"] * s)
         shoulder = yaw @ translation([0, hb, 0]) @ rotation([0, 0, 1], -a1)
         elbow = shoulder @ translation([0, l1, 0]) @ rotation([0, 0, 1], -a2)
         wrist = elbow @ translation([0, l2 + 0.5 * p["tool"]["size"][1], 0])
         frames.append(
-            [base.transformed(yaw), joint.transformed(shoulder), link1.transformed(shoulder),
-             joint.transformed(elbow), link2.transformed(elbow), tool.transformed(wrist)]
+            [
+                base.transformed(yaw),
+                joint.transformed(shoulder),
+                link1.transformed(shoulder),
+                joint.transformed(elbow),
+                link2.transformed(elbow),
+                tool.transformed(wrist),
+            ]
         )
     return frames
 

@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 
 from helix4d.errors import InputError
-from helix4d.eval.tables import cell, finite, nanmean
 from helix4d.eval.protocols import OursProtocol, Protocol, evaluate_sequence
+from helix4d.eval.tables import cell, finite, nanmean
 
 FLOWS = ("ss_flow", "geometry_flow", "material_flow")
 
@@ -166,7 +166,9 @@ class AblationReport:
             means = v.mean()
             cells = " | ".join(cell(means.get(c, math.nan)) for c in columns)
             lines.append(f"| {v.variant.name} | {cells} | {cell(means['seconds'])} | {v.failed} |")
-        lines += ["", "variants:"] + [f"  {v.variant.name}: {v.variant.description} {v.settings}" for v in self.variants]
+        lines += ["", "variants:"] + [
+            f"  {v.variant.name}: {v.variant.description} {v.settings}" for v in self.variants
+        ]
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
@@ -174,21 +176,30 @@ class AblationReport:
         out = []
         for v in self.variants:
             kinds = sorted({s.kind for s in v.sequences})
-            out.append({
-                "name": v.variant.name,
-                "description": v.variant.description,
-                "settings": v.settings,
-                "mean": finite(v.mean()),
-                "failed": v.failed,
-                "by_kind": {k: {"sequences": sum(s.kind == k for s in v.sequences), **finite(v.mean(k))}
-                            for k in kinds},
-                "sequences": [{"id": s.id, "kind": s.kind, "frames": s.frames, "seconds": s.seconds,
-                               **finite(s.metrics), "error": s.error} for s in v.sequences],
-            })
+            out.append(
+                {
+                    "name": v.variant.name,
+                    "description": v.variant.description,
+                    "settings": v.settings,
+                    "mean": finite(v.mean()),
+                    "failed": v.failed,
+                    "by_kind": {
+                        k: {"sequences": sum(s.kind == k for s in v.sequences), **finite(v.mean(k))} for k in kinds
+                    },
+                    "sequences": [
+                        {
+                            "id": s.id,
+                            "kind": s.kind,
+                            "frames": s.frames,
+                            "seconds": s.seconds,
+                            **finite(s.metrics),
+                            "error": s.error,
+                        }
+                        for s in v.sequences
+                    ],
+                }
+            )
         return {"protocol": self.protocol, "variants": out}
-
-
-
 
 
 # ------------------------------------------------------------------------------------------------ running
@@ -227,9 +238,11 @@ def run_ablation(
         raise InputError(f"{dataset} holds no finished sequences; build it with `helix4d data synth`")
     pipe = Helix4DPipeline.from_pretrained(model, device=device)
     if data.settings.image_size != pipe.config.image_size:
-        raise InputError(f"the dataset's images are {data.settings.image_size} px and the model takes "
-                         f"{pipe.config.image_size} px; rebuild the dataset with --image-size "
-                         f"{pipe.config.image_size}")
+        raise InputError(
+            f"the dataset's images are {data.settings.image_size} px and the model takes "
+            f"{pipe.config.image_size} px; rebuild the dataset with --image-size "
+            f"{pipe.config.image_size}"
+        )
     results = [VariantResult(v, v.settings(frames or data.settings.frames, pipe.config.window)) for v in variants]
     total, done = len(entries) * len(variants), 0
     for entry in entries:
@@ -267,7 +280,8 @@ def run_ablation(
 
 
 def _score(seq_id: str, kind: str, pred: list, gt: list, protocol: Protocol, seconds: float) -> SequenceResult:
-    """Metrics of one generated sequence; an unscorable one (e.g. a frame count mismatch) is kept with NaN and its reason."""
+    """Metrics of one generated sequence; an unscorable one (e.g. a frame count mismatch) is kept with NaN and its
+    reason."""
     try:
         metrics = evaluate_sequence(pred, gt, protocol).metrics
         return SequenceResult(seq_id, kind, len(gt), seconds, metrics)

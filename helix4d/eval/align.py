@@ -112,11 +112,14 @@ def random_rotations(count: int, seed: int) -> np.ndarray:
     """(count, 3, 3) rotations drawn uniformly (normalised Gaussian quaternions)."""
     q = np.random.default_rng(seed).normal(size=(count, 4))
     w, x, y, z = (q / np.linalg.norm(q, axis=1, keepdims=True)).T
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
-        np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
-        np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
-    ], axis=1)
+    return np.stack(
+        [
+            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+            np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+            np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
+        ],
+        axis=1,
+    )
 
 
 def _principal_axes(points: np.ndarray) -> np.ndarray:
@@ -210,7 +213,10 @@ def fit_sequence_alignment(
 
 
 def _icp(
-    pred: np.ndarray, gt: np.ndarray, state: tuple[np.ndarray, np.ndarray, np.ndarray], iterations: int,
+    pred: np.ndarray,
+    gt: np.ndarray,
+    state: tuple[np.ndarray, np.ndarray, np.ndarray],
+    iterations: int,
     config: SequenceICPConfig,
 ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
     """Batched symmetric ICP of S similarities (R (S,3,3), s (S,), t (S,3)); returns the state and the mean
@@ -286,8 +292,9 @@ def fit_frame_gradient_icp(
         moved = (scale[:, None] * x) @ rotation + shift[:, None]  # (S, N, 3)
         with torch.no_grad():
             to_gt, to_pred = _nearest_torch(moved.detach(), y, gt_tree)  # (S, N), (S, M)
-        loss = ((moved - y[to_gt]) ** 2).sum(-1).mean(1) + ((torch.gather(
-            moved, 1, to_pred[..., None].expand(-1, -1, 3)) - y) ** 2).sum(-1).mean(1)  # (S,)
+        loss = ((moved - y[to_gt]) ** 2).sum(-1).mean(1) + (
+            (torch.gather(moved, 1, to_pred[..., None].expand(-1, -1, 3)) - y) ** 2
+        ).sum(-1).mean(1)  # (S,)
         low, idx = loss.detach().min(0)
         if low.item() < best_loss:
             best_loss = low.item()
@@ -320,8 +327,10 @@ def _nearest_torch(
         return torch.from_numpy(to_gt.reshape(m.shape[:2])), torch.from_numpy(to_pred)
     batch = moved.shape[0]
     targets = gt[None].expand(batch, -1, -1)  # (S, M, 3)
-    to_gt = torch.cat([torch.cdist(moved[:, i:i + chunk], targets).argmin(-1)
-                       for i in range(0, moved.shape[1], chunk)], dim=1)
-    to_pred = torch.cat([torch.cdist(targets[:, i:i + chunk], moved).argmin(-1)
-                         for i in range(0, gt.shape[0], chunk)], dim=1)
+    to_gt = torch.cat(
+        [torch.cdist(moved[:, i : i + chunk], targets).argmin(-1) for i in range(0, moved.shape[1], chunk)], dim=1
+    )
+    to_pred = torch.cat(
+        [torch.cdist(targets[:, i : i + chunk], moved).argmin(-1) for i in range(0, gt.shape[0], chunk)], dim=1
+    )
     return to_gt, to_pred

@@ -5,8 +5,9 @@ Pipeline rows: `Helix4DPipeline.generate` on F synthetic condition images (a dis
 each (device, F) in a FRESH process (spawned), so nothing leaks from one row into the next, after a warm-up
 generate of the same images with 1 step: steady state, as for a loaded model (a cold first call pays kernel
 set-up per new tensor shape, seconds on a CPU). On a CPU shared with other busy processes, pass `--threads 1`:
-torch's thread pool waits at every barrier for its preempted threads, which can slow small models 10-50x. Per-stage seconds are the pipeline's own
-`metadata["seconds"]`; total is the wall time of the measured call (CUDA-synchronised).
+torch's thread pool waits at every barrier for its preempted threads, which can slow small models 10-50x.
+Per-stage seconds are the pipeline's own `metadata["seconds"]`; total is the wall time of the measured call
+(CUDA-synchronised).
 
 Peak memory, labelled in every table:
 - CPU: the process's resident-set high-water mark during the measured call (`VmHWM` of /proc/self/status, reset
@@ -94,8 +95,12 @@ class BenchReport:
 
     def to_json(self) -> dict[str, Any]:
         pipeline = [{**asdict(r), "seconds_per_frame": r.seconds_per_frame, "fps": r.fps} for r in self.pipeline]
-        out: dict[str, Any] = {"machine": self.machine, "settings": self.settings, "pipeline": pipeline,
-                               "scaling": scaling(self.pipeline)}
+        out: dict[str, Any] = {
+            "machine": self.machine,
+            "settings": self.settings,
+            "pipeline": pipeline,
+            "scaling": scaling(self.pipeline),
+        }
         if self.ovoxel or self.ovoxel_note:
             out["ovoxel"] = {"rows": [asdict(r) for r in self.ovoxel], "note": self.ovoxel_note}
         if self.attention:
@@ -110,8 +115,13 @@ def machine_info() -> dict[str, Any]:
     """What the numbers were measured on."""
     import torch
 
-    info = {"cpu": platform.processor() or platform.machine(), "cpu_cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version()}
+    info = {
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -167,8 +177,9 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # no /proc: the process-wide maximum
 
 
-def _pipeline_child(model: str, frames: int, steps: int, device: str, seed: int, threads: int | None,
-                    repeat: int) -> dict:
+def _pipeline_child(
+    model: str, frames: int, steps: int, device: str, seed: int, threads: int | None, repeat: int
+) -> dict:
     """Runs in a fresh process: load, warm up, then `repeat` measured generates of `frames` frames (the fastest
     is kept: robust to a busy machine); the peak covers all of them."""
     import torch
@@ -199,16 +210,29 @@ def _pipeline_child(model: str, frames: int, steps: int, device: str, seed: int,
     total, cpu_seconds, asset = min(runs, key=lambda run: run[0])
     seconds = asset.metadata["seconds"]
     return {
-        "device": pipe.device.type, "frames": frames, "steps": steps, "threads": torch.get_num_threads(),
+        "device": pipe.device.type,
+        "frames": frames,
+        "steps": steps,
+        "threads": torch.get_num_threads(),
         "voxels_per_frame": float(np.mean([len(v) for v in asset.ovoxels])),
-        "seconds": {k: float(seconds[k]) for k in STAGE_ORDER if k in seconds}, "total": total,
-        "cpu_seconds": cpu_seconds, "peak_mib": peak, "delta_mib": max(0.0, peak - before),
+        "seconds": {k: float(seconds[k]) for k in STAGE_ORDER if k in seconds},
+        "total": total,
+        "cpu_seconds": cpu_seconds,
+        "peak_mib": peak,
+        "delta_mib": max(0.0, peak - before),
         "memory": MEMORY_LABELS[pipe.device.type],
     }
 
 
-def measure_pipeline(model: str | Path, frames: int, steps: int, device: str = "cpu", seed: int = 0,
-                     threads: int | None = None, repeat: int = 1) -> PipelineBenchRow:
+def measure_pipeline(
+    model: str | Path,
+    frames: int,
+    steps: int,
+    device: str = "cpu",
+    seed: int = 0,
+    threads: int | None = None,
+    repeat: int = 1,
+) -> PipelineBenchRow:
     """One pipeline row, measured in a fresh spawned process (see the module docstring)."""
     with mp.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
         raw = pool.apply(_pipeline_child, (str(model), frames, steps, device, seed, threads, repeat))
@@ -216,8 +240,14 @@ def measure_pipeline(model: str | Path, frames: int, steps: int, device: str = "
 
 
 def run_pipeline_benchmark(
-    frames: list[int], steps: int = 1, devices: list[str] = ("cpu",), model: str | Path | None = None,
-    preset: str = "tiny", seed: int = 0, threads: int | None = None, repeat: int = 1,
+    frames: list[int],
+    steps: int = 1,
+    devices: list[str] = ("cpu",),
+    model: str | Path | None = None,
+    preset: str = "tiny",
+    seed: int = 0,
+    threads: int | None = None,
+    repeat: int = 1,
     on_row: Callable[[PipelineBenchRow], None] | None = None,
 ) -> list[PipelineBenchRow]:
     """Rows for every device × frame count. Without `model`, a randomly initialised `preset` folder is timed
@@ -253,8 +283,16 @@ def scaling(rows: list[PipelineBenchRow]) -> list[dict[str, float | str]]:
         base = mine[0]
         for r in mine:
             time_ratio, frame_ratio = r.total / base.total, r.frames / base.frames
-            out.append({"device": device, "frames": r.frames, "seconds_per_frame": r.seconds_per_frame,
-                        "time_ratio": time_ratio, "frame_ratio": frame_ratio, "vs_linear": time_ratio / frame_ratio})
+            out.append(
+                {
+                    "device": device,
+                    "frames": r.frames,
+                    "seconds_per_frame": r.seconds_per_frame,
+                    "time_ratio": time_ratio,
+                    "frame_ratio": frame_ratio,
+                    "vs_linear": time_ratio / frame_ratio,
+                }
+            )
     return out
 
 
@@ -287,8 +325,10 @@ def run_ovoxel_benchmark(resolutions: list[int], repeat: int = 1) -> tuple[list[
             for direction, job in (("mesh->ovoxel", "ovoxel_encode"), ("ovoxel->mesh", "ovoxel_decode")):
                 seconds, peak, note = launcher.submit(bench.measure, job, mesh_path, r, out, repeat).result()
                 rows.append(OVoxelBenchRow(r, direction, seconds, peak, note))
-    note = (f"mesh: {len(mesh.faces):,} faces (benchmarks/ovoxel.py); fastest of {repeat}; peak MiB = RSS growth "
-            "over the RSS right before the call, fresh process; chamfer in voxels (/R)")
+    note = (
+        f"mesh: {len(mesh.faces):,} faces (benchmarks/ovoxel.py); fastest of {repeat}; peak MiB = RSS growth "
+        "over the RSS right before the call, fresh process; chamfer in voxels (/R)"
+    )
     return rows, note
 
 
@@ -307,18 +347,57 @@ def pipeline_table(rows: list[PipelineBenchRow]) -> str:
     for device in dict.fromkeys(r.device for r in rows):
         mine = [r for r in rows if r.device == device]
         stages = [s for s in STAGE_ORDER if any(s in r.seconds for r in mine)]
-        headers = ["F", "steps", *[f"{s} s" for s in stages], "total s", "CPU s", "s/frame", "frames/s",
-                   "vox/frame", "peak MiB", "Δ gen MiB"]
-        body = [[str(r.frames), str(r.steps), *[f"{r.seconds.get(s, float('nan')):.3f}" for s in stages],
-                 f"{r.total:.3f}", f"{r.cpu_seconds:.3f}", f"{r.seconds_per_frame:.4f}", f"{r.fps:.2f}",
-                 f"{r.voxels_per_frame:.0f}", f"{r.peak_mib:.0f}", f"{r.delta_mib:.0f}"] for r in mine]
-        parts += [f"pipeline on {device} ({mine[0].threads} torch threads; CPU s = process CPU time, all threads); "
-                  f"memory: {mine[0].memory}", markdown_table(headers, body), ""]
+        headers = [
+            "F",
+            "steps",
+            *[f"{s} s" for s in stages],
+            "total s",
+            "CPU s",
+            "s/frame",
+            "frames/s",
+            "vox/frame",
+            "peak MiB",
+            "Δ gen MiB",
+        ]
+        body = [
+            [
+                str(r.frames),
+                str(r.steps),
+                *[f"{r.seconds.get(s, float('nan')):.3f}" for s in stages],
+                f"{r.total:.3f}",
+                f"{r.cpu_seconds:.3f}",
+                f"{r.seconds_per_frame:.4f}",
+                f"{r.fps:.2f}",
+                f"{r.voxels_per_frame:.0f}",
+                f"{r.peak_mib:.0f}",
+                f"{r.delta_mib:.0f}",
+            ]
+            for r in mine
+        ]
+        parts += [
+            f"pipeline on {device} ({mine[0].threads} torch threads; CPU s = process CPU time, all threads); "
+            f"memory: {mine[0].memory}",
+            markdown_table(headers, body),
+            "",
+        ]
         scale = [s for s in scaling(rows) if s["device"] == device]
-        parts += [f"scaling with frame count on {device} (× linear = time ratio / frame ratio; 1.00 = linear)",
-                  markdown_table(["F", "s/frame", "time ratio", "frame ratio", "× linear"],
-                                 [[str(s["frames"]), f"{s['seconds_per_frame']:.3f}", f"{s['time_ratio']:.2f}",
-                                   f"{s['frame_ratio']:.2f}", f"{s['vs_linear']:.2f}"] for s in scale]), ""]
+        parts += [
+            f"scaling with frame count on {device} (× linear = time ratio / frame ratio; 1.00 = linear)",
+            markdown_table(
+                ["F", "s/frame", "time ratio", "frame ratio", "× linear"],
+                [
+                    [
+                        str(s["frames"]),
+                        f"{s['seconds_per_frame']:.3f}",
+                        f"{s['time_ratio']:.2f}",
+                        f"{s['frame_ratio']:.2f}",
+                        f"{s['vs_linear']:.2f}",
+                    ]
+                    for s in scale
+                ],
+            ),
+            "",
+        ]
     return "\n".join(parts).rstrip()
 
 
@@ -329,29 +408,46 @@ def ovoxel_table(rows: list[OVoxelBenchRow], note: str) -> str:
 
 
 def header(machine: dict[str, Any], settings: dict[str, Any]) -> str:
-    return ("machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()) + "\nsettings: "
-            + ", ".join(f"{k} {v}" for k, v in settings.items()))
+    return (
+        "machine: "
+        + ", ".join(f"{k} {v}" for k, v in machine.items())
+        + "\nsettings: "
+        + ", ".join(f"{k} {v}" for k, v in settings.items())
+    )
 
 
 # ------------------------------------------------------------------------------------------------ the full report
 
 
 def run_report(
-    frames: list[int], steps: int = 1, device: str = "auto", model: str | Path | None = None, preset: str = "tiny",
-    resolutions: list[int] = (32, 64), attention_frames: list[int] = (8,), attention_tokens: list[int] | None = None,
-    threads: int | None = None, repeat: int = 1, on_row: Callable[[PipelineBenchRow], None] | None = None,
+    frames: list[int],
+    steps: int = 1,
+    device: str = "auto",
+    model: str | Path | None = None,
+    preset: str = "tiny",
+    resolutions: list[int] = (32, 64),
+    attention_frames: list[int] = (8,),
+    attention_tokens: list[int] | None = None,
+    threads: int | None = None,
+    repeat: int = 1,
+    on_row: Callable[[PipelineBenchRow], None] | None = None,
 ) -> BenchReport:
     """Everything `helix4d bench all` prints: attention backends and the pipeline per device, O-Voxels on the CPU."""
-    from helix4d.nn.attention_bench import run_attention_benchmark
-
     import torch
+
+    from helix4d.nn.attention_bench import run_attention_benchmark
 
     devices = resolve_devices(device)
     if threads:
         torch.set_num_threads(threads)  # the attention rows run in this process
-    settings = {"devices": ",".join(devices), "model": str(model) if model else f"random '{preset}' preset",
-                "steps": steps, "frames": ",".join(map(str, frames)), "repeat": repeat,
-                "resolutions": ",".join(map(str, resolutions))}
+    settings = {
+        "devices": ",".join(devices),
+        "model": str(model) if model else f"random '{preset}' preset",
+        "steps": steps,
+        "frames": ",".join(map(str, frames)),
+        "repeat": repeat,
+        "resolutions": ",".join(map(str, resolutions)),
+    }
     report = BenchReport(machine_info(), settings)
     for dev in devices:
         report.attention += run_attention_benchmark(dev, list(attention_frames), attention_tokens)

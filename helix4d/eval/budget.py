@@ -32,9 +32,9 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from helix4d.errors import InputError
-from helix4d.export.cleanup import boundary_edges
-from helix4d.eval.tables import cell, finite, nanmean
 from helix4d.eval.protocols import OursProtocol, Protocol, evaluate_sequence
+from helix4d.eval.tables import cell, finite, nanmean
+from helix4d.export.cleanup import boundary_edges
 from helix4d.ovoxel import OVoxel
 
 ROWS: dict[str, str] = {
@@ -44,8 +44,18 @@ ROWS: dict[str, str] = {
     "temporal": "full pipeline, temporal (Helix4D)",
     "per_frame": "full pipeline, per-frame (static model on every frame)",
 }
-HEADLINE = ("cd_3d", "cd_4d", "f_score@0.02", "jitter_abs", "coarse_iou", "boundary_edges", "empty_frames",
-            "colour_error", "object_colour_error", "alpha_error")
+HEADLINE = (
+    "cd_3d",
+    "cd_4d",
+    "f_score@0.02",
+    "jitter_abs",
+    "coarse_iou",
+    "boundary_edges",
+    "empty_frames",
+    "colour_error",
+    "object_colour_error",
+    "alpha_error",
+)
 
 Progress = Callable[[str, int, int], None]  # (what is running, completed, total)
 
@@ -81,16 +91,24 @@ class BudgetReport:
         s = self.settings
         lines = [
             f"error budget of {s['model']} on {s['dataset']} ({s['sequences']} sequences, {s['frames']})",
-            f"seen as: look {s.get('look', 'canonical')}, renderer {s.get('renderer', 'raster')} (the dataset's settings)",
+            f"seen as: look {s.get('look', 'canonical')}, renderer {s.get('renderer', 'raster')} "
+            "(the dataset's settings)",
             f"ground truth: {s['ground_truth']}; protocol {s['protocol']} ({s['units']}), {s['points']} points/frame",
-            f"sampling: {s['steps']} steps, seed {s['seed']}, device {s['device']}", "",
-            "| row | " + " | ".join(HEADLINE) + " |", "|---" * (len(HEADLINE) + 1) + "|",
+            f"sampling: {s['steps']} steps, seed {s['seed']}, device {s['device']}",
+            "",
+            "| row | " + " | ".join(HEADLINE) + " |",
+            "|---" * (len(HEADLINE) + 1) + "|",
         ]
         for row in ROWS:
             means = self.mean(row)
             lines.append(f"| {row} | " + " | ".join(cell(means.get(k, math.nan), 3) for k in HEADLINE) + " |")
-        lines += ["", "per phenomenon (CD-3D / F-score@0.02):", "",
-                  "| kind | " + " | ".join(ROWS) + " |", "|---" * (len(ROWS) + 1) + "|"]
+        lines += [
+            "",
+            "per phenomenon (CD-3D / F-score@0.02):",
+            "",
+            "| kind | " + " | ".join(ROWS) + " |",
+            "|---" * (len(ROWS) + 1) + "|",
+        ]
         for kind in self.kinds:
             cells = []
             for row in ROWS:
@@ -105,8 +123,16 @@ class BudgetReport:
             "settings": self.settings,
             "mean": {row: finite(self.mean(row)) for row in ROWS},
             "by_kind": {k: {row: finite(self.mean(row, k)) for row in ROWS} for k in self.kinds},
-            "sequences": [{"id": s.id, "kind": s.kind, "frames": s.frames, "seconds": s.seconds,
-                           "rows": {r: finite(m) for r, m in s.rows.items()}} for s in self.sequences],
+            "sequences": [
+                {
+                    "id": s.id,
+                    "kind": s.kind,
+                    "frames": s.frames,
+                    "seconds": s.seconds,
+                    "rows": {r: finite(m) for r, m in s.rows.items()},
+                }
+                for s in self.sequences
+            ],
         }
 
 
@@ -141,9 +167,11 @@ def run_budget(
         raise InputError(f"{dataset} holds no finished sequences; build it with `helix4d data synth`")
     pipe = Helix4DPipeline.from_pretrained(model, device=device)
     if (data.settings.image_size, data.settings.resolution) != (pipe.config.image_size, pipe.config.resolution):
-        raise InputError(f"the dataset has images of {data.settings.image_size} px and O-Voxels at "
-                         f"{data.settings.resolution}³, the model takes {pipe.config.image_size} px and "
-                         f"{pipe.config.resolution}³; build the dataset with the model's settings")
+        raise InputError(
+            f"the dataset has images of {data.settings.image_size} px and O-Voxels at "
+            f"{data.settings.resolution}³, the model takes {pipe.config.image_size} px and "
+            f"{pipe.config.resolution}³; build the dataset with the model's settings"
+        )
     if not architecture_of(pipe.config).own_vaes and "vae" in rows:
         rows = [r for r in rows if r != "vae"]  # e.g. converted TRELLIS.2 folders: decoders only, no round trip
     results, sources = [], set()
@@ -158,22 +186,29 @@ def run_budget(
     if progress:
         progress("done", len(entries), len(entries))
     settings = {
-        "dataset": str(dataset), "sequences": len(entries), "look": data.settings.look,
+        "dataset": str(dataset),
+        "sequences": len(entries),
+        "look": data.settings.look,
         "renderer": data.settings.renderer,
         "frames": f"first {frames} frames" if frames else "all frames",
-        "model": str(model) if model else "demo (shipped)", "model_trained": pipe.config.trained,
-        "ground_truth": " and ".join(sorted(sources)), "protocol": protocol.name,
+        "model": str(model) if model else "demo (shipped)",
+        "model_trained": pipe.config.trained,
+        "ground_truth": " and ".join(sorted(sources)),
+        "protocol": protocol.name,
         "units": protocol.units if protocol.align else "no alignment: the unit cube",
         "points": getattr(protocol, "points", getattr(protocol, "samples", None)),
-        "steps": steps if steps is not None else "model default", "seed": seed, "device": str(pipe.device),
+        "steps": steps if steps is not None else "model default",
+        "seed": seed,
+        "device": str(pipe.device),
         "rows": list(rows),
     }
     return BudgetReport(settings, results)
 
 
 @torch.no_grad()
-def _budget_sequence(pipe: Any, folder: Path, frames: int | None, rows: Sequence[str], steps: int | None,
-                     seed: int, protocol: Protocol) -> tuple[BudgetSequence, str]:
+def _budget_sequence(
+    pipe: Any, folder: Path, frames: int | None, rows: Sequence[str], steps: int | None, seed: int, protocol: Protocol
+) -> tuple[BudgetSequence, str]:
     from helix4d.data.dataset import load_sequence
     from helix4d.ovoxel import ovoxel_to_mesh
 
@@ -288,6 +323,3 @@ def material_errors(pred: list[OVoxel], truth: list[OVoxel]) -> dict[str, float]
         alpha.append(diff[:, 5].mean())
         obj.append(np.abs(p.attrs[:, :3].mean(0) - t.attrs[:, :3].mean(0)).mean())
     return {"colour_error": nanmean(voxel), "object_colour_error": nanmean(obj), "alpha_error": nanmean(alpha)}
-
-
-

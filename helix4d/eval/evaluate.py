@@ -25,8 +25,8 @@ import numpy as np
 import trimesh
 
 from helix4d.errors import InputError
-from helix4d.eval.tables import cell, finite
 from helix4d.eval.protocols import Protocol, SequenceScores, evaluate_sequence
+from helix4d.eval.tables import cell, finite
 
 MESH_SUFFIXES = (".glb", ".gltf", ".ply", ".obj", ".stl", ".off")
 
@@ -73,12 +73,16 @@ def load_sequence_meshes(path: str | Path, allow_empty: bool = False) -> list[tr
     predictions (see `load_mesh_file`)."""
     path = Path(path)
     if not path.is_dir():
-        raise InputError(f"{path} is not a folder; pass a folder of per-frame meshes, a `helix4d generate` "
-                         "output folder or a dataset sequence folder")
+        raise InputError(
+            f"{path} is not a folder; pass a folder of per-frame meshes, a `helix4d generate` "
+            "output folder or a dataset sequence folder"
+        )
     source = _sequence_source(path)
     if source is None:
-        raise InputError(f"{path} holds no sequence: expected per-frame mesh files ({', '.join(MESH_SUFFIXES)}) "
-                         "directly or in frames/ or meshes/, or a dataset ovoxels.npz")
+        raise InputError(
+            f"{path} holds no sequence: expected per-frame mesh files ({', '.join(MESH_SUFFIXES)}) "
+            "directly or in frames/ or meshes/, or a dataset ovoxels.npz"
+        )
     if isinstance(source, Path):
         from helix4d.data.layout import load_ovoxels
         from helix4d.ovoxel import ovoxel_to_mesh
@@ -101,8 +105,10 @@ def find_sequences(path: str | Path) -> dict[str, Path]:
         return {path.resolve().name: path}
     found = {p.name: p for p in sorted(path.iterdir()) if p.is_dir() and _sequence_source(p) is not None}
     if not found:
-        raise InputError(f"{path} holds no sequences: expected per-frame meshes, frames/, ovoxels.npz, a dataset "
-                         "manifest.json, or sub-folders holding one of these")
+        raise InputError(
+            f"{path} holds no sequences: expected per-frame meshes, frames/, ovoxels.npz, a dataset "
+            "manifest.json, or sub-folders holding one of these"
+        )
     return found
 
 
@@ -116,9 +122,11 @@ def pair_sequences(pred: str | Path, gt: str | Path) -> tuple[list[tuple[str, Pa
     pairs = [(name, p, gts[name]) for name, p in preds.items() if name in gts]
     unmatched = [name for name in preds if name not in gts]
     if not pairs:
-        raise InputError(f"no prediction in {pred} has a ground-truth sequence of the same name in {gt} "
-                         f"(predictions: {', '.join(list(preds)[:5])}...); name each prediction folder after "
-                         "its sequence id")
+        raise InputError(
+            f"no prediction in {pred} has a ground-truth sequence of the same name in {gt} "
+            f"(predictions: {', '.join(list(preds)[:5])}...); name each prediction folder after "
+            "its sequence id"
+        )
     return pairs, unmatched
 
 
@@ -171,13 +179,16 @@ class EvaluationReport:
     def table(self) -> str:
         """A markdown table: one row per sequence and a mean row, headed by the protocol that produced it."""
         columns = list(self.mean())
-        lines = [f"protocol: {self.protocol} ({self.units})",
-                 "| sequence | frames | " + " | ".join(columns) + " |",
-                 "|---" * (len(columns) + 2) + "|"]
+        lines = [
+            f"protocol: {self.protocol} ({self.units})",
+            "| sequence | frames | " + " | ".join(columns) + " |",
+            "|---" * (len(columns) + 2) + "|",
+        ]
         for s in self.sequences:
             values = s.values()
-            lines.append(f"| {s.name} | {s.scores.frames} | "
-                         + " | ".join(cell(values.get(c, math.nan)) for c in columns) + " |")
+            lines.append(
+                f"| {s.name} | {s.scores.frames} | " + " | ".join(cell(values.get(c, math.nan)) for c in columns) + " |"
+            )
         means = self.mean()
         lines.append(f"| mean ({len(self.sequences)}) | | " + " | ".join(cell(means[c]) for c in columns) + " |")
         if self.fvd is not None:
@@ -185,8 +196,6 @@ class EvaluationReport:
         if self.unmatched:
             lines.append(f"no ground truth for: {', '.join(self.unmatched)}")
         return "\n".join(lines)
-
-
 
 
 def run_evaluation(
@@ -253,8 +262,9 @@ def _fvd(videos: tuple[list[np.ndarray], list[np.ndarray]], i3d_fn: Any) -> floa
     from helix4d.eval.images import composite
 
     if len(videos[0]) < 2:
-        raise InputError("FVD compares distributions of videos: evaluate at least 2 sequences (10+ for a "
-                         "meaningful number)")
+        raise InputError(
+            "FVD compares distributions of videos: evaluate at least 2 sequences (10+ for a meaningful number)"
+        )
     frames = min(len(v) for v in videos[0])  # I3D takes one length per batch
     pred = np.stack([composite(v[:frames]) for v in videos[0]])
     real = np.stack([composite(v[:frames]) for v in videos[1]])

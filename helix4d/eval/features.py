@@ -86,8 +86,9 @@ def clip_similarity(images_a: np.ndarray, images_b: np.ndarray, extractor: Image
 def _batched(extractor: Callable[[np.ndarray], np.ndarray], items: np.ndarray, batch: int) -> np.ndarray:
     if len(items) == 0:
         raise InputError("no images or videos to extract features from")
-    return np.concatenate([np.asarray(extractor(items[i:i + batch]), np.float64)
-                           for i in range(0, len(items), batch)])
+    return np.concatenate(
+        [np.asarray(extractor(items[i : i + batch]), np.float64) for i in range(0, len(items), batch)]
+    )
 
 
 # ------------------------------------------------------------------------------------------------ real models
@@ -97,8 +98,10 @@ def load_clip_extractor(folder: str | Path, device: str = "cpu") -> ImageFeature
     """CLIP image features from a local `transformers` CLIP folder (config.json, weights, preprocessor)."""
     folder = Path(folder)
     if not (folder / "config.json").is_file():
-        raise InputError(f"{folder} is not a CLIP model folder (no config.json); pass a folder written by "
-                         "transformers' CLIPModel.save_pretrained, e.g. a local copy of clip-vit-base-patch32")
+        raise InputError(
+            f"{folder} is not a CLIP model folder (no config.json); pass a folder written by "
+            "transformers' CLIPModel.save_pretrained, e.g. a local copy of clip-vit-base-patch32"
+        )
     try:
         from transformers import CLIPImageProcessor, CLIPModel
     except ImportError as exc:

@@ -132,6 +132,8 @@ def render_metrics(
     if len(pred_meshes) != len(gt_frames):
         raise InputError(f"{len(pred_meshes)} predicted frames but {len(gt_frames)} input frames")
     if gt_frames.shape[1:3] != (renderer.height, renderer.width):
-        raise InputError(f"input frames are {gt_frames.shape[2]}x{gt_frames.shape[1]} but the renderer draws "
-                         f"{renderer.width}x{renderer.height}; create Renderer(width, height) to match")
+        raise InputError(
+            f"input frames are {gt_frames.shape[2]}x{gt_frames.shape[1]} but the renderer draws "
+            f"{renderer.width}x{renderer.height}; create Renderer(width, height) to match"
+        )
     return image_metrics(render_frames(renderer, camera, pred_meshes), gt_frames, background)

@@ -40,8 +40,9 @@ class PointSequence:
         self.points = np.asarray(self.points, dtype=np.float64)
         self.normals = np.asarray(self.normals, dtype=np.float64)
         if self.points.ndim != 3 or self.points.shape[-1] != 3 or self.points.shape != self.normals.shape:
-            raise InputError(f"points and normals must both be (F, N, 3), got {self.points.shape} and "
-                             f"{self.normals.shape}")
+            raise InputError(
+                f"points and normals must both be (F, N, 3), got {self.points.shape} and {self.normals.shape}"
+            )
 
     @property
     def frames(self) -> int:
@@ -68,9 +69,7 @@ def sample_surface(mesh: trimesh.Trimesh, count: int, seed: int = 0) -> tuple[np
     return np.asarray(points, dtype=np.float64), normals
 
 
-def sample_sequence(
-    meshes: Sequence[trimesh.Trimesh], count: int, seed: int = 0, seed_step: int = 0
-) -> PointSequence:
+def sample_sequence(meshes: Sequence[trimesh.Trimesh], count: int, seed: int = 0, seed_step: int = 0) -> PointSequence:
     """Sample `count` points on every frame's mesh; frame f uses seed `seed + f * seed_step`.
 
     `seed_step = 0` (our protocol) samples identical frames identically, which keeps a static sequence's
@@ -145,8 +144,10 @@ class FrameMatches:
 def match_frames(pred: np.ndarray, gt: np.ndarray) -> FrameMatches:
     """Per-frame nearest neighbours both ways between pred (F, N, 3) and gt (F, M, 3)."""
     if pred.shape[0] != gt.shape[0]:
-        raise InputError(f"the prediction has {pred.shape[0]} frames and the ground truth {gt.shape[0]}; "
-                         "frames are compared one to one")
+        raise InputError(
+            f"the prediction has {pred.shape[0]} frames and the ground truth {gt.shape[0]}; "
+            "frames are compared one to one"
+        )
     d_pg, i_pg = nearest_in_frames(frame_trees(gt), pred)
     d_gp, i_gp = nearest_in_frames(frame_trees(pred), gt)
     return FrameMatches(d_pg, i_pg, d_gp, i_gp)

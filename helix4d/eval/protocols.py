@@ -76,7 +76,7 @@ class ActionBenchProtocol:
     """The ActionBench protocol with its published defaults (see the module docstring)."""
 
     name: ClassVar[str] = "actionbench"
-    units: ClassVar[str] = ("ground-truth units; cd_3d: gradient ICP per frame, cd_4d: frame 0's ICP for all frames")
+    units: ClassVar[str] = "ground-truth units; cd_3d: gradient ICP per frame, cd_4d: frame 0's ICP for all frames"
     samples: int = 100_000
     icp_points: int = 10_000
     chamfer_points: int = 10_000
@@ -141,8 +141,10 @@ def evaluate_sequence(
     if isinstance(protocol, ActionBenchProtocol):
         pred = pred[: len(gt)]
     if len(pred) > len(gt):
-        raise InputError(f"the prediction has {len(pred)} frames and the ground truth {len(gt)}; frames are "
-                         "compared one to one, so generate as many frames as the ground truth has")
+        raise InputError(
+            f"the prediction has {len(pred)} frames and the ground truth {len(gt)}; frames are "
+            "compared one to one, so generate as many frames as the ground truth has"
+        )
     kept = [f for f, mesh in enumerate(pred) if len(mesh.faces) and mesh.area > 0]
     empty = len(gt) - len(kept)
     if not kept:
@@ -200,14 +202,15 @@ def _actionbench(
     frames = p.shape[0]
     if protocol.align:
         icp_rows = _subset(protocol.samples, protocol.icp_points, protocol.seed)  # same rows in every frame
-        maps = [fit_frame_gradient_icp(p[f, icp_rows], g[f, icp_rows], protocol.icp, protocol.device)
-                for f in range(frames)]
+        maps = [
+            fit_frame_gradient_icp(p[f, icp_rows], g[f, icp_rows], protocol.icp, protocol.device) for f in range(frames)
+        ]
     else:
         maps = [AffineMap.identity()] * frames
-    per_frame = [actionbench_chamfer(maps[f](p[f]), g[f], protocol.chamfer_points, protocol.seed)
-                 for f in range(frames)]
-    anchored = [actionbench_chamfer(maps[0](p[f]), g[f], protocol.chamfer_points, protocol.seed)
-                for f in range(frames)]
+    per_frame = [
+        actionbench_chamfer(maps[f](p[f]), g[f], protocol.chamfer_points, protocol.seed) for f in range(frames)
+    ]
+    anchored = [actionbench_chamfer(maps[0](p[f]), g[f], protocol.chamfer_points, protocol.seed) for f in range(frames)]
     metrics = {"cd_3d": float(np.mean(per_frame)), "cd_4d": float(np.mean(anchored))}
     return SequenceScores(ActionBenchProtocol.name, frames, metrics, maps[0])
 

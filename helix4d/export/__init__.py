@@ -12,12 +12,13 @@ OUT/asset.usdz                  the same, packaged with its textures
 OUT/asset.abc                   Alembic cache (format "abc", optional: needs alembic3d)
 OUT/preview.mp4                 input video | result from the input camera, then one orbit
 ```
-Every frame is cleaned first (`clean_mesh`, on by default). Building blocks: `bake_textures` (xatlas + texel baking), `simplify_mesh`, `write_glb`, `write_animated_glb`,
-`write_usd` / `check_usd`, `render_preview`, and attribute functions `mesh_sampler` / `ovoxel_sampler`.
+Every frame is cleaned first (`clean_mesh`, on by default). Building blocks: `bake_textures` (xatlas + texel
+baking), `simplify_mesh`, `write_glb`, `write_animated_glb`, `write_usd` / `check_usd`, `render_preview`, and
+attribute functions `mesh_sampler` / `ovoxel_sampler`.
 """
 
-from helix4d.export.animated import write_animated_glb
 from helix4d.export.alembic import write_alembic
+from helix4d.export.animated import write_animated_glb
 from helix4d.export.asset import DEFAULT_FORMATS, FORMATS, ExportedFiles, export_asset, prepare_frame
 from helix4d.export.bake import TexturedMesh, bake_textures
 from helix4d.export.cleanup import CleanupConfig, clean_mesh

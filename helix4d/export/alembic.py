@@ -21,8 +21,8 @@ import numpy as np
 from helix4d.errors import BackendUnavailableError, InputError
 from helix4d.export.animated import MorphSegment, written_positions
 from helix4d.export.surface import surface_arrays
-from helix4d.ovoxel.attributes import srgb_to_linear
 from helix4d.io.files import atomic_path
+from helix4d.ovoxel.attributes import srgb_to_linear
 
 
 def require_alembic() -> None:
@@ -36,6 +36,7 @@ def write_alembic(segments: Sequence[MorphSegment], path: str | os.PathLike, fps
     require_alembic()
     import imath
     from alembic3d import Abc, AbcCoreAbstract, AbcGeom
+
     if len(segments) == 0:
         raise InputError("write_alembic needs at least one frame")
     if not fps > 0:
@@ -59,8 +60,11 @@ def write_alembic(segments: Sequence[MorphSegment], path: str | os.PathLike, fps
             colour = AbcGeom.OC4fGeomParamSample(_colour_array(imath, rgba), AbcGeom.GeometryScope.kVertexScope)
             for positions in written_positions(segment):  # (V, 3) per frame of the segment
                 points = imath.V3fArrayFromBuffer(np.ascontiguousarray(positions, np.float32))
-                sample = AbcGeom.OPolyMeshSchemaSample(points, faces, counts, uv) if uv is not None else \
-                    AbcGeom.OPolyMeshSchemaSample(points, faces, counts)
+                sample = (
+                    AbcGeom.OPolyMeshSchemaSample(points, faces, counts, uv)
+                    if uv is not None
+                    else AbcGeom.OPolyMeshSchemaSample(points, faces, counts)
+                )
                 schema.set(sample)
                 colours.set(colour)
         del colours, schema, mesh, xform, archive  # the archive is written when its last reference goes

@@ -93,12 +93,17 @@ def write_segments_glb(segments: Sequence[MorphSegment], path: str | os.PathLike
     return write_bytes_atomic(path, builder.to_glb())
 
 
-def _channel(builder: GltfBuilder, animation: gl.Animation, node: int, path: str, times: np.ndarray,
-             values: np.ndarray) -> None:
-    animation.samplers.append(gl.AnimationSampler(input=builder.accessor(times, bounds=True),
-                                                  output=builder.accessor(values), interpolation=gl.ANIM_STEP))
-    animation.channels.append(gl.AnimationChannel(sampler=len(animation.samplers) - 1,
-                                                  target=gl.AnimationChannelTarget(node=node, path=path)))
+def _channel(
+    builder: GltfBuilder, animation: gl.Animation, node: int, path: str, times: np.ndarray, values: np.ndarray
+) -> None:
+    animation.samplers.append(
+        gl.AnimationSampler(
+            input=builder.accessor(times, bounds=True), output=builder.accessor(values), interpolation=gl.ANIM_STEP
+        )
+    )
+    animation.channels.append(
+        gl.AnimationChannel(sampler=len(animation.samplers) - 1, target=gl.AnimationChannelTarget(node=node, path=path))
+    )
 
 
 def written_positions(segment: MorphSegment) -> list[np.ndarray]:

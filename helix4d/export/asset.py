@@ -36,8 +36,8 @@ from helix4d.export.bake import bake_textures
 from helix4d.export.cleanup import CleanupConfig, clean_mesh
 from helix4d.export.glb import write_glb
 from helix4d.export.preview import render_preview
-from helix4d.export.segments import SegmentConfig, topology_segments
 from helix4d.export.sampling import AttributeFn, mesh_sampler
+from helix4d.export.segments import SegmentConfig, topology_segments
 from helix4d.export.simplify import simplify_mesh
 from helix4d.export.surface import Frame
 from helix4d.export.tracking import TrackedSegment, TrackingConfig, track_clip

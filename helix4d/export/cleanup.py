@@ -49,11 +49,15 @@ class CleanupConfig:
         if not 0.0 <= self.floater_ratio < 1.0:
             raise InputError(f"floater_ratio must be in [0, 1), got {self.floater_ratio}")
         if not 0 <= self.pinhole_edges <= self.max_hole_edges or self.open_ratio < 0.0:
-            raise InputError("need 0 <= pinhole_edges <= max_hole_edges and open_ratio >= 0, got "
-                             f"{self.pinhole_edges}, {self.max_hole_edges}, {self.open_ratio}")
+            raise InputError(
+                "need 0 <= pinhole_edges <= max_hole_edges and open_ratio >= 0, got "
+                f"{self.pinhole_edges}, {self.max_hole_edges}, {self.open_ratio}"
+            )
         if self.smooth_iterations < 0 or not 0.0 < self.smooth_lambda < -self.smooth_mu:
-            raise InputError("Taubin smoothing needs iterations >= 0 and 0 < lambda < -mu, got "
-                             f"{self.smooth_iterations}, {self.smooth_lambda}, {self.smooth_mu}")
+            raise InputError(
+                "Taubin smoothing needs iterations >= 0 and 0 < lambda < -mu, got "
+                f"{self.smooth_iterations}, {self.smooth_lambda}, {self.smooth_mu}"
+            )
 
 
 def clean_mesh(mesh: trimesh.Trimesh, config: CleanupConfig = CleanupConfig()) -> trimesh.Trimesh:
@@ -83,8 +87,9 @@ def odd_edges(mesh: trimesh.Trimesh) -> np.ndarray:
     through it, where the edges with exactly one face (`boundary_edges`) would stop."""
     faces = np.asarray(mesh.faces, dtype=np.int64)
     directed = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])  # (3F, 2)
-    _, first, inverse, counts = np.unique(np.sort(directed, axis=1), axis=0, return_index=True, return_inverse=True,
-                                          return_counts=True)
+    _, first, inverse, counts = np.unique(
+        np.sort(directed, axis=1), axis=0, return_index=True, return_inverse=True, return_counts=True
+    )
     return directed[first[counts % 2 == 1]]
 
 
@@ -109,8 +114,9 @@ def remove_floaters(mesh: trimesh.Trimesh, ratio: float) -> trimesh.Trimesh:
     return _submesh(mesh, keep)
 
 
-def fill_small_holes(mesh: trimesh.Trimesh, max_edges: int, open_ratio: float = 0.5, pinhole_edges: int = 12
-                     ) -> trimesh.Trimesh:
+def fill_small_holes(
+    mesh: trimesh.Trimesh, max_edges: int, open_ratio: float = 0.5, pinhole_edges: int = 12
+) -> trimesh.Trimesh:
     """Cap every rim loop of at most `max_edges` edges that is a hole in a closed surface by a fan around its
     centroid (each cap face winds against the face it borders, so it agrees with it in orientation).
 
@@ -140,8 +146,9 @@ def fill_small_holes(mesh: trimesh.Trimesh, max_edges: int, open_ratio: float = 
     chosen = fill[owner]
     new_faces = np.stack([edges[chosen, 1], edges[chosen, 0], new_index[owner[chosen]]], axis=1)  # (E', 3)
     centre_attrs = _loop_mean(attrs[edges[:, 0]], owner, length)[fill]
-    filled = trimesh.Trimesh(np.concatenate([vertices, centre[fill]]),
-                             np.concatenate([np.asarray(mesh.faces), new_faces]), process=False)
+    filled = trimesh.Trimesh(
+        np.concatenate([vertices, centre[fill]]), np.concatenate([np.asarray(mesh.faces), new_faces]), process=False
+    )
     return set_vertex_pbr(filled, np.concatenate([attrs, centre_attrs]))
 
 
@@ -200,8 +207,13 @@ def taubin_smooth(mesh: trimesh.Trimesh, iterations: int, lamb: float = 0.5, mu:
     on_rim = np.zeros(n, bool)
     on_rim[rim.reshape(-1)] = True
     rim_pairs = np.unique(np.sort(rim, axis=1), axis=0)
-    pairs = np.concatenate([edges[~(on_rim[edges[:, 0]] | on_rim[edges[:, 1]])], rim_pairs,
-                            edges[on_rim[edges[:, 0]] ^ on_rim[edges[:, 1]]]])
+    pairs = np.concatenate(
+        [
+            edges[~(on_rim[edges[:, 0]] | on_rim[edges[:, 1]])],
+            rim_pairs,
+            edges[on_rim[edges[:, 0]] ^ on_rim[edges[:, 1]]],
+        ]
+    )
     rows = np.concatenate([pairs[:, 0], pairs[:, 1]])
     cols = np.concatenate([pairs[:, 1], pairs[:, 0]])
     use = ~on_rim[rows] | on_rim[cols]  # a rim vertex listens to rim vertices only

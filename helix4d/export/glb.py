@@ -17,8 +17,8 @@ import numpy as np
 import pygltflib as gl
 
 from helix4d.export.surface import Frame, SurfaceArrays, surface_arrays
-from helix4d.ovoxel.attributes import srgb_to_linear
 from helix4d.io.files import write_bytes_atomic
+from helix4d.ovoxel.attributes import srgb_to_linear
 
 _TYPES = {1: "SCALAR", 2: "VEC2", 3: "VEC3", 4: "VEC4"}
 _LINEAR, _LINEAR_MIPMAP_LINEAR, _CLAMP = 9729, 9987, 33071  # CLAMP_TO_EDGE
@@ -94,7 +94,10 @@ class GltfBuilder:
         weights = None
         if morph is not None:
             primitive.targets = [
-                {"POSITION": self.accessor(dp, gl.ARRAY_BUFFER, bounds=True), "NORMAL": self.accessor(dn, gl.ARRAY_BUFFER)}
+                {
+                    "POSITION": self.accessor(dp, gl.ARRAY_BUFFER, bounds=True),
+                    "NORMAL": self.accessor(dn, gl.ARRAY_BUFFER),
+                }
                 for dp, dn in zip(*morph)
             ]
             weights = [0.0] * len(morph[0])

@@ -72,8 +72,9 @@ class TrackedSegment:
         return mesh
 
 
-def track_clip(meshes: Sequence[trimesh.Trimesh], segments: Sequence[Segment],
-               config: TrackingConfig = TrackingConfig()) -> list[TrackedSegment]:
+def track_clip(
+    meshes: Sequence[trimesh.Trimesh], segments: Sequence[Segment], config: TrackingConfig = TrackingConfig()
+) -> list[TrackedSegment]:
     """Track every topology segment of the clip; a segment whose tracking fails at some frame is cut there, so the
     result may hold more segments than `segments` (and an empty frame is a segment of its own)."""
     if not segments or segments[0].start != 0 or segments[-1].stop != len(meshes):

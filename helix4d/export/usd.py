@@ -27,8 +27,8 @@ import numpy as np
 
 from helix4d.errors import BackendUnavailableError, InputError
 from helix4d.export.surface import Frame, SurfaceArrays, surface_arrays
-from helix4d.ovoxel.attributes import srgb_to_linear
 from helix4d.io.files import staging_dir, write_bytes_atomic
+from helix4d.ovoxel.attributes import srgb_to_linear
 
 LAYER_SUFFIXES = (".usdc", ".usda", ".usd")
 TEXTURE_DIR = "textures"
@@ -127,8 +127,13 @@ def _author(surfaces: list[SurfaceArrays], layer: Path, fps: float) -> list[Path
     else:
         metallic = primvars.CreatePrimvar("metallic", floats, vertex)
         roughness = primvars.CreatePrimvar("roughness", floats, vertex)
-    attrs = [mesh.CreatePointsAttr(), mesh.CreateFaceVertexCountsAttr(), mesh.CreateFaceVertexIndicesAttr(),
-             mesh.CreateNormalsAttr(), mesh.CreateExtentAttr()]
+    attrs = [
+        mesh.CreatePointsAttr(),
+        mesh.CreateFaceVertexCountsAttr(),
+        mesh.CreateFaceVertexIndicesAttr(),
+        mesh.CreateNormalsAttr(),
+        mesh.CreateExtentAttr(),
+    ]
 
     texture_files: list[tuple[int, str, str]] = []
     written: list[Path] = []

@@ -31,7 +31,6 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-
 MIN_GRABCUT = 25  # pixels
 
 
@@ -60,8 +59,9 @@ def clean_matte(alpha: np.ndarray, rgb: np.ndarray, config: CleanupConfig = Clea
     masks = np.stack([cv2.resize(a, size, interpolation=cv2.INTER_AREA) > 0.5 for a in alpha])  # (F, h', w')
     to_first = camera_motion(small_rgb, masks)  # (F, 2, 3)
     if len(masks) > 1:
-        masks = keep_moving(masks, motion(small_rgb, to_first) > config.motion_threshold, config.keep_moving,
-                            config.still)
+        masks = keep_moving(
+            masks, motion(small_rgb, to_first) > config.motion_threshold, config.keep_moving, config.still
+        )
     masks = refine(masks, small_rgb, to_first, config)
     masks = np.stack([clean_regions(m, config.min_region, config.max_hole * m.size) for m in masks])
     full = np.stack([cv2.resize(m.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) > 0.5 for m in masks])
@@ -90,8 +90,12 @@ def motion(rgb: np.ndarray, to_first: np.ndarray) -> np.ndarray:
     warp = dict(flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     plate = np.median(np.stack([cv2.warpAffine(f, m, (w, h), **warp) for f, m in zip(rgb, to_first)]), axis=0)
     plate = plate.astype(np.float32)  # (H, W, 3) in the first frame's pixels
-    return np.stack([np.linalg.norm(f - cv2.warpAffine(plate, cv2.invertAffineTransform(m), (w, h), **warp), axis=-1)
-                     for f, m in zip(rgb.astype(np.float32), to_first)])
+    return np.stack(
+        [
+            np.linalg.norm(f - cv2.warpAffine(plate, cv2.invertAffineTransform(m), (w, h), **warp), axis=-1)
+            for f, m in zip(rgb.astype(np.float32), to_first)
+        ]
+    )
 
 
 def keep_moving(masks: np.ndarray, moved: np.ndarray, keep: float, still: float) -> np.ndarray:
@@ -100,8 +104,10 @@ def keep_moving(masks: np.ndarray, moved: np.ndarray, keep: float, still: float)
     stays put in most frames too, none when it moves in most (the matte took a patch of background for the object
     there, and `refine` recovers the frame from its neighbour)."""
     labels = [ndimage.label(m) for m in masks]
-    shares = [np.asarray(ndimage.mean(move, lab, np.arange(1, n + 1))) if n else np.zeros(0)
-              for (lab, n), move in zip(labels, moved)]
+    shares = [
+        np.asarray(ndimage.mean(move, lab, np.arange(1, n + 1))) if n else np.zeros(0)
+        for (lab, n), move in zip(labels, moved)
+    ]
     moving_clip = np.median([s.max() if len(s) else 0.0 for s in shares]) > still
     out = np.zeros_like(masks)
     for t, ((lab, n), share) in enumerate(zip(labels, shares)):
@@ -123,8 +129,11 @@ def refine(masks: np.ndarray, rgb: np.ndarray, to_first: np.ndarray, config: Cle
     h, w = masks.shape[1:]
     band = max(2, round(config.grabcut_band * max(h, w)))
     out = np.zeros_like(masks)
-    for t, near in [(first, first)] + [(t, t - 1) for t in range(first + 1, len(masks))] + \
-            [(t, t + 1) for t in range(first - 1, -1, -1)]:
+    for t, near in (
+        [(first, first)]
+        + [(t, t - 1) for t in range(first + 1, len(masks))]
+        + [(t, t + 1) for t in range(first - 1, -1, -1)]
+    ):
         seed, width = masks[t], band
         if lost[t] and near != t and out[near].any():
             carry = cv2.invertAffineTransform(to_first[t]) @ np.vstack([to_first[near], [0, 0, 1]])  # near -> t
@@ -147,8 +156,9 @@ def grabcut(rgb: np.ndarray, seed: np.ndarray, band: int, iterations: int) -> np
     if not (labels == cv2.GC_BGD).any():  # GrabCut learns the background's colours from somewhere
         labels[[0, -1], :] = cv2.GC_BGD
     background, foreground = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-    cv2.grabCut(np.ascontiguousarray(rgb[..., ::-1]), labels, None, background, foreground, iterations,
-                cv2.GC_INIT_WITH_MASK)
+    cv2.grabCut(
+        np.ascontiguousarray(rgb[..., ::-1]), labels, None, background, foreground, iterations, cv2.GC_INIT_WITH_MASK
+    )
     return (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
 
 

@@ -166,13 +166,17 @@ def check_output_dir(
     if not raw.strip() or out.name in ("", ".", ".."):
         raise InputError(f"output folder {raw!r} is not allowed ('.', '..' or a root); name a new folder, e.g. out/")
     if out.is_symlink():
-        raise InputError(f"output folder {out} is a symbolic link (to {os.readlink(out)}); name the folder it points "
-                         "to, or a new one")
+        raise InputError(
+            f"output folder {out} is a symbolic link (to {os.readlink(out)}); name the folder it points "
+            "to, or a new one"
+        )
     resolved = out.resolve()
     for what, place in _protected():
         if resolved == place or resolved in place.parents:
-            raise InputError(f"output folder {out} is {what} or a folder above it, which a run would replace; "
-                             "name a new folder, e.g. out/")
+            raise InputError(
+                f"output folder {out} is {what} or a folder above it, which a run would replace; "
+                "name a new folder, e.g. out/"
+            )
     for source in inputs:
         if isinstance(source, (str, os.PathLike)) and _holds(resolved, Path(source)):
             raise InputError(f"output folder {out} is or holds the input {source}; name a folder outside the input")
@@ -224,5 +228,6 @@ def _probe_writable(out: Path, inside: bool) -> None:
     try:
         os.rmdir(tempfile.mkdtemp(prefix=partial_prefix(child), dir=parent))
     except OSError as exc:
-        raise InputError(f"cannot write output folder {out} ({exc.strerror or exc} in {parent}); "
-                         "name a folder on a writable disk") from None
+        raise InputError(
+            f"cannot write output folder {out} ({exc.strerror or exc} in {parent}); name a folder on a writable disk"
+        ) from None

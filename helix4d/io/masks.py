@@ -29,8 +29,10 @@ def read_masks(path: str | os.PathLike, video: Video) -> np.ndarray:
     if p.is_dir() or p.suffix.lower() in IMAGE_SUFFIXES:
         masks = read_video(p, max_side=max(h, w))
         if masks.num_frames != video.num_frames:
-            raise InputError(f"mask {p} has {masks.num_frames} frame(s) but the clip has {video.num_frames} — give "
-                             "one mask per frame (e.g. `helix4d matte` with the same --frames/--fps/--start/--end)")
+            raise InputError(
+                f"mask {p} has {masks.num_frames} frame(s) but the clip has {video.num_frames} — give "
+                "one mask per frame (e.g. `helix4d matte` with the same --frames/--fps/--start/--end)"
+            )
         frames = masks.frames
     else:  # decode only around the clip's time span
         masks = read_video(p, max_side=max(h, w), start=max(0.0, video.times[0] - 1), end=video.times[-1] + 1)
@@ -57,8 +59,10 @@ def _nearest_frames(masks: Video, video: Video, p: Path) -> np.ndarray:
     off = gap[np.arange(len(index)), index] > 0.5 / masks.fps + 1e-6
     if off.any():
         t = float(video.times[np.argmax(off)])
-        raise InputError(f"mask video {p} has no frame at {t:.3f} s of the clip (it covers {masks.times[0]:.3f}-"
-                         f"{masks.times[-1]:.3f} s in {masks.num_frames} frames) — give a mask for every frame")
+        raise InputError(
+            f"mask video {p} has no frame at {t:.3f} s of the clip (it covers {masks.times[0]:.3f}-"
+            f"{masks.times[-1]:.3f} s in {masks.num_frames} frames) — give a mask for every frame"
+        )
     return index
 
 
@@ -69,6 +73,8 @@ def _fit(alpha: np.ndarray, p: Path, size: tuple[int, int]) -> np.ndarray:
     if (mh, mw) == (h, w):
         return alpha
     if abs(mw * h / mh - w) > 1 and abs(mh * w / mw - h) > 1:
-        raise InputError(f"mask {p} is {mw}×{mh} but the video's frames are {w}×{h} — give masks of the frames' "
-                         "size (or at least their aspect ratio)")
+        raise InputError(
+            f"mask {p} is {mw}×{mh} but the video's frames are {w}×{h} — give masks of the frames' "
+            "size (or at least their aspect ratio)"
+        )
     return np.stack([np.asarray(Image.fromarray(a).resize((w, h), Image.Resampling.BILINEAR)) for a in alpha])

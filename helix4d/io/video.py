@@ -302,6 +302,11 @@ def _write_gif(path: Path, frames: np.ndarray, fps: float) -> None:
     if frames.shape[-1] == 4:  # GIF alpha is on/off: one palette entry is fully transparent
         images = [im.convert("RGBA") for im in images]
     images[0].save(
-        path, format="GIF", save_all=True, append_images=images[1:], duration=max(20, round(1000 / fps)),
-        loop=0, disposal=2,
+        path,
+        format="GIF",
+        save_all=True,
+        append_images=images[1:],
+        duration=max(20, round(1000 / fps)),
+        loop=0,
+        disposal=2,
     )

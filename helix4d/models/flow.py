@@ -65,7 +65,9 @@ class FlowTransformer(nn.Module):
         super().__init__()
         self.config = config
         self.rope = RopeConfig(
-            head_dim=config.dim // config.heads, theta=config.rope_theta, time_fraction=config.time_fraction,
+            head_dim=config.dim // config.heads,
+            theta=config.rope_theta,
+            time_fraction=config.time_fraction,
             time_mode=config.rope_time_mode,
         )
         self.input_layer = nn.Linear(config.in_channels + config.extra_channels, config.dim)

@@ -43,7 +43,11 @@ class ImageEncoder(nn.Module):
         stride_total = config.image_size // config.grid
         # A 4×4 patchify convolution first (cheap at full resolution), then ×2 strided convolutions to the grid.
         first = 4 if stride_total >= 4 else stride_total
-        layers: list[nn.Module] = [nn.Conv2d(config.in_channels, 32, first, stride=first), nn.GroupNorm(8, 32), nn.GELU()]
+        layers: list[nn.Module] = [
+            nn.Conv2d(config.in_channels, 32, first, stride=first),
+            nn.GroupNorm(8, 32),
+            nn.GELU(),
+        ]
         layers += [ResidualConvBlock(32) for _ in range(config.stem_blocks)]
         ch_in, stride_total = 32, stride_total // first
         while stride_total > 1:
@@ -55,7 +59,9 @@ class ImageEncoder(nn.Module):
         self.stem = nn.Sequential(*layers)
         self.global_token = nn.Parameter(torch.zeros(1, 1, config.dim))
         self.pos = nn.Parameter(torch.randn(1, config.grid**2 + 1, config.dim) * 0.02)
-        layer = nn.TransformerEncoderLayer(config.dim, config.heads, 4 * config.dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            config.dim, config.heads, 4 * config.dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+        )
         self.transformer = nn.TransformerEncoder(layer, config.depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(config.dim, elementwise_affine=False)
 

@@ -108,8 +108,9 @@ class SCVAE(nn.Module):
         mean, logvar = self.enc_out(x).chunk(2, dim=-1)
         return mean, logvar.clamp(-30.0, 20.0), coords
 
-    def decode(self, latent: Tensor, coords: Tensor, fine_coords: Tensor | None = None,
-               guide: DecoderOutput | None = None) -> DecoderOutput:
+    def decode(
+        self, latent: Tensor, coords: Tensor, fine_coords: Tensor | None = None, guide: DecoderOutput | None = None
+    ) -> DecoderOutput:
         """latent (M, C_lat) on coarse coords (M, 4) -> fine outputs.
 
         With `fine_coords` (training) or a `guide` (the material decoder given the geometry decoder's output) the
@@ -150,8 +151,13 @@ class SCVAE(nn.Module):
         """One frame's O-Voxel from this (geometry) decoder's `features` and the material decoder's."""
         return OVoxel.from_features(resolution, coords, geometry, material)
 
-    def loss(self, feats: Tensor, coords: Tensor, generator: torch.Generator | None = None,
-             weights: SCVAELossWeights | None = None) -> tuple[Tensor, dict[str, float]]:
+    def loss(
+        self,
+        feats: Tensor,
+        coords: Tensor,
+        generator: torch.Generator | None = None,
+        weights: SCVAELossWeights | None = None,
+    ) -> tuple[Tensor, dict[str, float]]:
         """Reconstruction of fine features + child-existence BCE + KL; feats (N, C_in) in [0, 1]."""
         w = weights or SCVAELossWeights()
         mean, logvar, coarse = self.encode(feats, coords)
@@ -160,12 +166,24 @@ class SCVAE(nn.Module):
         target = feats[row_index(out.coords, coords)]  # decoder output order differs from the input order
         binary = torch.zeros(feats.shape[1], dtype=torch.bool, device=feats.device)
         binary[list(self.config.binary_channels)] = True
-        rec_bin = F.binary_cross_entropy_with_logits(out.raw[:, binary], target[:, binary]) if binary.any() else out.raw.new_zeros(())
+        rec_bin = (
+            F.binary_cross_entropy_with_logits(out.raw[:, binary], target[:, binary])
+            if binary.any()
+            else out.raw.new_zeros(())
+        )
         error = torch.sigmoid(out.raw[:, ~binary]) - target[:, ~binary]
         rec_mse, rec_l1 = error.pow(2).mean(), error.abs().mean()
-        exists = sum(F.binary_cross_entropy_with_logits(l, t.float()) for l, t in zip(out.exists_logits, out.exists_targets))
+        exists = sum(
+            F.binary_cross_entropy_with_logits(logit, t.float())
+            for logit, t in zip(out.exists_logits, out.exists_targets)
+        )
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
         total = rec_mse * w.reconstruction + rec_l1 * w.l1 + rec_bin + exists * w.exists + self.config.kl_weight * kl
-        metrics = {"mse": rec_mse.item(), "l1": rec_l1.item(), "bce": float(rec_bin.detach()),
-                   "exists": float(exists.detach()), "kl": kl.item()}
+        metrics = {
+            "mse": rec_mse.item(),
+            "l1": rec_l1.item(),
+            "bce": float(rec_bin.detach()),
+            "exists": float(exists.detach()),
+            "kl": kl.item(),
+        }
         return total, metrics

@@ -26,8 +26,12 @@ class _ResBlock3d(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.GroupNorm(min(8, channels), channels), nn.SiLU(), nn.Conv3d(channels, channels, 3, padding=1),
-            nn.GroupNorm(min(8, channels), channels), nn.SiLU(), nn.Conv3d(channels, channels, 3, padding=1),
+            nn.GroupNorm(min(8, channels), channels),
+            nn.SiLU(),
+            nn.Conv3d(channels, channels, 3, padding=1),
+            nn.GroupNorm(min(8, channels), channels),
+            nn.SiLU(),
+            nn.Conv3d(channels, channels, 3, padding=1),
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -46,7 +50,11 @@ class SSVAE(nn.Module):
             enc += [_ResBlock3d(ch) for _ in range(config.blocks_per_level)]
             nxt = c[i + 1] if i + 1 < len(c) else ch
             enc.append(nn.Conv3d(ch, nxt, 4, stride=2, padding=1))
-        enc += [nn.GroupNorm(min(8, c[-1]), c[-1]), nn.SiLU(), nn.Conv3d(c[-1], 2 * config.latent_channels, 3, padding=1)]
+        enc += [
+            nn.GroupNorm(min(8, c[-1]), c[-1]),
+            nn.SiLU(),
+            nn.Conv3d(c[-1], 2 * config.latent_channels, 3, padding=1),
+        ]
         self.encoder = nn.Sequential(*enc)
 
         dec: list[nn.Module] = [nn.Conv3d(config.latent_channels, c[-1], 3, padding=1)]
@@ -70,7 +78,9 @@ class SSVAE(nn.Module):
         """latent (B, C, r, r, r) -> occupancy logits (B, 1, R, R, R)."""
         return self.decoder(latent)
 
-    def loss(self, occupancy: Tensor, generator: torch.Generator | None = None, kl_weight: float = 1e-4) -> tuple[Tensor, dict[str, float]]:
+    def loss(
+        self, occupancy: Tensor, generator: torch.Generator | None = None, kl_weight: float = 1e-4
+    ) -> tuple[Tensor, dict[str, float]]:
         """Reconstruction (class-balanced BCE) + KL; occupancy (B, 1, R, R, R)."""
         mean, logvar = self.encode(occupancy)
         noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)

@@ -18,9 +18,9 @@ Three backends give the same numbers within float tolerance:
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F

@@ -106,8 +106,18 @@ def run_attention_benchmark(
                 err = ((out.float() - ref).abs().max() / ref.abs().max()).item()
                 rows.append(
                     AttentionBenchRow(
-                        backend, f, n, window, heads, head_dim, ms, flops / (ms * 1e-3) / 1e12, peak, err,
-                        dev.type, str(dtype).removeprefix("torch."),
+                        backend,
+                        f,
+                        n,
+                        window,
+                        heads,
+                        head_dim,
+                        ms,
+                        flops / (ms * 1e-3) / 1e12,
+                        peak,
+                        err,
+                        dev.type,
+                        str(dtype).removeprefix("torch."),
                     )
                 )
                 del out
@@ -131,8 +141,14 @@ def print_attention_table(rows: list[AttentionBenchRow]) -> None:
         table.add_column(col, justify="left" if col == "backend" else "right")
     for r in rows:
         table.add_row(
-            r.backend, str(r.frames), str(r.tokens_per_frame), str(r.window), f"{r.heads}×{r.head_dim}",
-            f"{r.ms:.2f}", f"{r.useful_tflops:.3f}", "n/a" if r.peak_mem_mb is None else f"{r.peak_mem_mb:.0f}",
+            r.backend,
+            str(r.frames),
+            str(r.tokens_per_frame),
+            str(r.window),
+            f"{r.heads}×{r.head_dim}",
+            f"{r.ms:.2f}",
+            f"{r.useful_tflops:.3f}",
+            "n/a" if r.peak_mem_mb is None else f"{r.peak_mem_mb:.0f}",
             f"{r.max_rel_err:.1e}",
         )
     console = Console(width=max(Console().width, 120))  # keep the table readable when piped

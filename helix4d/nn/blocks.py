@@ -21,8 +21,8 @@ fills it with the anchor's keys/values (after RMS norm and RoPE). Later calls ho
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 import torch
 import torch.nn as nn

@@ -34,7 +34,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-
 TIME_MODES = ("replace", "add")
 
 

@@ -1,7 +1,7 @@
 """O-Voxels (DESIGN §4): sparse near-surface voxels with dual vertices, edge flags and PBR attributes.
 
-    vox = mesh_to_ovoxel(load_mesh("in.glb"), resolution=256)
-    mesh = ovoxel_to_mesh(vox)            # dual contouring, per-vertex PBR
+vox = mesh_to_ovoxel(load_mesh("in.glb"), resolution=256)
+mesh = ovoxel_to_mesh(vox)            # dual contouring, per-vertex PBR
 """
 
 from helix4d.ovoxel.attributes import set_vertex_pbr, surface_attributes, vertex_pbr

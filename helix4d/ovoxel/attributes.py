@@ -40,8 +40,10 @@ def surface_attributes(mesh: trimesh.Trimesh, face: np.ndarray, bary: np.ndarray
         rgba = np.tile(np.asarray(visual.main_color, np.float32) / 255.0, (face.shape[0], 1))
     out[:, 0:3], out[:, 5] = rgba[:, :3], rgba[:, 3]
     attrs = getattr(mesh, "vertex_attributes", {}) or {}
-    for col, name, fallback, default in ((3, "metallic", metallic, DEFAULT_METALLIC),
-                                          (4, "roughness", roughness, DEFAULT_ROUGHNESS)):
+    for col, name, fallback, default in (
+        (3, "metallic", metallic, DEFAULT_METALLIC),
+        (4, "roughness", roughness, DEFAULT_ROUGHNESS),
+    ):
         if name in attrs and len(attrs[name]) == len(mesh.vertices):
             out[:, col] = _interp(np.asarray(attrs[name], np.float32).reshape(-1, 1), corners, bary)[:, 0]
         else:

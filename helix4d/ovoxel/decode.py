@@ -21,16 +21,16 @@ def ovoxel_to_mesh(ovoxel: OVoxel, device: str | torch.device = "cpu") -> trimes
     project's per-vertex PBR convention (vertex_colors RGBA uint8, vertex_attributes metallic/roughness).
     """
     t = ovoxel.to_torch(device)
-    verts, faces, used = dual_contour(t["coords"], t["dual"], t["edges"], t["edge_sign"], t["split"],
-                                      ovoxel.resolution)
+    verts, faces, used = dual_contour(t["coords"], t["dual"], t["edges"], t["edge_sign"], t["split"], ovoxel.resolution)
     mesh = trimesh.Trimesh(verts.cpu().numpy().astype(np.float64), faces.cpu().numpy(), process=False)
     if not ovoxel.oriented and len(mesh.faces):
         trimesh.repair.fix_winding(mesh)
     return set_vertex_pbr(mesh, ovoxel.attrs[used.cpu().numpy()])
 
 
-def dual_contour(coords: Tensor, dual: Tensor, edges: Tensor, edge_sign: Tensor, split: Tensor,
-                 resolution: int) -> tuple[Tensor, Tensor, Tensor]:
+def dual_contour(
+    coords: Tensor, dual: Tensor, edges: Tensor, edge_sign: Tensor, split: Tensor, resolution: int
+) -> tuple[Tensor, Tensor, Tensor]:
     """Dual contouring core on tensors (any device).
 
     coords (N, 3) int64, dual (N, 3) float, edges / edge_sign (N, 3) bool, split (N,) float.

@@ -56,8 +56,7 @@ def mesh_to_ovoxel(
     sat_keys, sat_owner = surface_voxels(tris, r)
     hits = edge_crossings(tris, r)
     k = hits.axis.shape[0]
-    edge_id, first, inv = np.unique(voxel_key(hits.lattice, r) * 3 + hits.axis, return_index=True,
-                                    return_inverse=True)
+    edge_id, first, inv = np.unique(voxel_key(hits.lattice, r) * 3 + hits.axis, return_index=True, return_inverse=True)
     crossed = np.bincount(inv) % 2 == 1  # (E,) odd number of crossings
     positive = np.bincount(inv, weights=np.sign(hits.normal[np.arange(k), hits.axis])) > 0  # (E,)
     e_axis, e_lattice = edge_id % 3, key_to_voxel(edge_id // 3, r)
@@ -135,8 +134,9 @@ def _solve_qef(hits, keys: np.ndarray, coords: np.ndarray, mass: np.ndarray, r: 
     return np.clip(x - coords, 0.0, 1.0).astype(np.float32)
 
 
-def _surface_statistics(src: MeshParts, tris: np.ndarray, keys: np.ndarray, coords: np.ndarray, owner: np.ndarray,
-                        r: int, cfg: EncodeConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _surface_statistics(
+    src: MeshParts, tris: np.ndarray, keys: np.ndarray, coords: np.ndarray, owner: np.ndarray, r: int, cfg: EncodeConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per voxel: mass point (N, 3) grid coords, attributes (N, 6), split weight (N,) from surface samples.
 
     Samples are generated and reduced in chunks of faces, so memory does not grow with the sample count.
@@ -165,8 +165,7 @@ def _surface_statistics(src: MeshParts, tris: np.ndarray, keys: np.ndarray, coor
     ends = np.cumsum(level * level)
     first = 0
     while first < tris.shape[0]:
-        stop = max(int(np.searchsorted(ends, ends[first] - level[first] ** 2 + SAMPLE_CHUNK, side="right")),
-                   first + 1)
+        stop = max(int(np.searchsorted(ends, ends[first] - level[first] ** 2 + SAMPLE_CHUNK, side="right")), first + 1)
         face, bary = _stratified_samples(np.arange(first, stop), level[first:stop])
         t = tris[face]  # (K, 3, 3)
         points = bary[:, 0:1] * t[:, 0] + bary[:, 1:2] * t[:, 1] + bary[:, 2:3] * t[:, 2]  # (K, 3)

@@ -38,8 +38,9 @@ def load_mesh(path: str | Path) -> trimesh.Trimesh | trimesh.Scene:
     try:
         loaded = trimesh.load(path, process=False)
     except Exception as exc:  # trimesh raises many unrelated types for unreadable files
-        raise InputError(f"cannot read {path} as a mesh ({type(exc).__name__}: {exc}); "
-                         "use a GLB, GLTF, OBJ, PLY, STL or OFF file") from exc
+        raise InputError(
+            f"cannot read {path} as a mesh ({type(exc).__name__}: {exc}); use a GLB, GLTF, OBJ, PLY, STL or OFF file"
+        ) from exc
     if not isinstance(loaded, (trimesh.Trimesh, trimesh.Scene)):
         raise InputError(f"{path} holds a {type(loaded).__name__}, not a triangle mesh")
     return loaded
@@ -78,11 +79,14 @@ def _checked(part: trimesh.Trimesh) -> tuple[trimesh.Trimesh | None, np.ndarray]
     if not np.isfinite(v).all():
         raise InputError("the mesh has NaN or infinite vertex coordinates; repair or re-export it")
     if f.min() < 0 or f.max() >= v.shape[0]:
-        raise InputError(f"face indices must lie in [0, {v.shape[0] - 1}], found {f.min()}..{f.max()}; "
-                         "the file is corrupt")
+        raise InputError(
+            f"face indices must lie in [0, {v.shape[0] - 1}], found {f.min()}..{f.max()}; the file is corrupt"
+        )
     if np.abs(v).max() > 0.5 + CUBE_TOLERANCE:
-        raise InputError(f"mesh extends to {np.abs(v).max():.4f}, outside the unit cube [-0.5, 0.5]^3; "
-                         "normalise it first (centre it and scale its longest side to at most 1)")
+        raise InputError(
+            f"mesh extends to {np.abs(v).max():.4f}, outside the unit cube [-0.5, 0.5]^3; "
+            "normalise it first (centre it and scale its longest side to at most 1)"
+        )
     if np.abs(v).max() > 0.5:
         part = part.copy()
         part.vertices = np.clip(v, -0.5, 0.5)
@@ -93,6 +97,7 @@ def _checked(part: trimesh.Trimesh) -> tuple[trimesh.Trimesh | None, np.ndarray]
     # Zero area up to rounding: height below 1e-10 of the face's own longest edge (its normal is noise).
     keep = np.flatnonzero(area2 > 1e-10 * longest2)
     if keep.shape[0] < f.shape[0]:
-        warnings.warn(f"dropped {f.shape[0] - keep.shape[0]} zero-area (degenerate) faces of {f.shape[0]}",
-                      stacklevel=3)
+        warnings.warn(
+            f"dropped {f.shape[0] - keep.shape[0]} zero-area (degenerate) faces of {f.shape[0]}", stacklevel=3
+        )
     return part, keep

@@ -25,11 +25,14 @@ ATTRIBUTE_NAMES = ("r", "g", "b", "metallic", "roughness", "alpha")
 # The 4 voxels around the grid edge that starts at lattice point c along axis a are c + QUAD_OFFSETS[a]. With
 # (a, b, c) cyclic the order is c, c - e_b, c - e_b - e_c, c - e_c: counter-clockwise seen from +a, so a quad
 # through them in this order faces +a.
-QUAD_OFFSETS = np.array([
-    [[0, 0, 0], [0, -1, 0], [0, -1, -1], [0, 0, -1]],  # x-edges: b = y, c = z
-    [[0, 0, 0], [0, 0, -1], [-1, 0, -1], [-1, 0, 0]],  # y-edges: b = z, c = x
-    [[0, 0, 0], [-1, 0, 0], [-1, -1, 0], [0, -1, 0]],  # z-edges: b = x, c = y
-], dtype=np.int64)  # (3 axes, 4 voxels, xyz)
+QUAD_OFFSETS = np.array(
+    [
+        [[0, 0, 0], [0, -1, 0], [0, -1, -1], [0, 0, -1]],  # x-edges: b = y, c = z
+        [[0, 0, 0], [0, 0, -1], [-1, 0, -1], [-1, 0, 0]],  # y-edges: b = z, c = x
+        [[0, 0, 0], [-1, 0, 0], [-1, -1, 0], [0, -1, 0]],  # z-edges: b = x, c = y
+    ],
+    dtype=np.int64,
+)  # (3 axes, 4 voxels, xyz)
 
 
 @dataclass

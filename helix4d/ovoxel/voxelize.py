@@ -184,10 +184,14 @@ def _subdivide(tris: np.ndarray, max_extent: float) -> tuple[np.ndarray, np.ndar
         done_s.append(src[~big])
         t, src = tris[big], src[big]
         m01, m12, m20 = (t[:, 0] + t[:, 1]) / 2, (t[:, 1] + t[:, 2]) / 2, (t[:, 2] + t[:, 0]) / 2
-        tris = np.concatenate([
-            np.stack([t[:, 0], m01, m20], 1), np.stack([m01, t[:, 1], m12], 1),
-            np.stack([m20, m12, t[:, 2]], 1), np.stack([m01, m12, m20], 1),
-        ])
+        tris = np.concatenate(
+            [
+                np.stack([t[:, 0], m01, m20], 1),
+                np.stack([m01, t[:, 1], m12], 1),
+                np.stack([m20, m12, t[:, 2]], 1),
+                np.stack([m01, m12, m20], 1),
+            ]
+        )
         src = np.tile(src, 4)
     return np.concatenate(done_t), np.concatenate(done_s)
 

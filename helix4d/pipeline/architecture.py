@@ -64,7 +64,9 @@ def architecture_of(config: PipelineConfig) -> Architecture:
     try:
         module = importlib.import_module(ARCHITECTURES[config.architecture])
     except KeyError:
-        raise ConfigError(f"unknown architecture {config.architecture!r}; expected one of {sorted(ARCHITECTURES)}") from None
+        raise ConfigError(
+            f"unknown architecture {config.architecture!r}; expected one of {sorted(ARCHITECTURES)}"
+        ) from None
     return module.ARCHITECTURE
 
 

@@ -53,8 +53,10 @@ def batch_videos(inputs: Sequence[Path]) -> list[Path] | None:
         if single.is_dir() and not any(f.suffix.lower() in IMAGE_SUFFIXES for f in single.iterdir()):
             videos = sorted(f for f in single.iterdir() if f.is_file() and f.suffix.lower() in VIDEO_SUFFIXES)
             if not videos:
-                raise InputError(f"{single} holds neither frames ({', '.join(IMAGE_SUFFIXES)}) nor videos "
-                                 f"({', '.join(VIDEO_SUFFIXES)})")
+                raise InputError(
+                    f"{single} holds neither frames ({', '.join(IMAGE_SUFFIXES)}) nor videos "
+                    f"({', '.join(VIDEO_SUFFIXES)})"
+                )
             return videos
         return None
     return list(inputs)
@@ -95,8 +97,12 @@ def _is_batch(folder: Path) -> bool:
     return all(p.name.startswith(".") or (p / RESULT).is_file() for p in folder.iterdir())
 
 
-def run_batch(items: Sequence[BatchItem], generate_one: Callable[[BatchItem], None], overwrite: bool = False,
-              on_item: Callable[[ItemReport], None] | None = None) -> list[ItemReport]:
+def run_batch(
+    items: Sequence[BatchItem],
+    generate_one: Callable[[BatchItem], None],
+    overwrite: bool = False,
+    on_item: Callable[[ItemReport], None] | None = None,
+) -> list[ItemReport]:
     """This process's share of `items` (torchrun rank r of N takes r, r + N, ...), each through `generate_one`;
     finished outputs are skipped unless `overwrite`; any error of one video becomes its report."""
     rank, world = shard()
@@ -140,8 +146,13 @@ def gather_reports(reports: list[ItemReport], out: Path) -> list[ItemReport] | N
             return None
         # rank r holds items r, r + N, ...: interleave back into input order
         reports = [per_rank[i] for i in range(max(map(len, gathered))) for per_rank in gathered if i < len(per_rank)]
-    write_json_atomic(out / BATCH_REPORT, {"videos": [asdict(r) for r in reports],
-                                           "done": sum(r.status == "done" for r in reports),
-                                           "skipped": sum(r.status == "skipped" for r in reports),
-                                           "failed": sum(r.status == "failed" for r in reports)})
+    write_json_atomic(
+        out / BATCH_REPORT,
+        {
+            "videos": [asdict(r) for r in reports],
+            "done": sum(r.status == "done" for r in reports),
+            "skipped": sum(r.status == "skipped" for r in reports),
+            "failed": sum(r.status == "failed" for r in reports),
+        },
+    )
     return reports

@@ -112,7 +112,9 @@ def preset(name: str) -> ModelPreset:
     if res // 2 ** (len(vae_ch) - 1) != ss.resolution:
         raise ConfigError("SC-VAE downsampling must land on the SS-VAE grid")
     geometry_vae = SCVAEConfig(
-        in_channels=ORIENTED_GEOMETRY_CHANNELS, latent_channels=latent, channels=vae_ch,
+        in_channels=ORIENTED_GEOMETRY_CHANNELS,
+        latent_channels=latent,
+        channels=vae_ch,
         binary_channels=GEOMETRY_BINARY_CHANNELS,
     )
     material_vae = SCVAEConfig(in_channels=MATERIAL_CHANNELS, latent_channels=latent, channels=vae_ch)
@@ -127,7 +129,9 @@ def preset(name: str) -> ModelPreset:
     }
     identity = lambda c: LatentStats([0.0] * c, [1.0] * c)  # noqa: E731
     pipeline = PipelineConfig(
-        preset=name, resolution=res, image_size=img,
+        preset=name,
+        resolution=res,
+        image_size=img,
         latent_stats={"ss": identity(ss.latent_channels), "geometry": identity(latent), "material": identity(latent)},
         sampling={k: StageSampling() for k in ("ss", "geometry", "material")},
     )

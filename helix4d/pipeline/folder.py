@@ -68,8 +68,11 @@ def state_mismatches(expected: dict[str, tuple[int, ...]], found: dict[str, tupl
         for k in set(expected) & set(found)
         if tuple(found[k]) != tuple(expected[k])
     )
-    problems = [f"missing {missing}" if missing else "", f"unexpected {unexpected}" if unexpected else "",
-                f"mis-shaped {shapes}" if shapes else ""]
+    problems = [
+        f"missing {missing}" if missing else "",
+        f"unexpected {unexpected}" if unexpected else "",
+        f"mis-shaped {shapes}" if shapes else "",
+    ]
     return [p for p in problems if p]
 
 
@@ -93,8 +96,7 @@ def read_component_config(name: str, folder: Path, config_type: type | None = No
         raise ConfigError(f"{config_path} is not a valid {name} config ({exc})") from None
 
 
-def load_component(name: str, folder: Path, types: tuple[type, type[nn.Module]] | None = None
-                   ) -> tuple[nn.Module, Any]:
+def load_component(name: str, folder: Path, types: tuple[type, type[nn.Module]] | None = None) -> tuple[nn.Module, Any]:
     """One component folder, strictly; `types` = (config class, module class) when not our own component's."""
     config_type, model_type = types or (CONFIG_TYPES[name], MODEL_TYPES[name])
     weights_path = folder / "model.safetensors"
@@ -110,25 +112,23 @@ def load_component(name: str, folder: Path, types: tuple[type, type[nn.Module]] 
     return module.eval(), config
 
 
-
-
-
-
 def read_pipeline_config(folder: Path) -> PipelineConfig:
     path = folder / "pipeline.json"
     if not folder.is_dir():
         raise ConfigError(f"model folder {folder} does not exist")
     if not path.is_file():
-        raise ConfigError(f"{folder} is not a helix4d model folder (no pipeline.json); create one with `helix4d model init`")
+        raise ConfigError(
+            f"{folder} is not a helix4d model folder (no pipeline.json); create one with `helix4d model init`"
+        )
     try:
         return PipelineConfig.from_dict(json.loads(path.read_text()))
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path} is not valid JSON ({exc})") from None
 
 
-
-
-def write_model_folder(out: Path, pipeline: PipelineConfig, modules: dict[str, nn.Module], configs: dict[str, Any]) -> None:
+def write_model_folder(
+    out: Path, pipeline: PipelineConfig, modules: dict[str, nn.Module], configs: dict[str, Any]
+) -> None:
     """Write every component and pipeline.json into a temporary folder, then move it into place; `out` must be a
     new or empty folder."""
     out = check_output_dir(out)

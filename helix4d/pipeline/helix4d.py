@@ -29,8 +29,8 @@ from helix4d.io.preprocess import preprocess_frames
 from helix4d.io.video import Video, read_video
 from helix4d.models.flow import FlowTransformer
 from helix4d.ovoxel import OVoxel, ovoxel_to_mesh
-from helix4d.pipeline.config import PipelineConfig
 from helix4d.pipeline.architecture import load_components
+from helix4d.pipeline.config import PipelineConfig
 from helix4d.pipeline.folder import read_pipeline_config
 from helix4d.pipeline.sampler import SamplerConfig, sample
 from helix4d.settings import check_settings
@@ -82,8 +82,13 @@ class Helix4DPipeline:
     """`offload=True` keeps every component in CPU memory and moves only the ones a stage uses to `device` for that
     stage: GPU memory then holds one 1.3 B flow (2.6 GB in bf16) instead of all weights (≈ 14 GB for TRELLIS.2)."""
 
-    def __init__(self, config: PipelineConfig, components: dict[str, torch.nn.Module], device: str | torch.device = "cpu",
-                 offload: bool = False) -> None:
+    def __init__(
+        self,
+        config: PipelineConfig,
+        components: dict[str, torch.nn.Module],
+        device: str | torch.device = "cpu",
+        offload: bool = False,
+    ) -> None:
         self.config = config
         self.components = components
         self.device = torch.device(device)
@@ -109,8 +114,9 @@ class Helix4DPipeline:
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def from_pretrained(cls, folder: str | Path | None = None, device: str | torch.device = "cpu",
-                        offload: bool = False) -> Helix4DPipeline:
+    def from_pretrained(
+        cls, folder: str | Path | None = None, device: str | torch.device = "cpu", offload: bool = False
+    ) -> Helix4DPipeline:
         """Load a model folder (default: the shipped demo model)."""
         folder = Path(folder) if folder is not None else DEMO_MODEL
         config = read_pipeline_config(folder)
@@ -144,28 +150,48 @@ class Helix4DPipeline:
         device unless `matting.device` says otherwise; or the video's matte computed already), preprocess and
         generate. Frames are sampled by `fps`/`start`/`end`/
         `max_frames`. The matte used and its confidence are in `metadata["matte"]`."""
-        check_settings({"max_frames": max_frames, "fps": fps, "start": start, "end": end, "seed": seed,
-                        "steps": steps, "cfg": cfg, "window": window, "mode": mode})
+        check_settings(
+            {
+                "max_frames": max_frames,
+                "fps": fps,
+                "start": start,
+                "end": end,
+                "seed": seed,
+                "steps": steps,
+                "cfg": cfg,
+                "window": window,
+                "mode": mode,
+            }
+        )
         if not isinstance(video, Video):
             video = read_video(video, fps=fps, max_frames=max_frames, start=start, end=end)
         if isinstance(matting, MattingOptions) and matting.device is None:
             matting = dataclasses.replace(matting, device=str(self.device))
         cond = preprocess_frames(video, size=self.config.image_size, matting=matting)
-        asset = self.generate(cond.images, seed=seed, steps=steps, cfg=cfg, window=window, mode=mode, anchor=anchor,
-                              progress=progress)
+        asset = self.generate(
+            cond.images, seed=seed, steps=steps, cfg=cfg, window=window, mode=mode, anchor=anchor, progress=progress
+        )
         asset.times, asset.fps, asset.input_frames = video.times, video.fps, video.frames
         asset.metadata["source"] = video.source
         asset.metadata["matte"] = cond.matte.summary()
         asset.metadata["warnings"][:0] = cond.matte.warnings
         return asset
 
-    def image_to_3d(self, image: str | Path | np.ndarray, *, seed: int = 0, steps: int | None = None, cfg: float | None = None) -> Asset4D:
+    def image_to_3d(
+        self, image: str | Path | np.ndarray, *, seed: int = 0, steps: int | None = None, cfg: float | None = None
+    ) -> Asset4D:
         """The static single-image path: one frame, base weights only."""
         if isinstance(image, np.ndarray):
             if image.ndim != 3 or image.shape[2] not in (3, 4) or image.dtype != np.uint8:
                 raise InputError(f"image must be an (H, W, 3|4) uint8 array, got {image.shape} {image.dtype}")
             rgba = image if image.shape[2] == 4 else np.concatenate([image, np.full_like(image[..., :1], 255)], axis=2)
-            video = Video(frames=rgba[None], fps=1.0, times=np.zeros(1), has_alpha=bool((rgba[..., 3] < 255).any()), source="array")
+            video = Video(
+                frames=rgba[None],
+                fps=1.0,
+                times=np.zeros(1),
+                has_alpha=bool((rgba[..., 3] < 255).any()),
+                source="array",
+            )
         else:
             video = read_video(image, max_frames=1)
         return self(video, seed=seed, steps=steps, cfg=cfg, mode="per-frame")
@@ -226,8 +252,11 @@ class Helix4DPipeline:
         timings["material"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        ovoxels = self.decode_latents(coarse, run.normalise("geometry", geo_latent, inverse=True),
-                                      run.normalise("material", mat_latent, inverse=True))
+        ovoxels = self.decode_latents(
+            coarse,
+            run.normalise("geometry", geo_latent, inverse=True),
+            run.normalise("material", mat_latent, inverse=True),
+        )
         timings["decode"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
@@ -236,15 +265,34 @@ class Helix4DPipeline:
 
         f = images.shape[0]
         empty = [i for i, mesh in enumerate(meshes) if len(mesh.faces) == 0]
-        warnings = [f"nothing was generated for frame(s) {', '.join(map(str, empty))}: their meshes are empty"] if empty else []
+        warnings = (
+            [f"nothing was generated for frame(s) {', '.join(map(str, empty))}: their meshes are empty"]
+            if empty
+            else []
+        )
         metadata = {
-            "mode": mode, "seed": seed, "window": window, "anchor": anchor, "frames": f,
-            "steps": {k: run.sampler(k).steps for k in STAGES}, "cfg": {k: run.sampler(k).cfg_strength for k in STAGES},
-            "seconds": timings, "model_preset": self.config.preset, "model_trained": self.config.trained,
-            "empty_frames": empty, "warnings": warnings,
+            "mode": mode,
+            "seed": seed,
+            "window": window,
+            "anchor": anchor,
+            "frames": f,
+            "steps": {k: run.sampler(k).steps for k in STAGES},
+            "cfg": {k: run.sampler(k).cfg_strength for k in STAGES},
+            "seconds": timings,
+            "model_preset": self.config.preset,
+            "model_trained": self.config.trained,
+            "empty_frames": empty,
+            "warnings": warnings,
         }
-        return Asset4D(ovoxels, meshes, np.arange(f, dtype=np.float64), 1.0, images, metadata,
-                       coarse=[c.cpu().numpy() for c in coarse])
+        return Asset4D(
+            ovoxels,
+            meshes,
+            np.arange(f, dtype=np.float64),
+            1.0,
+            images,
+            metadata,
+            coarse=[c.cpu().numpy() for c in coarse],
+        )
 
     @torch.no_grad()
     def decode_latents(self, coarse: list[Tensor], geometry: Tensor, material: Tensor) -> list[OVoxel]:
@@ -262,16 +310,21 @@ class Helix4DPipeline:
         ovoxels = []
         for f in range(len(coarse)):
             rows = decoded.coords[:, 0] == f
-            ovoxels.append(geo_vae.ovoxel(self.config.resolution, decoded.coords[rows, 1:].cpu(), features[rows].cpu(),
-                                          colours[rows].cpu()))
+            ovoxels.append(
+                geo_vae.ovoxel(
+                    self.config.resolution, decoded.coords[rows, 1:].cpu(), features[rows].cpu(), colours[rows].cpu()
+                )
+            )
         return ovoxels
 
 
 def require_finite(stage: str, x: Tensor) -> Tensor:
     """`x` unchanged, or a GenerationError: a NaN that reaches the next stage ends in an error nobody can read."""
     if not bool(torch.isfinite(x).all()):
-        raise GenerationError(f"stage {stage} produced non-finite values (NaN or inf); the model folder's weights "
-                              "may be broken, or the guidance strength (cfg) too extreme for it")
+        raise GenerationError(
+            f"stage {stage} produced non-finite values (NaN or inf); the model folder's weights "
+            "may be broken, or the guidance strength (cfg) too extreme for it"
+        )
     return x
 
 
@@ -293,8 +346,17 @@ def resolve_device(device: str | torch.device) -> torch.device:
 class _Run:
     """One generation: sampling settings, seed and progress shared by the three stages."""
 
-    def __init__(self, pipe: Helix4DPipeline, seed: int, steps: int | None, cfg: float | None, window: int,
-                 mode: str, anchor: bool, progress: Progress | None) -> None:
+    def __init__(
+        self,
+        pipe: Helix4DPipeline,
+        seed: int,
+        steps: int | None,
+        cfg: float | None,
+        window: int,
+        mode: str,
+        anchor: bool,
+        progress: Progress | None,
+    ) -> None:
         self.pipe, self.seed, self.steps, self.cfg = pipe, seed, steps, cfg
         self.window, self.mode, self.anchor, self.progress = window, mode, anchor, progress
         self.device = pipe.device
@@ -302,8 +364,11 @@ class _Run:
     def sampler(self, stage: str) -> SamplerConfig:
         s = self.pipe.config.sampling[stage]
         return SamplerConfig(
-            steps=self.steps or s.steps, cfg_strength=s.cfg_strength if self.cfg is None else self.cfg,
-            cfg_interval=tuple(s.cfg_interval), time_shift=s.time_shift, cfg_rescale=s.cfg_rescale,
+            steps=self.steps or s.steps,
+            cfg_strength=s.cfg_strength if self.cfg is None else self.cfg,
+            cfg_interval=tuple(s.cfg_interval),
+            time_shift=s.time_shift,
+            cfg_rescale=s.cfg_rescale,
         )
 
     def normalise(self, stage: str, z: Tensor, inverse: bool = False) -> Tensor:
@@ -331,8 +396,10 @@ class _Run:
             idx = (logits[f] > self.pipe.config.occupancy_threshold).nonzero()  # (n_f, 3)
             occupied.append(idx.cpu())
         if not any(len(idx) for idx in occupied):
-            raise GenerationError("stage ss produced no voxel in any frame, so there is nothing to mesh; the model "
-                                  "folder may be untrained or broken, or the guidance strength (cfg) too extreme")
+            raise GenerationError(
+                "stage ss produced no voxel in any frame, so there is nothing to mesh; the model "
+                "folder may be untrained or broken, or the guidance strength (cfg) too extreme"
+            )
         return occupied
 
     def geometry(self, cond: Tensor, coarse: list[Tensor]) -> tuple[list[Tensor], Tensor]:
@@ -348,8 +415,11 @@ class _Run:
         to full detail at that resolution, then re-quantised onto the latent grid of the high-resolution models."""
         lr = self.sample_stage("geometry", "geometry_flow_lr", coarse, cond, stream="geometry_lr")
         vae, config = self.pipe.geometry_vae, self.pipe.config
-        fine = vae.upsample(self.normalise("geometry", lr, inverse=True), frame_coords(coarse, self.device),
-                            len(vae.config.model_channels) - 1)  # (N, 4) voxels at cascade_from³
+        fine = vae.upsample(
+            self.normalise("geometry", lr, inverse=True),
+            frame_coords(coarse, self.device),
+            len(vae.config.model_channels) - 1,
+        )  # (N, 4) voxels at cascade_from³
         grid = config.resolution // vae.downsampling
         cells = torch.floor((fine[:, 1:].double() + 0.5) / config.cascade_from * grid).long()
         return [torch.unique(cells[fine[:, 0] == f], dim=0).cpu() for f in range(len(coarse))]
@@ -359,16 +429,24 @@ class _Run:
         return self.sample_stage("material", "material_flow", coarse, cond, extra=geo_latent)
 
     # ---------------------------------------------------------------- the shared sampling logic
-    def sample_stage(self, stage: str, flow_name: str, coords: list[Tensor], cond: Tensor, extra: Tensor | None = None,
-                     stream: str | None = None) -> Tensor:
+    def sample_stage(
+        self,
+        stage: str,
+        flow_name: str,
+        coords: list[Tensor],
+        cond: Tensor,
+        extra: Tensor | None = None,
+        stream: str | None = None,
+    ) -> Tensor:
         """Latents (N, C) for tokens at coords[f] of each frame, frames concatenated in order; the flow is on the
         device only meanwhile when offloading. `stream` names the noise (default: the stage)."""
         with self.pipe.using(flow_name):
             latent = self._sample(stage, self.pipe.components[flow_name], coords, cond, extra, stream or stage)
         return require_finite(stage, latent)
 
-    def _sample(self, stage: str, flow: FlowTransformer, coords: list[Tensor], cond: Tensor, extra: Tensor | None,
-                stream: str) -> Tensor:
+    def _sample(
+        self, stage: str, flow: FlowTransformer, coords: list[Tensor], cond: Tensor, extra: Tensor | None, stream: str
+    ) -> Tensor:
         channels, config = flow.config.in_channels, self.sampler(stage)
         noise = frame_noise(coords, channels, self.seed, stream).to(self.device)
         sizes = [c.shape[0] for c in coords]
@@ -402,7 +480,7 @@ class _Run:
             anchor_tokens = SparseTensor.from_frames([coords[0].to(self.device)], [first])
             ex0 = extra[rows(0)] if extra is not None else None
             flow(anchor_tokens, first.new_zeros(first.shape[0]), cond[:1], self.window, True, cache, True, ex0)
-            ex_rest = extra[starts[1]:] if extra is not None else None
+            ex_rest = extra[starts[1] :] if extra is not None else None
             velocity = _velocity(flow, rest, cond[1:], ex_rest, self.window, True, cache)
         else:
             velocity = _velocity_without_anchor(flow, tokens, first, cond, extra, self.window)
@@ -416,8 +494,15 @@ class _Run:
         return torch.cat([first, others])
 
 
-def _velocity(flow: FlowTransformer, tokens: SparseTensor, cond: Tensor, extra: Tensor | None, window: int,
-              anchor: bool, cache=None):
+def _velocity(
+    flow: FlowTransformer,
+    tokens: SparseTensor,
+    cond: Tensor,
+    extra: Tensor | None,
+    window: int,
+    anchor: bool,
+    cache=None,
+):
     """The sampler's velocity function for these tokens; unconditional = zero condition tokens."""
     uncond = torch.zeros_like(cond)
 
@@ -428,8 +513,9 @@ def _velocity(flow: FlowTransformer, tokens: SparseTensor, cond: Tensor, extra: 
     return velocity
 
 
-def _velocity_without_anchor(flow: FlowTransformer, tokens: SparseTensor, first: Tensor, cond: Tensor,
-                             extra: Tensor | None, window: int):
+def _velocity_without_anchor(
+    flow: FlowTransformer, tokens: SparseTensor, first: Tensor, cond: Tensor, extra: Tensor | None, window: int
+):
     """The "no anchor" ablation's velocity for frames 1..F-1: the clean static frame 0 (t = 0) stays in the array as
     an ordinary member of the sliding window (as in training, where the clip's first frame is clean), so it is seen
     only by frames within `window` of it and, seeing them too, is recomputed at every step. The unconditional pass

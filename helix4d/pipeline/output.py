@@ -8,9 +8,9 @@ folders may be written at all is `helix4d.io.files.check_output_dir`'s policy.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 import time
 from collections.abc import Iterable
+from dataclasses import asdict
 from pathlib import Path
 
 from helix4d.export import DEFAULT_FORMATS, CleanupConfig, export_asset, ovoxel_sampler
@@ -25,8 +25,14 @@ def prepare_output(out: Path, overwrite: bool, inputs: Iterable[str | Path | Non
 
 
 def write_asset(
-    asset: Asset4D, out: Path, settings: dict, overwrite: bool = False, formats: tuple[str, ...] = DEFAULT_FORMATS,
-    texture_size: int | None = 512, max_faces: int | None = None, cleanup: bool = True,
+    asset: Asset4D,
+    out: Path,
+    settings: dict,
+    overwrite: bool = False,
+    formats: tuple[str, ...] = DEFAULT_FORMATS,
+    texture_size: int | None = 512,
+    max_faces: int | None = None,
+    cleanup: bool = True,
 ) -> Path:
     """The export folder layout of `helix4d.export` (per-frame GLB, animated GLB, USD, preview) plus
     `result.json`; textures are baked from the O-Voxels' own attributes, surfaces cleaned unless `cleanup` is off.
@@ -35,9 +41,15 @@ def write_asset(
     with atomic_dir(out) as tmp:
         clock = time.perf_counter()
         files = export_asset(
-            asset.meshes, tmp, fps=asset.fps, formats=formats, texture_size=texture_size, max_faces=max_faces,
+            asset.meshes,
+            tmp,
+            fps=asset.fps,
+            formats=formats,
+            texture_size=texture_size,
+            max_faces=max_faces,
             attribute_fns=[ovoxel_sampler(v) if len(v) else None for v in asset.ovoxels],
-            input_frames=asset.input_frames, cleanup=CleanupConfig() if cleanup else None,
+            input_frames=asset.input_frames,
+            cleanup=CleanupConfig() if cleanup else None,
         )
         seconds = asset.metadata.setdefault("seconds", {})
         seconds["export"] = time.perf_counter() - clock

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
-from rich.table import Table
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
 
 from helix4d.console import labelled
 from helix4d.errors import InputError
@@ -29,18 +29,43 @@ from helix4d.settings import check_settings
 
 console = Console(stderr=True)
 # How `helix4d generate` spells each setting: messages name the flag the user typed.
-FLAGS = {"max_frames": "--frames", "fps": "--fps", "start": "--start", "end": "--end", "steps": "--steps",
-         "cfg": "--cfg", "window": "--window", "seed": "--seed", "mode": "--mode", "texture_size": "--texture-size",
-         "max_faces": "--max-faces"}
+FLAGS = {
+    "max_frames": "--frames",
+    "fps": "--fps",
+    "start": "--start",
+    "end": "--end",
+    "steps": "--steps",
+    "cfg": "--cfg",
+    "window": "--window",
+    "seed": "--seed",
+    "mode": "--mode",
+    "texture_size": "--texture-size",
+    "max_faces": "--max-faces",
+}
 MATTING_FLAGS = {"method": "--matting", "mask": "--mask", "model": "--matting-model"}
 
 
 def generate(
-    video: Path, out: Path, model: Path | None = None, frames: int | None = None, fps: float | None = None,
-    start: float | None = None, end: float | None = None, steps: int | None = None, cfg: float | None = None,
-    window: int | None = None, seed: int = 0, device: str = "auto", mode: str = "temporal", overwrite: bool = False,
-    formats: tuple[str, ...] = DEFAULT_FORMATS, texture_size: int | None = 512, max_faces: int | None = None,
-    offload: bool = False, cleanup: bool = True, matting: MattingOptions = MattingOptions(),
+    video: Path,
+    out: Path,
+    model: Path | None = None,
+    frames: int | None = None,
+    fps: float | None = None,
+    start: float | None = None,
+    end: float | None = None,
+    steps: int | None = None,
+    cfg: float | None = None,
+    window: int | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    mode: str = "temporal",
+    overwrite: bool = False,
+    formats: tuple[str, ...] = DEFAULT_FORMATS,
+    texture_size: int | None = 512,
+    max_faces: int | None = None,
+    offload: bool = False,
+    cleanup: bool = True,
+    matting: MattingOptions = MattingOptions(),
     pipe: Helix4DPipeline | None = None,
 ) -> Path:
     """Run the whole job; every user mistake surfaces as a `Helix4DError` before any compute, and nothing is
@@ -55,8 +80,13 @@ def generate(
     with console.status(f"matting {clip.num_frames} frames"):
         cut = compute_matte(clip, matting)  # before loading the model: a mask that does not fit fails in seconds
     pipe = pipe or load_model(model, device, offload)
-    columns = (TextColumn("{task.description:<18}", markup=False), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description:<18}", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console, transient=False) as bar:
         tasks: dict[str, int] = {}
 
@@ -65,32 +95,73 @@ def generate(
                 tasks[description] = bar.add_task(description, total=total)
             bar.update(tasks[description], completed=done)
 
-        asset = pipe(clip, seed=seed, steps=steps, cfg=cfg, window=window, mode=mode, matting=cut,
-                     progress=progress)
+        asset = pipe(clip, seed=seed, steps=steps, cfg=cfg, window=window, mode=mode, matting=cut, progress=progress)
     _warn(asset.metadata["warnings"])
     settings = {
-        "video": str(video), "model": str(model) if model else "demo (shipped)", "frames": frames, "fps": fps,
-        "start": start, "end": end, "steps": steps, "cfg": cfg, "window": window, "seed": seed,
-        "device": str(pipe.device), "mode": mode, "formats": list(formats), "texture_size": texture_size,
-        "max_faces": max_faces, "offload": pipe.offload, "threads": threads, "cleanup": cleanup,
-        "matting": matting.method, "mask": matting.mask and str(matting.mask),
+        "video": str(video),
+        "model": str(model) if model else "demo (shipped)",
+        "frames": frames,
+        "fps": fps,
+        "start": start,
+        "end": end,
+        "steps": steps,
+        "cfg": cfg,
+        "window": window,
+        "seed": seed,
+        "device": str(pipe.device),
+        "mode": mode,
+        "formats": list(formats),
+        "texture_size": texture_size,
+        "max_faces": max_faces,
+        "offload": pipe.offload,
+        "threads": threads,
+        "cleanup": cleanup,
+        "matting": matting.method,
+        "mask": matting.mask and str(matting.mask),
         "matting_model": matting.model and str(matting.model),
     }
     asset.metadata["seconds"]["load_and_generate"] = time.perf_counter() - started
     with console.status(f"writing {', '.join(formats)}"):
         write_asset(asset, out, settings, overwrite, formats, texture_size, max_faces, cleanup)
-    console.print(f"wrote {asset.num_frames} frames to {out} in {time.perf_counter() - started:.1f} s", markup=False,
-                  highlight=False)
+    console.print(
+        f"wrote {asset.num_frames} frames to {out} in {time.perf_counter() - started:.1f} s",
+        markup=False,
+        highlight=False,
+    )
     return out
 
 
-def check_options(frames: int | None, fps: float | None, start: float | None, end: float | None, steps: int | None,
-                  cfg: float | None, window: int | None, seed: int, mode: str, formats: tuple[str, ...],
-                  texture_size: int | None, max_faces: int | None) -> None:
+def check_options(
+    frames: int | None,
+    fps: float | None,
+    start: float | None,
+    end: float | None,
+    steps: int | None,
+    cfg: float | None,
+    window: int | None,
+    seed: int,
+    mode: str,
+    formats: tuple[str, ...],
+    texture_size: int | None,
+    max_faces: int | None,
+) -> None:
     """Every generate setting checked, named by the flag the user typed (before any compute)."""
-    check_settings({"max_frames": frames, "fps": fps, "start": start, "end": end, "steps": steps, "cfg": cfg,
-                    "window": window, "seed": seed, "mode": mode, "texture_size": texture_size,
-                    "max_faces": max_faces}, FLAGS)
+    check_settings(
+        {
+            "max_frames": frames,
+            "fps": fps,
+            "start": start,
+            "end": end,
+            "steps": steps,
+            "cfg": cfg,
+            "window": window,
+            "seed": seed,
+            "mode": mode,
+            "texture_size": texture_size,
+            "max_faces": max_faces,
+        },
+        FLAGS,
+    )
     unknown = set(formats) - set(FORMATS)
     if unknown or not formats:
         raise InputError(f"--formats takes a comma-separated subset of {','.join(FORMATS)}, got {','.join(formats)}")
@@ -101,19 +172,37 @@ def check_options(frames: int | None, fps: float | None, start: float | None, en
 def load_model(model: Path | None, device: str, offload: bool) -> Helix4DPipeline:
     pipe = Helix4DPipeline.from_pretrained(model, device=device, offload=offload)
     if not pipe.config.trained:
-        console.print(labelled("warning:", "yellow", "this model folder is randomly initialised (not trained): "
-                               "expect noise"))
+        console.print(
+            labelled("warning:", "yellow", "this model folder is randomly initialised (not trained): expect noise")
+        )
     return pipe
 
 
-def generate_batch(videos: list[Path], out: Path, model: Path | None = None, device: str = "auto",
-                   offload: bool = False, overwrite: bool = False, **options) -> list[ItemReport] | None:
+def generate_batch(
+    videos: list[Path],
+    out: Path,
+    model: Path | None = None,
+    device: str = "auto",
+    offload: bool = False,
+    overwrite: bool = False,
+    **options,
+) -> list[ItemReport] | None:
     """`generate` for every video into OUT/<name>/ with one loaded model (DESIGN: helix4d.pipeline.batch); under
     torchrun, this process's share on its own GPU. Returns every video's report on rank 0, None elsewhere."""
-    check_options(options.get("frames"), options.get("fps"), options.get("start"), options.get("end"),
-                  options.get("steps"), options.get("cfg"), options.get("window"), options.get("seed", 0),
-                  options.get("mode", "temporal"), options.get("formats", DEFAULT_FORMATS), options.get("texture_size", 512),
-                  options.get("max_faces"))
+    check_options(
+        options.get("frames"),
+        options.get("fps"),
+        options.get("start"),
+        options.get("end"),
+        options.get("steps"),
+        options.get("cfg"),
+        options.get("window"),
+        options.get("seed", 0),
+        options.get("mode", "temporal"),
+        options.get("formats", DEFAULT_FORMATS),
+        options.get("texture_size", 512),
+        options.get("max_faces"),
+    )
     rank, world = shard()
     if world > 1 and device == "auto" and torch.cuda.is_available():
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count()}"
@@ -125,8 +214,9 @@ def generate_batch(videos: list[Path], out: Path, model: Path | None = None, dev
 
     def one(item: BatchItem) -> None:
         console.print(f"[{item.video}]", markup=False, highlight=False)
-        generate(item.video, item.out, model=model, device=device, offload=offload, overwrite=overwrite, pipe=pipe,
-                 **options)
+        generate(
+            item.video, item.out, model=model, device=device, offload=offload, overwrite=overwrite, pipe=pipe, **options
+        )
 
     def note(report: ItemReport) -> None:
         if report.status == "failed":
@@ -134,18 +224,33 @@ def generate_batch(videos: list[Path], out: Path, model: Path | None = None, dev
 
     reports = gather_reports(run_batch(items, one, overwrite, note), out)
     if reports is not None:
-        table = Table("video", "status", "seconds", "output", title=f"{len(reports)} videos" +
-                      (f" on {world} processes" if world > 1 else ""))
+        table = Table(
+            "video",
+            "status",
+            "seconds",
+            "output",
+            title=f"{len(reports)} videos" + (f" on {world} processes" if world > 1 else ""),
+        )
         for r in reports:
-            table.add_row(r.video, r.status if r.status != "failed" else f"failed: {r.error}",
-                          f"{r.seconds:.1f}" if r.status != "skipped" else "", r.out)
+            table.add_row(
+                r.video,
+                r.status if r.status != "failed" else f"failed: {r.error}",
+                f"{r.seconds:.1f}" if r.status != "skipped" else "",
+                r.out,
+            )
         console.print(table)
     return reports
 
 
 def matte(
-    video: Path, out: Path, matting: MattingOptions = MattingOptions(), frames: int | None = None,
-    fps: float | None = None, start: float | None = None, end: float | None = None, overwrite: bool = False,
+    video: Path,
+    out: Path,
+    matting: MattingOptions = MattingOptions(),
+    frames: int | None = None,
+    fps: float | None = None,
+    start: float | None = None,
+    end: float | None = None,
+    overwrite: bool = False,
 ) -> Matte:
     """Write the masks `generate` would use for `video` with the same options into `out`: one 8-bit PNG per frame
     (`helix4d.io.masks`) and `matte.json` (method, confidence, warnings, frame times); `generate --mask out` reads
@@ -158,12 +263,21 @@ def matte(
         result = compute_matte(clip, matting)
     with atomic_dir(out) as tmp:
         write_masks(result.alpha, tmp)
-        write_json_atomic(tmp / "matte.json", {**result.summary(), "video": str(video), "frames": clip.num_frames,
-                                               "times": [float(t) for t in clip.times], "warnings": result.warnings})
+        write_json_atomic(
+            tmp / "matte.json",
+            {
+                **result.summary(),
+                "video": str(video),
+                "frames": clip.num_frames,
+                "times": [float(t) for t in clip.times],
+                "warnings": result.warnings,
+            },
+        )
     _warn(result.warnings)
     confidence = "" if result.confidence is None else f", confidence {result.confidence:.2f}"
-    console.print(f"wrote {clip.num_frames} masks ({result.method} matte{confidence}) to {out}", markup=False,
-                  highlight=False)
+    console.print(
+        f"wrote {clip.num_frames} masks ({result.method} matte{confidence}) to {out}", markup=False, highlight=False
+    )
     return result
 
 

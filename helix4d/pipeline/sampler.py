@@ -41,8 +41,9 @@ def timesteps(config: SamplerConfig) -> list[float]:
     return (s * ts / (1 + (s - 1) * ts)).tolist()
 
 
-def guided_velocity(velocity: VelocityFn, x: Tensor, t: float, config: SamplerConfig,
-                    groups: list[int] | None = None) -> Tensor:
+def guided_velocity(
+    velocity: VelocityFn, x: Tensor, t: float, config: SamplerConfig, groups: list[int] | None = None
+) -> Tensor:
     """Velocity with classifier-free guidance where t is inside the guidance interval.
 
     With `cfg_rescale` φ > 0 the guided prediction is pulled back towards the conditional one's spread, as
@@ -61,17 +62,24 @@ def guided_velocity(velocity: VelocityFn, x: Tensor, t: float, config: SamplerCo
     if config.cfg_rescale == 0.0:
         return v
     x0_cond, x0_cfg = x - t * v_cond, x - t * v
-    scale = torch.cat([
-        (c.std(correction=0) / g.std(correction=0).clamp_min(1e-12)).expand(len(c))
-        for c, g in zip(x0_cond.split(groups or [len(x)]), x0_cfg.split(groups or [len(x)]))
-    ]).view(-1, *([1] * (x.ndim - 1)))  # (N, 1, ...) per-row factor of its group
+    scale = torch.cat(
+        [
+            (c.std(correction=0) / g.std(correction=0).clamp_min(1e-12)).expand(len(c))
+            for c, g in zip(x0_cond.split(groups or [len(x)]), x0_cfg.split(groups or [len(x)]))
+        ]
+    ).view(-1, *([1] * (x.ndim - 1)))  # (N, 1, ...) per-row factor of its group
     x0 = config.cfg_rescale * x0_cfg * scale + (1.0 - config.cfg_rescale) * x0_cfg
     return (x - x0) / t
 
 
 @torch.no_grad()
-def sample(velocity: VelocityFn, noise: Tensor, config: SamplerConfig, on_step: Callable[[int], None] | None = None,
-           groups: list[int] | None = None) -> Tensor:
+def sample(
+    velocity: VelocityFn,
+    noise: Tensor,
+    config: SamplerConfig,
+    on_step: Callable[[int], None] | None = None,
+    groups: list[int] | None = None,
+) -> Tensor:
     """Integrate from `noise` (t = 1) to data (t = 0) with Euler steps; returns x_0, same shape as noise.
 
     `groups` (rows per frame) only matters for CFG-rescale, whose statistics are per frame."""

@@ -33,9 +33,7 @@ def gl_context() -> Any:
         try:
             import moderngl
         except ImportError as exc:
-            raise BackendUnavailableError(
-                "rendering needs the `moderngl` package: pip install moderngl"
-            ) from exc
+            raise BackendUnavailableError("rendering needs the `moderngl` package: pip install moderngl") from exc
         try:
             _local.context = moderngl.create_standalone_context(backend="egl", require=330)
             _created_pid = os.getpid()

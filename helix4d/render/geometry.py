@@ -53,9 +53,15 @@ def mesh_pbr(mesh: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     """
     visual = mesh.visual
     count = len(mesh.vertices)
-    color0 = getattr(visual, "vertex_attributes", {}).get("color") if isinstance(visual, trimesh.visual.TextureVisuals) else None
+    color0 = (
+        getattr(visual, "vertex_attributes", {}).get("color")
+        if isinstance(visual, trimesh.visual.TextureVisuals)
+        else None
+    )
     if color0 is not None and len(color0) == count:
-        rgba = _linear_to_srgb255(np.asarray(color0, dtype=np.float32) / (255.0 if np.asarray(color0).dtype == np.uint8 else 1.0))
+        rgba = _linear_to_srgb255(
+            np.asarray(color0, dtype=np.float32) / (255.0 if np.asarray(color0).dtype == np.uint8 else 1.0)
+        )
     else:
         if isinstance(visual, trimesh.visual.TextureVisuals):
             visual = visual.to_color()

@@ -139,8 +139,15 @@ class Renderer:
         self._peel_z = [ctx.texture(size, 1, dtype="f4") for _ in range(2)]  # later layers, ping-pong
         self._out_color = ctx.texture(size, 4)
         self._out_z = ctx.texture(size, 1, dtype="f4")
-        self._textures = (self._opaque_color, self._opaque_z, self._accum, self._first_z, *self._peel_z,
-                          self._out_color, self._out_z)
+        self._textures = (
+            self._opaque_color,
+            self._opaque_z,
+            self._accum,
+            self._first_z,
+            *self._peel_z,
+            self._out_color,
+            self._out_z,
+        )
         self._opaque_fbo = ctx.framebuffer([self._opaque_color, self._opaque_z], depth)
         self._peel_fbos = [ctx.framebuffer([z], depth) for z in (self._first_z, *self._peel_z)]
         self._accum_fbo = ctx.framebuffer([self._accum], depth)
@@ -180,9 +187,7 @@ class Renderer:
         self._draw(meshes, camera, background)
         return self._read_rgba()
 
-    def render_maps(
-        self, meshes: MeshInput, camera: Camera, background: Color = (0.0, 0.0, 0.0, 0.0)
-    ) -> RenderOutput:
+    def render_maps(self, meshes: MeshInput, camera: Camera, background: Color = (0.0, 0.0, 0.0, 0.0)) -> RenderOutput:
         """RGBA plus depth (distance along the view axis, 0 = empty) and coverage mask."""
         self._draw(meshes, camera, background)
         window_z = np.frombuffer(self._out_z.read(), dtype=np.float32).reshape(self.height, self.width)[::-1]

@@ -14,12 +14,10 @@ import math
 import torch
 from torch import Tensor, nn
 
-OFFSETS_3X3X3 = torch.stack(
-    torch.meshgrid(*(torch.arange(-1, 2),) * 3, indexing="ij"), dim=-1
-).reshape(27, 3)  # (27, 3), x-major like the weight's (3, 3, 3) axes
-CHILD_OFFSETS = torch.stack(
-    torch.meshgrid(*(torch.arange(0, 2),) * 3, indexing="ij"), dim=-1
-).reshape(8, 3)  # (8, 3)
+OFFSETS_3X3X3 = torch.stack(torch.meshgrid(*(torch.arange(-1, 2),) * 3, indexing="ij"), dim=-1).reshape(
+    27, 3
+)  # (27, 3), x-major like the weight's (3, 3, 3) axes
+CHILD_OFFSETS = torch.stack(torch.meshgrid(*(torch.arange(0, 2),) * 3, indexing="ij"), dim=-1).reshape(8, 3)  # (8, 3)
 
 
 def voxel_keys(coords: Tensor, extent: int) -> Tensor:

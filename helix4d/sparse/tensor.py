@@ -7,8 +7,8 @@ sorted by sequence then frame, with one offset per frame, so attention can slice
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -193,9 +193,7 @@ class SparseTensor:
         token_mask = mask.to(self.coords.device)[self.global_frame_index]  # (N,)
         counts = self.tokens_per_frame.cpu()[mask]
         offsets = torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)]).to(self.frame_offsets.device)
-        return SparseTensor(
-            self.coords[token_mask], self.feats[token_mask], offsets, tuple(n for n in fps if n > 0)
-        )
+        return SparseTensor(self.coords[token_mask], self.feats[token_mask], offsets, tuple(n for n in fps if n > 0))
 
     def split_sequences(self) -> list[SparseTensor]:
         """Inverse of `cat`: one SparseTensor per sequence."""

@@ -51,7 +51,7 @@ class TrainConfig:
     strategy: str = "ddp"  # "ddp" | "fsdp" (shards parameters, gradients and optimizer state over ranks)
 
     def __post_init__(self) -> None:
-        _check(bool(self.task), "task must name a task, e.g. \"ss_vae\"")
+        _check(bool(self.task), 'task must name a task, e.g. "ss_vae"')
         _check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
         _check(self.steps > 0, f"steps must be > 0, got {self.steps}")
         _check(self.batch_size > 0, f"batch_size must be > 0, got {self.batch_size}")
@@ -101,7 +101,7 @@ class TrainConfig:
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(f"{source}: unknown key {unknown[0]!r}{hint}; valid keys: {', '.join(hints)}")
         if "task" not in raw:
-            raise ConfigError(f"{source} has no 'task'; add e.g. \"task\": \"ss_vae\"")
+            raise ConfigError(f'{source} has no \'task\'; add e.g. "task": "ss_vae"')
         values = {k: _coerce(k, v, hints[k]) for k, v in raw.items()}
         try:
             return cls(**values)

@@ -55,7 +55,7 @@ class DistEnv:
 
 
 def resolve_device(choice: str, local_rank: int) -> torch.device:
-    """"auto" | "cpu" | "cuda" -> the device of this process (cuda:LOCAL_RANK under torchrun)."""
+    """ "auto" | "cpu" | "cuda" -> the device of this process (cuda:LOCAL_RANK under torchrun)."""
     if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():

@@ -75,8 +75,11 @@ def train(config: TrainConfig, resume: bool = False) -> nn.Module:
             sampler.start_step, rng_state = restored["step"], restored["rng"]
             say(f"resumed from {resume_from} at step {sampler.start_step}")
             if restored["world_size"] != env.world_size:
-                say(f"saved with {restored['world_size']} processes, now {env.world_size}: "
-                    "the data order is kept, random streams restart", warning=True)
+                say(
+                    f"saved with {restored['world_size']} processes, now {env.world_size}: "
+                    "the data order is kept, random streams restart",
+                    warning=True,
+                )
             if tuple(restored["sampler"]) != sampler.position(sampler.start_step):
                 say("the dataset size changed since the checkpoint; the data order differs", warning=True)
         elif resume:

@@ -31,7 +31,9 @@ STAGES = ("ss", "geometry", "material")
 
 
 @torch.no_grad()
-def encode_dataset(model: Path, data: Path, out: Path, device: str = "cpu", only: tuple[str, ...] = STAGES) -> dict[str, LatentStats]:
+def encode_dataset(
+    model: Path, data: Path, out: Path, device: str = "cpu", only: tuple[str, ...] = STAGES
+) -> dict[str, LatentStats]:
     """Encode every sequence of `data` with the VAEs of `model`; returns (and saves) the latent statistics.
 
     `only` re-encodes a subset of stages into existing latents (after retraining one VAE): the other stages'
@@ -48,8 +50,8 @@ def encode_dataset(model: Path, data: Path, out: Path, device: str = "cpu", only
     dataset = SequenceDataset(data)
     if dataset.settings.resolution != pipeline.resolution or dataset.settings.image_size != pipeline.image_size:
         raise InputError(
-            f"dataset {data} (R={dataset.settings.resolution}, S={dataset.settings.image_size}) does not match the model "
-            f"(R={pipeline.resolution}, S={pipeline.image_size}); build the data with the model's settings"
+            f"dataset {data} (R={dataset.settings.resolution}, S={dataset.settings.image_size}) does not match "
+            f"the model (R={pipeline.resolution}, S={pipeline.image_size}); build the data with the model's settings"
         )
     out.mkdir(parents=True, exist_ok=True)
     sums: dict[str, list[Tensor]] = {stage: [] for stage in only}
@@ -61,7 +63,11 @@ def encode_dataset(model: Path, data: Path, out: Path, device: str = "cpu", only
             if set(only) == set(STAGES):  # a fresh record: images framed as inference frames them
                 sample = dataset[i]
                 ovoxels = sample["ovoxels"]
-                record = {"images": (sample["images"] * 255).round().to(torch.uint8), "id": entry["id"], "kind": entry["kind"]}
+                record = {
+                    "images": (sample["images"] * 255).round().to(torch.uint8),
+                    "id": entry["id"],
+                    "kind": entry["kind"],
+                }
             else:  # update the stored record; images and the other stages stay
                 ovoxels = load_ovoxels(data / entry["path"] / OVOXELS)
                 record = torch.load(path, weights_only=True)

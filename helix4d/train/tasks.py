@@ -36,8 +36,8 @@ from helix4d.models.flow import FlowTransformer
 from helix4d.models.image_encoder import ImageEncoder, OccupancyProbe
 from helix4d.models.sc_vae import SCVAELossWeights
 from helix4d.nn.blocks import freeze_all_but_temporal, init_temporal_from_base
-from helix4d.pipeline.config import PipelineConfig
 from helix4d.pipeline.architecture import architecture_of, read_trainable_pipeline_config, stage1_encoder_name
+from helix4d.pipeline.config import PipelineConfig
 from helix4d.pipeline.folder import load_component, read_component_config, read_pipeline_config, save_component
 from helix4d.sparse import SparseTensor, frame_coords
 from helix4d.sparse.conv import coarse_occupancy
@@ -148,8 +148,11 @@ class SCVAETask(Task):
             raise ConfigError(f"task_options.component must be geometry_vae or material_vae, got {self.component!r}")
         read_trainable_pipeline_config(self.model_folder)  # our own VAEs only
         defaults = SCVAELossWeights()
-        self.weights = SCVAELossWeights(float(o.get("reconstruction_weight", defaults.reconstruction)),
-                                        float(o.get("l1_weight", defaults.l1)), float(o.get("exists_weight", defaults.exists)))
+        self.weights = SCVAELossWeights(
+            float(o.get("reconstruction_weight", defaults.reconstruction)),
+            float(o.get("l1_weight", defaults.l1)),
+            float(o.get("exists_weight", defaults.exists)),
+        )
         self.colour_augmentation = float(o.get("colour_augmentation", 0.0))
         if self.colour_augmentation and self.component != "material_vae":
             raise ConfigError("colour_augmentation applies to the material_vae only")
@@ -178,8 +181,13 @@ class SCVAETask(Task):
         install_component(model.inner, self.vae_config, self.model_folder, self.component, out_dir)
 
 
-def recolour_frames(feats: Tensor, coords: Tensor, probability: float, generator: torch.Generator,
-                    channels: tuple[int, ...] = RECOLOURED_CHANNELS) -> Tensor:
+def recolour_frames(
+    feats: Tensor,
+    coords: Tensor,
+    probability: float,
+    generator: torch.Generator,
+    channels: tuple[int, ...] = RECOLOURED_CHANNELS,
+) -> Tensor:
     """Material features (N, 6) with, in a `probability` share of frames, each of `channels` moved to a random
     frame mean in [0, 1] and its deviations scaled by U(0.5, 1.5), clipped to [0, 1].
 
@@ -247,8 +255,16 @@ class FlowObjective(nn.Module):
     """A flow transformer (and, for the first static stage, the image encoder trained with it) and its
     rectified-flow loss, as one module so DDP wraps both."""
 
-    def __init__(self, flow: FlowTransformer, encoder: ImageEncoder, stage: str, pipeline: PipelineConfig,
-                 temporal: bool, cond_drop: float, window: int) -> None:
+    def __init__(
+        self,
+        flow: FlowTransformer,
+        encoder: ImageEncoder,
+        stage: str,
+        pipeline: PipelineConfig,
+        temporal: bool,
+        cond_drop: float,
+        window: int,
+    ) -> None:
         super().__init__()
         self.flow, self.encoder = flow, encoder
         self.stage, self.temporal, self.cond_drop, self.window = stage, temporal, cond_drop, window
@@ -331,15 +347,20 @@ class FlowTask(Task):
         name = STAGE_FLOW[self.stage]
         flow, self.flow_config = load_component(name, self.model_folder / name)
         self.encoder_name, encoder, self.encoder_config = architecture_of(pipeline).training_image_encoder(
-            self.model_folder, pipeline, self.stage)
+            self.model_folder, pipeline, self.stage
+        )
         if self.train_encoder and self.encoder_config is None:
-            raise ConfigError(f"train_image_encoder is not possible with {pipeline.architecture} weights: its image "
-                              "encoder stays frozen")
+            raise ConfigError(
+                f"train_image_encoder is not possible with {pipeline.architecture} weights: its image "
+                "encoder stays frozen"
+            )
         if self.temporal:
             init_temporal_from_base(flow)  # the temporal copies start as the trained static weights
         window = int(self.options.get("window", pipeline.window))
         cond_drop = float(self.options.get("cond_drop", 0.1))
-        return FlowObjective(flow.train(), encoder.train(self.train_encoder), self.stage, pipeline, self.temporal, cond_drop, window)
+        return FlowObjective(
+            flow.train(), encoder.train(self.train_encoder), self.stage, pipeline, self.temporal, cond_drop, window
+        )
 
     def trainable_parameters(self, model: nn.Module):
         if self.temporal:
@@ -415,8 +436,9 @@ class ImageEncoderTask(Task):
                 encoder, self.encoder_config = ImageEncoder(fresh), fresh
         ss = read_component_config("ss_vae", self.model_folder / "ss_vae")
         self.resolution = ss.resolution
-        probe = OccupancyProbe(self.encoder_config.dim, self.encoder_config.heads, ss.resolution,
-                               ss.resolution // 2 ** len(ss.channels))
+        probe = OccupancyProbe(
+            self.encoder_config.dim, self.encoder_config.heads, ss.resolution, ss.resolution // 2 ** len(ss.channels)
+        )
         return EncoderWithProbe(encoder.train(), probe)
 
     def dataset(self) -> Dataset:

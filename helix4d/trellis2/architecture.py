@@ -38,9 +38,15 @@ class _Trellis2:
 ARCHITECTURE: Architecture = _Trellis2()
 
 
-def trellis2_pipeline(folder: str | Path, dino: str | Path, resolution: int = 512, cascade: bool = False,
-                      dtype: torch.dtype = torch.bfloat16, device: str | torch.device = "cpu",
-                      offload: bool = False) -> Helix4DPipeline:
+def trellis2_pipeline(
+    folder: str | Path,
+    dino: str | Path,
+    resolution: int = 512,
+    cascade: bool = False,
+    dtype: torch.dtype = torch.bfloat16,
+    device: str | torch.device = "cpu",
+    offload: bool = False,
+) -> Helix4DPipeline:
     """Run on the official TRELLIS.2 weights the user downloaded, without converting them to a folder first
     (`folder`: microsoft/TRELLIS.2-4B plus the stage-1 decoder of microsoft/TRELLIS-image-large in its ckpts/;
     `dino`: facebook/dinov3-vitl16-pretrain-lvd1689m). Every checkpoint is checked strictly; flows are held in

@@ -56,12 +56,18 @@ from helix4d.trellis2.ss_vae import (
 )
 
 RESOLUTIONS = (512, 1024)
-ENCODER_TYPES = {"ss_encoder": Trellis2SSEncoder, "geometry_encoder": Trellis2SCVAEEncoder,
-                 "material_encoder": Trellis2SCVAEEncoder}
+ENCODER_TYPES = {
+    "ss_encoder": Trellis2SSEncoder,
+    "geometry_encoder": Trellis2SCVAEEncoder,
+    "material_encoder": Trellis2SCVAEEncoder,
+}
 COMPONENT = {"ss": "ss_flow", "geometry": "geometry_flow", "material": "material_flow"}
 CASCADE_FLOW = "geometry_flow_lr"  # the 512 shape flow whose output places the 1024 models' voxels
-MODEL_KEY = {"ss": "sparse_structure_flow_model", "geometry": "shape_slat_flow_model_{res}",
-             "material": "tex_slat_flow_model_{res}"}
+MODEL_KEY = {
+    "ss": "sparse_structure_flow_model",
+    "geometry": "shape_slat_flow_model_{res}",
+    "material": "tex_slat_flow_model_{res}",
+}
 SAMPLER_KEY = {"ss": "sparse_structure_sampler", "geometry": "shape_slat_sampler", "material": "tex_slat_sampler"}
 NORMALIZATION_KEY = {"geometry": "shape_slat_normalization", "material": "tex_slat_normalization"}
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -87,9 +93,11 @@ class Trellis2Folder:
         """The stage's sampler settings as `StageSampling` fields."""
         p = self.args.get(SAMPLER_KEY[stage], {}).get("params", {})
         return {
-            "steps": int(p.get("steps", 12)), "cfg_strength": float(p.get("guidance_strength", 1.0)),
+            "steps": int(p.get("steps", 12)),
+            "cfg_strength": float(p.get("guidance_strength", 1.0)),
             "cfg_interval": [float(v) for v in p.get("guidance_interval", (0.0, 1.0))],
-            "time_shift": float(p.get("rescale_t", 1.0)), "cfg_rescale": float(p.get("guidance_rescale", 0.0)),
+            "time_shift": float(p.get("rescale_t", 1.0)),
+            "cfg_rescale": float(p.get("guidance_rescale", 0.0)),
         }
 
     def latent_stats(self, stage: str) -> dict[str, list[float]] | None:
@@ -174,8 +182,9 @@ def _flow_from_checked(config: FlowConfig, weights: Path, dtype: torch.dtype) ->
     return model.eval()
 
 
-def load_trellis2_flow(folder: Trellis2Folder, reference: str, dtype: torch.dtype = torch.bfloat16,
-                       device: str | torch.device = "cpu") -> tuple[FlowTransformer, FlowConfig]:
+def load_trellis2_flow(
+    folder: Trellis2Folder, reference: str, dtype: torch.dtype = torch.bfloat16, device: str | torch.device = "cpu"
+) -> tuple[FlowTransformer, FlowConfig]:
     """One TRELLIS.2 flow checkpoint as a ready `FlowTransformer`."""
     config, weights = read_flow_config(folder, reference)
     return _flow_from_checked(config, weights, dtype).to(device), config
@@ -217,8 +226,9 @@ def read_ss_decoder_config(config_path: Path) -> tuple[Trellis2SSDecoderConfig, 
     return Trellis2SSDecoderConfig.from_trellis(name, args, str(config_path)), config_path.with_suffix(".safetensors")
 
 
-def load_trellis2_ss_decoder(config_path: str | Path, dtype: torch.dtype = torch.float32
-                             ) -> tuple[Trellis2SSDecoder, Trellis2SSDecoderConfig]:
+def load_trellis2_ss_decoder(
+    config_path: str | Path, dtype: torch.dtype = torch.float32
+) -> tuple[Trellis2SSDecoder, Trellis2SSDecoderConfig]:
     """TRELLIS' `SparseStructureDecoder` checkpoint (`<name>.json` + `<name>.safetensors`), checked strictly."""
     config, weights = read_ss_decoder_config(Path(config_path))
     return load_checked(Trellis2SSDecoder, config, weights, dtype), config
@@ -259,8 +269,14 @@ class Trellis2Plan:
             raw = self.folder.sampling(s)
             sampling[s] = StageSampling(**{**raw, "cfg_interval": tuple(raw["cfg_interval"])})
         return PipelineConfig(
-            preset="trellis2", architecture="trellis2", resolution=self.resolution, image_size=DINO_IMAGE_SIZE,
-            latent_stats={"ss": identity, **stats}, sampling=sampling, trained=True, cascade_from=self.cascade_from,
+            preset="trellis2",
+            architecture="trellis2",
+            resolution=self.resolution,
+            image_size=DINO_IMAGE_SIZE,
+            latent_stats={"ss": identity, **stats},
+            sampling=sampling,
+            trained=True,
+            cascade_from=self.cascade_from,
         )
 
     def components(self, dtype: torch.dtype) -> Iterator[tuple[str, nn.Module, Any]]:
@@ -269,8 +285,11 @@ class Trellis2Plan:
         Flows come in `dtype`; the decoders in float32 (fp16 3D convolutions are slow or missing on CPUs)."""
         for name, (config, weights) in self.flows.items():
             yield name, _flow_from_checked(config, weights, dtype), config
-        yield "ss_vae", load_checked(Trellis2SSDecoder, self.ss_decoder[0], self.ss_decoder[1], torch.float32), \
-            self.ss_decoder[0]
+        yield (
+            "ss_vae",
+            load_checked(Trellis2SSDecoder, self.ss_decoder[0], self.ss_decoder[1], torch.float32),
+            self.ss_decoder[0],
+        )
         for name, (config, weights) in self.decoders.items():
             yield name, load_checked(Trellis2SCVAEDecoder, config, weights, torch.float32), config
         for name, (config, weights) in self.encoders.items():
@@ -314,35 +333,51 @@ def plan_trellis2(src: str | Path, resolution: int = 512, cascade: bool = False)
     ss_decoder_path = find_ss_decoder(folder)
     ss_decoder = read_ss_decoder_config(ss_decoder_path)
     encoders = find_encoders(folder, ss_decoder_path)
-    decoders = {"geometry_vae": read_sc_vae_config(folder, "shape_slat_decoder", "decoder"),
-                "material_vae": read_sc_vae_config(folder, "tex_slat_decoder", "decoder")}
+    decoders = {
+        "geometry_vae": read_sc_vae_config(folder, "shape_slat_decoder", "decoder"),
+        "material_vae": read_sc_vae_config(folder, "tex_slat_decoder", "decoder"),
+    }
     for config, weights in flows.values():
         check_checkpoint(config, weights)
-    for model_type, (config, weights) in [(Trellis2SSDecoder, ss_decoder)] + [
-            (Trellis2SCVAEDecoder, d) for d in decoders.values()] + [
-            (ENCODER_TYPES[name], e) for name, e in encoders.items()]:
+    for model_type, (config, weights) in (
+        [(Trellis2SSDecoder, ss_decoder)]
+        + [(Trellis2SCVAEDecoder, d) for d in decoders.values()]
+        + [(ENCODER_TYPES[name], e) for name, e in encoders.items()]
+    ):
         check_module_checkpoint(model_type, config, weights)
     if decoders["geometry_vae"][0].geometry is False or decoders["material_vae"][0].pred_subdiv:
-        raise ConfigError("shape_slat_decoder must be a FlexiDualGridVaeDecoder and tex_slat_decoder a guided "
-                          "SparseUnetVaeDecoder (pred_subdiv false), as TRELLIS.2 releases them")
+        raise ConfigError(
+            "shape_slat_decoder must be a FlexiDualGridVaeDecoder and tex_slat_decoder a guided "
+            "SparseUnetVaeDecoder (pred_subdiv false), as TRELLIS.2 releases them"
+        )
     coarse = (512 if cascade else resolution) // decoders["geometry_vae"][0].downsampling
     if ss_decoder[0].resolution % coarse:
-        raise ConfigError(f"the stage-1 decoder's {ss_decoder[0].resolution}³ grid does not pool onto the "
-                          f"{coarse}³ latent grid of the {resolution} models")
+        raise ConfigError(
+            f"the stage-1 decoder's {ss_decoder[0].resolution}³ grid does not pool onto the "
+            f"{coarse}³ latent grid of the {resolution} models"
+        )
     return Trellis2Plan(folder, resolution, flows, ss_decoder, decoders, encoders, 512 if cascade else None)
 
 
-def load_trellis2_flows(src: str | Path, resolution: int = 512, dtype: torch.dtype = torch.bfloat16,
-                        device: str | torch.device = "cpu") -> dict[str, FlowTransformer]:
+def load_trellis2_flows(
+    src: str | Path, resolution: int = 512, dtype: torch.dtype = torch.bfloat16, device: str | torch.device = "cpu"
+) -> dict[str, FlowTransformer]:
     """The three flow models of a TRELLIS.2 folder, keyed by helix4d component name (ss_flow, ...)."""
     _check_resolution(resolution)
     folder = read_trellis2_folder(src)
-    return {COMPONENT[s]: load_trellis2_flow(folder, folder.flow_reference(s, resolution), dtype, device)[0]
-            for s in STAGES}
+    return {
+        COMPONENT[s]: load_trellis2_flow(folder, folder.flow_reference(s, resolution), dtype, device)[0] for s in STAGES
+    }
 
 
-def convert_trellis2(src: str | Path, out: str | Path, resolution: int = 512, dtype: str = "bfloat16",
-                     dino: str | Path | None = None, cascade: bool = False) -> Path:
+def convert_trellis2(
+    src: str | Path,
+    out: str | Path,
+    resolution: int = 512,
+    dtype: str = "bfloat16",
+    dino: str | Path | None = None,
+    cascade: bool = False,
+) -> Path:
     """Write a TRELLIS.2 folder as a helix4d model folder (`helix4d generate --model OUT`); returns `out`.
 
     All checkpoints are checked before anything is written; the folder appears complete or not at all. With
@@ -380,10 +415,17 @@ def _manifest(plan: Trellis2Plan, dtype: str, with_dino: bool) -> dict[str, Any]
         "resolution": plan.resolution,
         "dtype": dtype,
         "checkpoints": {name: str(w.with_suffix("")) for name, (_, w) in plan.flows.items()}
-        | {"ss_vae": str(plan.ss_decoder[1].with_suffix("")),
-           "geometry_vae": models.get("shape_slat_decoder"), "material_vae": models.get("tex_slat_decoder")}
+        | {
+            "ss_vae": str(plan.ss_decoder[1].with_suffix("")),
+            "geometry_vae": models.get("shape_slat_decoder"),
+            "material_vae": models.get("tex_slat_decoder"),
+        }
         | {name: str(w.with_suffix("")) for name, (_, w) in plan.encoders.items()},
         "encoders": sorted(plan.encoders) or "none found: generation works, fine-tuning needs them",
-        "image_encoder": {"name": cond.get("name"), **cond.get("args", {}),
-                          "copied": with_dino, "folder": IMAGE_ENCODER},
+        "image_encoder": {
+            "name": cond.get("name"),
+            **cond.get("args", {}),
+            "copied": with_dino,
+            "folder": IMAGE_ENCODER,
+        },
     }

@@ -49,7 +49,8 @@ def edges_to_trellis2(coords: Tensor, edges: Tensor) -> Tensor:
 
 
 def trellis2_shape_inputs(ovoxel: OVoxel) -> Tensor:
-    """(N, 6) input of TRELLIS.2's shape encoder: dual vertex − 0.5, intersected − 0.5 (its `FlexiDualGridVaeEncoder`)."""
+    """(N, 6) input of TRELLIS.2's shape encoder: dual vertex − 0.5, intersected − 0.5 (its
+    `FlexiDualGridVaeEncoder`)."""
     coords = torch.from_numpy(ovoxel.coords.astype(np.int64))
     intersected = edges_to_trellis2(coords, torch.from_numpy(ovoxel.edges))
     return torch.cat([torch.from_numpy(ovoxel.dual) - 0.5, intersected.float() - 0.5], 1)
@@ -69,8 +70,12 @@ def ovoxel_from_trellis2(resolution: int, coords: Tensor, features: Tensor, attr
     edges = edges_from_trellis2(coords, features[:, 3:6] > 0)
     order = np.lexsort(coords.numpy().T[::-1])  # OVoxel keeps voxels sorted by x, then y, then z
     return OVoxel(
-        resolution=resolution, coords=coords.numpy()[order], dual=features[:, :3].numpy()[order],
-        edges=edges.numpy()[order], edge_sign=np.zeros((coords.shape[0], 3), bool),
-        split=torch.log(features[:, 6]).numpy()[order], attrs=attrs.float().cpu().clamp(0, 1).numpy()[order],
+        resolution=resolution,
+        coords=coords.numpy()[order],
+        dual=features[:, :3].numpy()[order],
+        edges=edges.numpy()[order],
+        edge_sign=np.zeros((coords.shape[0], 3), bool),
+        split=torch.log(features[:, 6]).numpy()[order],
+        attrs=attrs.float().cpu().clamp(0, 1).numpy()[order],
         oriented=False,
     )

@@ -70,6 +70,7 @@ def load_trellis2_encoders(folder: Path) -> dict[str, nn.Module]:
         raise ConfigError(
             f"{folder} has no {', '.join(missing)}: fine-tuning needs TRELLIS.2's encoders. Download "
             "ckpts/shape_enc_next_dc_f16c32_fp16.* and tex_enc_next_dc_f16c32_fp16.* (microsoft/TRELLIS.2-4B) and "
-            "ss_enc_conv3d_16l8_fp16.* (microsoft/TRELLIS-image-large) into the TRELLIS.2 folder's ckpts/ and convert again"
+            "ss_enc_conv3d_16l8_fp16.* (microsoft/TRELLIS-image-large) into the TRELLIS.2 folder's ckpts/ and "
+            "convert again"
         )
     return {name: load_component(name, folder / name, types)[0] for name, types in ENCODER_TYPES.items()}

@@ -27,8 +27,9 @@ class Trellis2Encoders:
 
     def __init__(self, model: Path, pipeline: PipelineConfig, device: str) -> None:
         encoders = load_trellis2_encoders(model)
-        self.ss_encoder, self.shape, self.texture = (encoders[k].to(device) for k in
-                                                     ("ss_encoder", "geometry_encoder", "material_encoder"))
+        self.ss_encoder, self.shape, self.texture = (
+            encoders[k].to(device) for k in ("ss_encoder", "geometry_encoder", "material_encoder")
+        )
         ss_grid = read_component_config("ss_vae", model / "ss_vae", COMPONENT_TYPES["ss_vae"][0]).resolution  # 64
         if pipeline.resolution % ss_grid:
             raise ConfigError(f"O-Voxels at {pipeline.resolution}³ do not pool onto the {ss_grid}³ stage-1 grid")
@@ -40,9 +41,13 @@ class Trellis2Encoders:
         return self.ss_encoder.encode(occ)[0]  # (F, 8, 16, 16, 16)
 
     def geometry(self, ovoxels: list[OVoxel], fine: Tensor) -> tuple[Tensor, Tensor]:
-        mean, _, coarse = self.shape.encode(torch.cat([trellis2_shape_inputs(v) for v in ovoxels]).to(self.device), fine)
+        mean, _, coarse = self.shape.encode(
+            torch.cat([trellis2_shape_inputs(v) for v in ovoxels]).to(self.device), fine
+        )
         return mean, coarse
 
     def material(self, ovoxels: list[OVoxel], fine: Tensor) -> tuple[Tensor, Tensor]:
-        mean, _, coarse = self.texture.encode(torch.cat([trellis2_material_inputs(v) for v in ovoxels]).to(self.device), fine)
+        mean, _, coarse = self.texture.encode(
+            torch.cat([trellis2_material_inputs(v) for v in ovoxels]).to(self.device), fine
+        )
         return mean, coarse

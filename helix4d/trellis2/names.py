@@ -14,9 +14,7 @@ from __future__ import annotations
 import re
 
 # (TRELLIS.2 name, helix4d name) templates; {n} and {k} are integers, {p} is "weight" or "bias".
-RENAMES: tuple[tuple[str, str], ...] = (
-    ("blocks.{n}.mlp.mlp.{k}.{p}", "blocks.{n}.mlp.{k}.{p}"),
-)
+RENAMES: tuple[tuple[str, str], ...] = (("blocks.{n}.mlp.mlp.{k}.{p}", "blocks.{n}.mlp.{k}.{p}"),)
 DERIVED_SOURCE_KEYS = frozenset({"rope_phases"})
 _TEMPORAL = re.compile(r"^blocks\.(\d+)\.temporal_attn\.(.+)$")
 _FIELDS = {"n": r"(?P<n>\d+)", "k": r"(?P<k>\d+)", "p": r"(?P<p>weight|bias)"}

@@ -27,11 +27,26 @@ STAGE_CHANNELS = {"ss": (8, 0), "geometry": (32, 0), "material": (32, 32)}  # (g
 FLOW_CLASSES = ("SparseStructureFlowModel", "SLatFlowModel", "ElasticSLatFlowModel")
 # TRELLIS.2 args that only choose how the model runs or is initialised, not its weights.
 RUNTIME_ARGS = frozenset({"resolution", "initialization", "dtype", "use_fp16", "use_checkpoint"})
-WEIGHT_ARGS = frozenset({
-    "in_channels", "out_channels", "model_channels", "cond_channels", "num_blocks", "num_heads",
-    "num_head_channels", "mlp_ratio", "pe_mode", "share_mod", "qk_rms_norm", "qk_rms_norm_cross", "rope_freq",
-    "patch_size", "num_io_res_blocks", "io_block_channels",
-})
+WEIGHT_ARGS = frozenset(
+    {
+        "in_channels",
+        "out_channels",
+        "model_channels",
+        "cond_channels",
+        "num_blocks",
+        "num_heads",
+        "num_head_channels",
+        "mlp_ratio",
+        "pe_mode",
+        "share_mod",
+        "qk_rms_norm",
+        "qk_rms_norm_cross",
+        "rope_freq",
+        "patch_size",
+        "num_io_res_blocks",
+        "io_block_channels",
+    }
+)
 
 
 def trellis2_flow_config(stage: str, depth: int = DEPTH, time_fraction: float = 0.25, window: int = 1) -> FlowConfig:
@@ -40,9 +55,19 @@ def trellis2_flow_config(stage: str, depth: int = DEPTH, time_fraction: float = 
         raise ConfigError(f"unknown stage {stage!r}; choose one of {STAGES}")
     generated, given = STAGE_CHANNELS[stage]
     return FlowConfig(
-        in_channels=generated, extra_channels=given, dim=WIDTH, depth=depth, heads=HEADS, mlp_ratio=MLP_RATIO,
-        cond_dim=COND_DIM, rope_theta=10000.0, time_fraction=time_fraction, window=window,
-        rope_time_mode="add", shared_modulation=True, modulated_output=False,
+        in_channels=generated,
+        extra_channels=given,
+        dim=WIDTH,
+        depth=depth,
+        heads=HEADS,
+        mlp_ratio=MLP_RATIO,
+        cond_dim=COND_DIM,
+        rope_theta=10000.0,
+        time_fraction=time_fraction,
+        window=window,
+        rope_time_mode="add",
+        shared_modulation=True,
+        modulated_output=False,
     )
 
 
@@ -82,7 +107,15 @@ def flow_config_from_trellis2(name: str, args: dict[str, Any], where: str) -> Fl
     if problems:
         raise ConfigError(f"{where}: unsupported TRELLIS.2 model: " + "; ".join(problems))
     return FlowConfig(
-        in_channels=c_out, extra_channels=c_in - c_out, dim=dim, depth=depth, heads=heads,
-        mlp_ratio=float(args.get("mlp_ratio", 4.0)), cond_dim=cond, rope_theta=10000.0,
-        rope_time_mode="add", shared_modulation=bool(args.get("share_mod", False)), modulated_output=False,
+        in_channels=c_out,
+        extra_channels=c_in - c_out,
+        dim=dim,
+        depth=depth,
+        heads=heads,
+        mlp_ratio=float(args.get("mlp_ratio", 4.0)),
+        cond_dim=cond,
+        rope_theta=10000.0,
+        rope_time_mode="add",
+        shared_modulation=bool(args.get("share_mod", False)),
+        modulated_output=False,
     )

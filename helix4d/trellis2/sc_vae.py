@@ -40,8 +40,21 @@ CLASSES = {
     "SparseUnetVaeEncoder": ("encoder", None, False),
     "SparseUnetVaeDecoder": ("decoder", None, False),
 }
-KNOWN_ARGS = {"model_channels", "latent_channels", "num_blocks", "block_type", "down_block_type", "up_block_type",
-              "block_args", "use_fp16", "in_channels", "out_channels", "resolution", "pred_subdiv", "voxel_margin"}
+KNOWN_ARGS = {
+    "model_channels",
+    "latent_channels",
+    "num_blocks",
+    "block_type",
+    "down_block_type",
+    "up_block_type",
+    "block_args",
+    "use_fp16",
+    "in_channels",
+    "out_channels",
+    "resolution",
+    "pred_subdiv",
+    "voxel_margin",
+}
 CHILD_BITS = torch.tensor([[k & 1, (k >> 1) & 1, (k >> 2) & 1] for k in range(8)])  # (8, 3) slot -> (x, y, z)
 
 
@@ -49,7 +62,13 @@ CHILD_BITS = torch.tensor([[k & 1, (k >> 1) & 1, (k >> 2) & 1] for k in range(8)
 class Trellis2SCVAEConfig:
     role: str  # "encoder" | "decoder"
     channels: int  # encoder input / decoder output channels per fine voxel
-    model_channels: tuple[int, ...] = (64, 128, 256, 512, 1024)  # fine → coarse for encoders, coarse → fine for decoders
+    model_channels: tuple[int, ...] = (
+        64,
+        128,
+        256,
+        512,
+        1024,
+    )  # fine → coarse for encoders, coarse → fine for decoders
     num_blocks: tuple[int, ...] = (0, 4, 8, 16, 4)
     latent_channels: int = 32
     pred_subdiv: bool = True  # decoders: predict which children exist (False: guided by another decoder's masks)
@@ -71,7 +90,10 @@ class Trellis2SCVAEConfig:
             raise ConfigError(f"{where}: unknown SC-VAE args {unknown}; helix4d cannot tell how they shape the weights")
         try:
             mc, nb = tuple(int(c) for c in args["model_channels"]), tuple(int(n) for n in args["num_blocks"])
-            blocks, resample = list(args["block_type"]), list(args["down_block_type" if role == "encoder" else "up_block_type"])
+            blocks, resample = (
+                list(args["block_type"]),
+                list(args["down_block_type" if role == "encoder" else "up_block_type"]),
+            )
             channels = fixed if fixed is not None else int(args["in_channels" if role == "encoder" else "out_channels"])
             latent = int(args["latent_channels"])
         except (KeyError, TypeError, ValueError) as exc:
@@ -92,9 +114,16 @@ class Trellis2SCVAEConfig:
             problems.append(f"channels {ratios} do not split into 8 children")
         if problems:
             raise ConfigError(f"{where}: unsupported TRELLIS.2 SC-VAE: " + "; ".join(problems))
-        return cls(role=role, channels=channels, model_channels=mc, num_blocks=nb, latent_channels=latent,
-                   pred_subdiv=bool(args.get("pred_subdiv", True)), geometry=geometry,
-                   voxel_margin=float(args.get("voxel_margin", 0.5)))
+        return cls(
+            role=role,
+            channels=channels,
+            model_channels=mc,
+            num_blocks=nb,
+            latent_channels=latent,
+            pred_subdiv=bool(args.get("pred_subdiv", True)),
+            geometry=geometry,
+            voxel_margin=float(args.get("voxel_margin", 0.5)),
+        )
 
 
 class LayerNorm32(nn.LayerNorm):
@@ -153,14 +182,17 @@ class UpBlock(nn.Module):
             self.to_subdiv = nn.Linear(channels, 8)
         self.pred_subdiv, self.out_channels = pred_subdiv, out_channels
 
-    def forward(self, x: Tensor, coords: Tensor, neighbours: Tensor, keep: Tensor | None = None
-                ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    def forward(
+        self, x: Tensor, coords: Tensor, neighbours: Tensor, keep: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """(N, C_in) on coords (N, 4) -> children (M, C_out), their coords (M, 4) and neighbour map, and the
         (N, 8) subdivision logits (None when guided). `keep` (N, 8) bool overrides the predicted children."""
         logits = self.to_subdiv(x).float() if self.pred_subdiv else None  # (N, 8)
         if keep is None:
             if logits is None:
-                raise InputError("this TRELLIS.2 decoder predicts no subdivision; decode it guided by the shape decoder")
+                raise InputError(
+                    "this TRELLIS.2 decoder predicts no subdivision; decode it guided by the shape decoder"
+                )
             keep = logits > 0
         parent, slot = keep.nonzero(as_tuple=True)  # (M,) each, parent-major, slot ascending
         children = coords[parent].clone()
@@ -189,8 +221,9 @@ def spatial_to_channel(feats: Tensor, index: Tensor, parents: int) -> Tensor:
     return table.view(parents, 8 * feats.shape[1])
 
 
-def _levels(model_channels: tuple[int, ...], num_blocks: tuple[int, ...], resample: type[nn.Module],
-            **kwargs: Any) -> nn.ModuleList:
+def _levels(
+    model_channels: tuple[int, ...], num_blocks: tuple[int, ...], resample: type[nn.Module], **kwargs: Any
+) -> nn.ModuleList:
     """TRELLIS' `blocks`: per level its ConvNeXt blocks, then (except the last level) one resampling block."""
     levels = nn.ModuleList()
     for i, (ch, n) in enumerate(zip(model_channels, num_blocks)):
@@ -247,8 +280,9 @@ class Trellis2SCVAEDecoder(nn.Module):
     def downsampling(self) -> int:
         return self.config.downsampling
 
-    def decode(self, latent: Tensor, coords: Tensor, fine_coords: Tensor | None = None,
-               guide: DecoderOutput | None = None) -> DecoderOutput:
+    def decode(
+        self, latent: Tensor, coords: Tensor, fine_coords: Tensor | None = None, guide: DecoderOutput | None = None
+    ) -> DecoderOutput:
         if fine_coords is not None:
             raise InputError("TRELLIS.2 decoders are guided by subdivision masks (guide=), not by fine coordinates")
         masks = [logits > 0 for logits in guide.exists_logits] if guide is not None else None
@@ -261,8 +295,9 @@ class Trellis2SCVAEDecoder(nn.Module):
         512-level voxels of a first pass to place the 1024 models' tokens)."""
         return self._trunk(latent, coords, None, times)[1]
 
-    def _trunk(self, latent: Tensor, coords: Tensor, masks: list[Tensor] | None, levels: int
-               ) -> tuple[Tensor, Tensor, list[Tensor]]:
+    def _trunk(
+        self, latent: Tensor, coords: Tensor, masks: list[Tensor] | None, levels: int
+    ) -> tuple[Tensor, Tensor, list[Tensor]]:
         """Features and voxels after the first `levels` levels (each: its blocks, then its up block)."""
         h = self.from_latent(latent.to(self.from_latent.weight.dtype))
         nb, logits_all = neighbour_map(coords), []

@@ -65,16 +65,22 @@ def _check_args(expected: str, name: str, args: dict[str, Any], where: str) -> d
     if args.get("norm_type", "layer") != "layer":
         raise ConfigError(f"{where}: norm_type={args['norm_type']!r} is not supported (only 'layer')")
     io = "out_channels" if expected == "SparseStructureDecoder" else "in_channels"
-    unknown = sorted(set(args) - {io, "latent_channels", "num_res_blocks", "num_res_blocks_middle", "channels",
-                                  "norm_type", "use_fp16"})
+    unknown = sorted(
+        set(args)
+        - {io, "latent_channels", "num_res_blocks", "num_res_blocks_middle", "channels", "norm_type", "use_fp16"}
+    )
     if unknown:
         raise ConfigError(f"{where}: unknown {expected} args {unknown}")
     return args
 
 
 def _common(args: dict[str, Any]) -> dict[str, Any]:
-    return dict(latent_channels=int(args["latent_channels"]), channels=tuple(int(c) for c in args["channels"]),
-                num_res_blocks=int(args["num_res_blocks"]), num_res_blocks_middle=int(args.get("num_res_blocks_middle", 2)))
+    return dict(
+        latent_channels=int(args["latent_channels"]),
+        channels=tuple(int(c) for c in args["channels"]),
+        num_res_blocks=int(args["num_res_blocks"]),
+        num_res_blocks_middle=int(args.get("num_res_blocks_middle", 2)),
+    )
 
 
 class ChannelLayerNorm(nn.LayerNorm):

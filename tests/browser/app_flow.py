@@ -15,8 +15,13 @@ from pathlib import Path
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
 CHROMIUM_FLAGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--enable-unsafe-swiftshader",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--enable-unsafe-swiftshader",
 ]
 EXPECTED_DOWNLOADS = ("frames.zip", "animated.glb", "asset.usdz", "preview.mp4")
 
@@ -40,7 +45,9 @@ def find_chromium() -> str | None:
     return None
 
 
-def drive_app(url: str, video: Path, screenshot: Path, steps: int | None = None, timeout_s: float = 180.0) -> FlowResult:
+def drive_app(
+    url: str, video: Path, screenshot: Path, steps: int | None = None, timeout_s: float = 180.0
+) -> FlowResult:
     """Upload `video`, set the steps, click Generate, wait for the frame viewer's canvas, save `screenshot`, then
     move the frame slider to frame 1 and wait for its GLB (a TimeoutError when any step does not happen)."""
     from playwright.sync_api import sync_playwright
@@ -80,8 +87,12 @@ def drive_app(url: str, video: Path, screenshot: Path, steps: int | None = None,
             for href in links.evaluate_all("els => els.map(e => e.href)"):
                 name = href.rsplit("/", 1)[-1].split("?")[0]
                 downloads[name] = page.request.get(href).status
-            return FlowResult(viewer.is_visible(), _distinct_colours(viewer.screenshot()), downloads,
-                              page.locator("#status").inner_text())
+            return FlowResult(
+                viewer.is_visible(),
+                _distinct_colours(viewer.screenshot()),
+                downloads,
+                page.locator("#status").inner_text(),
+            )
         except Exception:
             page.screenshot(path=str(screenshot.with_name(f"{screenshot.stem}-failed.png")), full_page=True)
             raise
