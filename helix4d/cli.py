@@ -12,6 +12,7 @@ from rich.console import Console
 from helix4d import __version__
 from helix4d.console import labelled
 from helix4d.errors import Helix4DError, InputError
+from helix4d.settings import TEXTURE_SIZE
 
 app = typer.Typer(
     name="helix4d",
@@ -283,7 +284,7 @@ def generate_command(
         "pip install 'helix4d[alembic]'), preview (mp4).",
     ),
     texture_size: int = typer.Option(
-        512, "--texture-size", help="Baked texture side per frame; 0 = vertex colours (fast)."
+        TEXTURE_SIZE, "--texture-size", help="Baked texture side per frame; 0 = vertex colours (fast)."
     ),
     max_faces: Optional[int] = typer.Option(
         None, "--max-faces", help="Simplify each frame's mesh to at most this many faces."
@@ -313,23 +314,20 @@ def generate_command(
     """
     from helix4d.io.matting import MattingOptions
     from helix4d.pipeline.batch import batch_videos
+    from helix4d.pipeline.options import GenerateOptions, SamplingOptions
     from helix4d.pipeline.run import generate, generate_batch
 
-    options = dict(
+    options = GenerateOptions(
         frames=frames,
         fps=fps,
         start=start,
         end=end,
-        steps=steps,
-        cfg=cfg,
-        window=window,
-        seed=seed,
-        mode=mode,
+        sampling=SamplingOptions(seed=seed, steps=steps, cfg=cfg, window=window, mode=mode),
+        matting=MattingOptions(matting, mask, matting_model),
         formats=tuple(f.strip() for f in formats.split(",") if f.strip()),
-        texture_size=texture_size or None,
+        texture_size=texture_size,
         max_faces=max_faces,
         cleanup=cleanup,
-        matting=MattingOptions(matting, mask, matting_model),
     )
     batch = batch_videos(videos)
     if batch is not None and mask is not None:
@@ -338,9 +336,9 @@ def generate_command(
             "--matting (auto by default) or run each video with its own --mask"
         )
     if batch is None:
-        generate(video=videos[0], out=out, model=model, device=device, overwrite=overwrite, offload=offload, **options)
+        generate(videos[0], out, options, model=model, device=device, overwrite=overwrite, offload=offload)
         return
-    reports = generate_batch(batch, out, model=model, device=device, offload=offload, overwrite=overwrite, **options)
+    reports = generate_batch(batch, out, options, model=model, device=device, offload=offload, overwrite=overwrite)
     if reports is not None and all(r.status == "failed" for r in reports):
         raise typer.Exit(2)
 

@@ -18,6 +18,7 @@ from typing import Any
 from helix4d.errors import InputError
 
 MODES = ("temporal", "per-frame")
+TEXTURE_SIZE = 512  # side of each frame's baked textures: the default of the CLI, the app and the Python API
 MATTINGS = ("auto", "alpha", "mask", "model", "u2net", "border", "none")  # helix4d.io.matting
 
 

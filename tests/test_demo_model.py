@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from helix4d.pipeline import SamplingOptions
 from helix4d.pipeline.helix4d import DEMO_MODEL, Helix4DPipeline
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -12,7 +13,7 @@ def test_demo_model_ships_and_generates() -> None:
     assert total < 100 * 2**20
     pipe = Helix4DPipeline.from_pretrained()  # the default is the shipped model
     assert pipe.config.preset == "demo" and pipe.config.trained and "ss_image_encoder" in pipe.components
-    asset = pipe(EXAMPLES / "split.mp4", max_frames=3, steps=4)
+    asset = pipe(EXAMPLES / "split.mp4", SamplingOptions(steps=4), max_frames=3)
     assert asset.num_frames == 3
     assert all(len(m.faces) > 100 for m in asset.meshes)
     assert all((m.bounds[1] - m.bounds[0]).max() < 1.0 for m in asset.meshes)  # inside the unit cube

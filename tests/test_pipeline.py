@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from helix4d.cli import app
 from helix4d.errors import ConfigError, Helix4DError, InputError
 from helix4d.io.video import write_video
+from helix4d.pipeline import SamplingOptions
 from helix4d.pipeline.config import COMPONENTS, preset
 from helix4d.pipeline.folder import build_component, load_component, write_model_folder
 from helix4d.pipeline.helix4d import Helix4DPipeline
@@ -67,27 +68,27 @@ def _same_ovoxels(a, b, atol: float = 0.0) -> bool:
 
 
 def test_video_to_six_meshes_deterministic(pipe, video) -> None:
-    a = pipe(video, seed=3, steps=2)
-    b = pipe(video, seed=3, steps=2)
+    a = pipe(video, SamplingOptions(seed=3, steps=2))
+    b = pipe(video, SamplingOptions(seed=3, steps=2))
     assert a.num_frames == 6 and len(a.ovoxels) == 6
     assert all(len(m.faces) > 0 for m in a.meshes)
     assert _same_ovoxels(a.ovoxels, b.ovoxels)
-    c = pipe(video, seed=4, steps=2)
+    c = pipe(video, SamplingOptions(seed=4, steps=2))
     assert not _same_ovoxels(a.ovoxels, c.ovoxels)
 
 
 def test_frame_zero_is_the_static_result(pipe) -> None:
     images = np.random.default_rng(0).random((5, 4, 32, 32), dtype=np.float32)
-    temporal = pipe.generate(images, seed=1, steps=2)
-    static = pipe.generate(images[:1], seed=1, steps=2)
+    temporal = pipe.generate(images, SamplingOptions(seed=1, steps=2))
+    static = pipe.generate(images[:1], SamplingOptions(seed=1, steps=2))
     assert _same_ovoxels(temporal.ovoxels[:1], static.ovoxels, atol=1e-5)
 
 
 def test_window_at_least_frames_is_full_attention(pipe) -> None:
     images = np.random.default_rng(1).random((4, 4, 32, 32), dtype=np.float32)
-    full = pipe.generate(images, seed=0, steps=2, window=4)
-    wider = pipe.generate(images, seed=0, steps=2, window=100)
-    narrow = pipe.generate(images, seed=0, steps=2, window=0)
+    full = pipe.generate(images, SamplingOptions(seed=0, steps=2, window=4))
+    wider = pipe.generate(images, SamplingOptions(seed=0, steps=2, window=100))
+    narrow = pipe.generate(images, SamplingOptions(seed=0, steps=2, window=0))
     assert _same_ovoxels(full.ovoxels, wider.ovoxels)
     assert not _same_ovoxels(full.ovoxels[1:], narrow.ovoxels[1:])
 
@@ -95,9 +96,11 @@ def test_window_at_least_frames_is_full_attention(pipe) -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="offloading moves weights to a GPU")
 def test_offloading_gives_the_same_result_and_leaves_weights_on_the_cpu(model_dir) -> None:
     images = np.random.default_rng(2).random((3, 4, 32, 32), dtype=np.float32)
-    resident = Helix4DPipeline.from_pretrained(model_dir, device="cuda").generate(images, seed=0, steps=2)
+    resident = Helix4DPipeline.from_pretrained(model_dir, device="cuda").generate(
+        images, SamplingOptions(seed=0, steps=2)
+    )
     offloaded = Helix4DPipeline.from_pretrained(model_dir, device="cuda", offload=True)
-    result = offloaded.generate(images, seed=0, steps=2)
+    result = offloaded.generate(images, SamplingOptions(seed=0, steps=2))
     assert _same_ovoxels(resident.ovoxels, result.ovoxels, atol=1e-5)
     assert all(p.device.type == "cpu" for m in offloaded.components.values() for p in m.parameters())
 
@@ -145,7 +148,7 @@ def test_one_frame_video_works(pipe, tmp_path) -> None:
         - np.pad(np.full((1, 20, 20, 3), 200, np.uint8), ((0, 0), (10, 10), (10, 10), (0, 0))),
         fps=1,
     )
-    asset = pipe(one, steps=1)
+    asset = pipe(one, SamplingOptions(steps=1))
     assert asset.num_frames == 1
 
 
@@ -153,7 +156,7 @@ def test_4k_video_is_downscaled(pipe, tmp_path) -> None:
     frames = np.full((2, 2160, 3840, 3), 255, np.uint8)
     frames[:, 800:1400, 1600:2200] = (30, 90, 200)
     big = write_video(tmp_path / "4k.mp4", frames, fps=2)
-    asset = pipe(big, steps=1)
+    asset = pipe(big, SamplingOptions(steps=1))
     assert asset.num_frames == 2 and asset.images.shape[-1] == 32
 
 
@@ -229,16 +232,18 @@ def test_stage1_reads_its_own_encoder_and_a_given_coarse_structure_replaces_it(m
     shutil.copytree(model_dir, folder)
     shutil.copytree(model_dir / "image_encoder", folder / "ss_image_encoder")
     images = np.random.default_rng(0).random((3, 4, 32, 32), dtype=np.float32)
-    shared = Helix4DPipeline.from_pretrained(model_dir).generate(images, steps=2)
+    shared = Helix4DPipeline.from_pretrained(model_dir).generate(images, SamplingOptions(steps=2))
     own = Helix4DPipeline.from_pretrained(folder)
     assert "ss_image_encoder" in own.components
-    assert _same_ovoxels(own.generate(images, steps=2).ovoxels, shared.ovoxels, atol=1e-5)  # a copy: same result
+    assert _same_ovoxels(
+        own.generate(images, SamplingOptions(steps=2)).ovoxels, shared.ovoxels, atol=1e-5
+    )  # a copy: same result
     with torch.no_grad():
         for p in own.components["ss_image_encoder"].parameters():
             p.add_(torch.randn_like(p) * 0.5)
-    moved = own.generate(images, steps=2)
+    moved = own.generate(images, SamplingOptions(steps=2))
     assert any(not np.array_equal(a, b) for a, b in zip(moved.coarse, shared.coarse))
-    given = own.generate(images, steps=2, coarse=[torch.from_numpy(c) for c in shared.coarse])
+    given = own.generate(images, SamplingOptions(steps=2), coarse=[torch.from_numpy(c) for c in shared.coarse])
     assert _same_ovoxels(given.ovoxels, shared.ovoxels, atol=1e-5)  # stages 2-3 read the shared encoder only
     with pytest.raises(InputError, match="2 frames"):
-        own.generate(images, steps=2, coarse=[torch.from_numpy(c) for c in shared.coarse[:2]])
+        own.generate(images, SamplingOptions(steps=2), coarse=[torch.from_numpy(c) for c in shared.coarse[:2]])

@@ -4,6 +4,7 @@ the temporal self-attention copies, and the trained folder generates."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from helix4d.data.build import build_synthetic
+from helix4d.pipeline import SamplingOptions
 from helix4d.pipeline.config import preset
 from helix4d.pipeline.folder import init_model_folder
 from helix4d.pipeline.helix4d import Helix4DPipeline
@@ -106,7 +108,7 @@ def test_recipe_trains_every_part(workspace: Path) -> None:
     pipe = Helix4DPipeline.from_pretrained(root / "model")
     assert pipe.config.trained and "ss_image_encoder" in pipe.components
     images = np.random.default_rng(0).random((3, 4, 32, 32), dtype=np.float32)
-    assert pipe.generate(images, steps=2).num_frames == 3
+    assert pipe.generate(images, SamplingOptions(steps=2)).num_frames == 3
 
 
 def test_recolouring_moves_whole_frames_and_keeps_alpha() -> None:
@@ -128,7 +130,6 @@ def test_recolouring_moves_whole_frames_and_keeps_alpha() -> None:
 
 
 def test_image_encoder_task_can_start_a_fresh_deeper_encoder(workspace: Path) -> None:
-    import shutil
 
     from helix4d.errors import ConfigError
     from helix4d.pipeline.folder import load_component
@@ -145,3 +146,33 @@ def test_image_encoder_task_can_start_a_fresh_deeper_encoder(workspace: Path) ->
     assert any(".body." in name for name, _ in encoder.named_parameters())  # the residual stem blocks exist
     with pytest.raises(ConfigError, match="task_options.encoder"):
         _run(root, "bad", "image_encoder", 1, latents=latents, encoder={"layers": 3})
+
+
+def test_encoding_skips_a_sequence_with_no_visible_object_and_resumes(workspace: Path, tmp_path: Path) -> None:
+    """One sequence whose renders show nothing (alpha 0 everywhere) is skipped with its reason instead of ending
+    the run; an interrupted encode (no index.json yet) keeps what it wrote and gives the same latents."""
+    from PIL import Image
+
+    data = tmp_path / "data"
+    shutil.copytree(workspace / "data", data)
+    hidden = sorted(p for p in data.glob("shard-*/*") if p.is_dir())[1]
+    for png in (hidden / "views" / "v00").glob("*.png"):
+        rgba = np.array(Image.open(png))
+        rgba[..., 3] = 0
+        Image.fromarray(rgba).save(png)
+    model = tmp_path / "model"
+    shutil.copytree(workspace / "model", model)
+    encode_dataset(model, data, tmp_path / "latents")
+    index = json.loads((tmp_path / "latents" / "index.json").read_text())
+    assert [s["id"] for s in index["skipped"]] == [hidden.name] and "no foreground" in index["skipped"][0]["error"]
+    assert len(index["sequences"]) == 2 and not (tmp_path / "latents" / f"{hidden.name}.pt").exists()
+    stats = json.loads((model / "pipeline.json").read_text())["latent_stats"]
+
+    first = sorted((tmp_path / "latents").glob("*.pt"))[0]
+    record = torch.load(first, weights_only=True)
+    (tmp_path / "latents" / "index.json").unlink()  # as if killed before the end
+    sorted((tmp_path / "latents").glob("*.pt"))[1].unlink()
+    encode_dataset(model, data, tmp_path / "latents")
+    assert json.loads((tmp_path / "latents" / "index.json").read_text())["sequences"] == index["sequences"]
+    assert torch.equal(torch.load(first, weights_only=True)["geometry"], record["geometry"])
+    assert json.loads((model / "pipeline.json").read_text())["latent_stats"] == stats

@@ -36,7 +36,7 @@ from trellis2_layout import (
 from helix4d.data.build import build_synthetic
 from helix4d.errors import ConfigError
 from helix4d.ovoxel import dual_contour
-from helix4d.pipeline import Helix4DPipeline
+from helix4d.pipeline import Helix4DPipeline, SamplingOptions
 from helix4d.train import TrainConfig, train
 from helix4d.train.latents import encode_dataset
 from helix4d.trellis2.architecture import trellis2_pipeline
@@ -296,7 +296,7 @@ def test_generate_on_trellis2_weights_and_on_the_converted_folder(dino_folder: P
     yy, xx = np.mgrid[:512, :512]
     disk = (((yy - 256) ** 2 + (xx - 256) ** 2) < 150**2).astype(np.float32)
     images = np.stack([np.stack([disk * 0.8, disk * (0.2 + 0.2 * f), disk * 0.4, disk]) for f in range(3)])
-    asset = pipe.generate(images, steps=2)
+    asset = pipe.generate(images, SamplingOptions(steps=2))
     corners = {(x, y, z) for x in (0, 31) for y in (0, 31) for z in (0, 31)}
     for ovoxel, mesh in zip(asset.ovoxels, asset.meshes):
         assert len(ovoxel) == 64 and {tuple(c // 16) for c in ovoxel.coords} == corners
@@ -304,7 +304,7 @@ def test_generate_on_trellis2_weights_and_on_the_converted_folder(dino_folder: P
         np.testing.assert_allclose(np.abs(mesh.vertices).max(), 0.5 - 0.5 / 512, atol=1e-6)
         np.testing.assert_allclose(ovoxel.attrs[0], [0.8, 0.4, 0.5, 0.0, 0.5, 1.0], atol=1e-3)
     out = convert_trellis2(src, tmp_path / "h4d", dino=dino_folder)
-    again = Helix4DPipeline.from_pretrained(out).generate(images, steps=2)
+    again = Helix4DPipeline.from_pretrained(out).generate(images, SamplingOptions(steps=2))
     for a, b in zip(asset.meshes, again.meshes):
         np.testing.assert_array_equal(a.vertices, b.vertices)
         np.testing.assert_array_equal(a.faces, b.faces)
@@ -324,7 +324,7 @@ def test_cascade_refines_512_into_1024(dino_folder: Path, tmp_path: Path) -> Non
     out = convert_trellis2(src, tmp_path / "h4d", resolution=1024, cascade=True, dino=dino_folder)
     pipe = Helix4DPipeline.from_pretrained(out)
     assert pipe.config.cascade_from == 512 and "geometry_flow_lr" in pipe.components
-    asset = pipe.generate(np.zeros((2, 4, 512, 512), np.float32), steps=2)
+    asset = pipe.generate(np.zeros((2, 4, 512, 512), np.float32), SamplingOptions(steps=2))
     corners = {(x, y, z) for x in (0, 31) for y in (0, 31) for z in (0, 31)}
     for ovoxel, mesh in zip(asset.ovoxels, asset.meshes):
         assert ovoxel.resolution == 1024 and len(ovoxel) == 64

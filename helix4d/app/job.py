@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from helix4d.errors import ConfigError, InputError
-from helix4d.export import export_asset, ovoxel_sampler
 from helix4d.io.video import read_video
 from helix4d.pipeline.folder import read_pipeline_config
 from helix4d.pipeline.helix4d import DEMO_MODEL, Helix4DPipeline, Progress, resolve_device
-from helix4d.settings import check_settings
+from helix4d.pipeline.options import GenerateOptions, SamplingOptions
+from helix4d.pipeline.output import write_asset
+from helix4d.settings import TEXTURE_SIZE
 
 T = TypeVar("T")
 _PACKAGE = Path(__file__).resolve().parent.parent
@@ -136,12 +137,13 @@ def run_job(
     steps: float | None = None,
     seed: float = 0,
     mode: str = "temporal",
-    texture_size: int | None = 512,
+    texture_size: int | None = TEXTURE_SIZE,
     progress: Progress | None = None,
 ) -> JobResult:
     """Generate from `video` (its first `frames` frames) and write every export format into `out_dir`.
 
-    Settings arrive as the UI sends them (sliders give 16.0) and are checked by `check_settings`, as the CLI's.
+    Settings arrive as the UI sends them (sliders give 16.0) and are checked as the CLI's are
+    (`GenerateOptions.checked`); the asset is written by the CLI's writer (`pipeline.output.write_asset`).
 
     texture_size: side of the baked per-frame textures (from the O-Voxel's own attributes), or None for
     vertex colours (fastest). `progress(description, done, total)` hears every stage.
@@ -149,27 +151,20 @@ def run_job(
     report = progress or (lambda description, done, total: None)
     if video is None:
         raise InputError("no input video: upload one or pick an example first")
-    settings = check_settings(
-        {"max_frames": frames, "steps": steps, "seed": seed, "mode": mode, "texture_size": texture_size}, LABELS
-    )
-    frames, steps, seed = settings["max_frames"], settings["steps"], settings["seed"]
-    texture_size = settings["texture_size"] or None  # 0, like None: vertex colours
-    report("reading video", 0, 1)
-    clip = read_video(video, max_frames=frames)
-    report("loading model", 0, 1)
-    pipe = model.get()
-    asset = pipe(clip, seed=seed, steps=steps, mode=mode, progress=report)
-    report("exporting", 0, 1)
-    samplers = [ovoxel_sampler(v) if len(v) else None for v in asset.ovoxels] if texture_size else None
-    files = export_asset(
-        asset.meshes,
-        out_dir,
-        fps=asset.fps,
+    options = GenerateOptions(
+        frames=frames,
+        sampling=SamplingOptions(seed=seed, steps=steps, mode=mode),
         formats=("glb", "animated", "usdz", "preview"),
         texture_size=texture_size,
-        attribute_fns=samplers,
-        input_frames=clip.frames,
-    )
+    ).checked(LABELS)
+    report("reading video", 0, 1)
+    clip = read_video(video, max_frames=options.frames)
+    report("loading model", 0, 1)
+    pipe = model.get()
+    asset = pipe(clip, options.sampling, matting=options.matting, progress=report)
+    report("exporting", 0, 1)
+    settings = {"video": str(video), "model": str(model.folder), **options.settings(), "device": str(pipe.device)}
+    files = write_asset(asset, out_dir, settings, options)  # the CLI's writer: clean-up, textures, result.json
     frames_zip = zip_files(files.frames, out_dir / "frames.zip")
     report("exporting", 1, 1)
     return JobResult(

@@ -35,6 +35,7 @@ import numpy as np
 from helix4d.errors import InputError
 from helix4d.eval.protocols import OursProtocol, Protocol, evaluate_sequence
 from helix4d.eval.tables import cell, finite, nanmean
+from helix4d.pipeline.options import SamplingOptions
 
 FLOWS = ("ss_flow", "geometry_flow", "material_flow")
 
@@ -98,11 +99,11 @@ def rope_3d(pipe: Any) -> Iterator[None]:
 def generate_variant(pipe: Any, images: np.ndarray, variant: Variant, seed: int = 0, steps: int | None = None) -> Any:
     """`pipe.generate` under `variant` for condition images (F, 4, S, S) -> Asset4D."""
     window = images.shape[0] if variant.full_window else None  # None: the model's window
-    kwargs = dict(seed=seed, steps=steps, window=window, mode=variant.mode, anchor=variant.anchor)
+    sampling = SamplingOptions(seed=seed, steps=steps, window=window, mode=variant.mode, anchor=variant.anchor)
     if variant.rope_4d:
-        return pipe.generate(images, **kwargs)
+        return pipe.generate(images, sampling)
     with rope_3d(pipe):
-        return pipe.generate(images, **kwargs)
+        return pipe.generate(images, sampling)
 
 
 # ------------------------------------------------------------------------------------------------ results

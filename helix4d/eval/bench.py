@@ -185,12 +185,15 @@ def _pipeline_child(
     import torch
 
     from helix4d.pipeline.helix4d import Helix4DPipeline
+    from helix4d.pipeline.options import SamplingOptions
 
     if threads:
         torch.set_num_threads(threads)
     pipe = Helix4DPipeline.from_pretrained(model, device=device)
     images = bench_images(frames, pipe.config.image_size)
-    pipe.generate(images, seed=seed, steps=1)  # warm-up: lazy imports, first-call kernels of these shapes
+    pipe.generate(
+        images, SamplingOptions(seed=seed, steps=1)
+    )  # warm-up: lazy imports, first-call kernels of these shapes
     cuda = pipe.device.type == "cuda"
     if cuda:
         torch.cuda.synchronize()
@@ -202,7 +205,7 @@ def _pipeline_child(
     runs = []  # (wall s, process CPU s, asset)
     for _ in range(repeat):
         clock, cpu_clock = time.perf_counter(), time.process_time()
-        asset = pipe.generate(images, seed=seed, steps=steps)
+        asset = pipe.generate(images, SamplingOptions(seed=seed, steps=steps))
         if cuda:
             torch.cuda.synchronize()
         runs.append((time.perf_counter() - clock, time.process_time() - cpu_clock, asset))

@@ -19,6 +19,7 @@ stage 1's generated structure in the pipeline rows).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -36,6 +37,7 @@ from helix4d.eval.protocols import OursProtocol, Protocol, evaluate_sequence
 from helix4d.eval.tables import cell, finite, nanmean
 from helix4d.export.cleanup import boundary_edges
 from helix4d.ovoxel import OVoxel
+from helix4d.pipeline.options import SamplingOptions
 
 ROWS: dict[str, str] = {
     "ceiling": "O-Voxels of the ground truth (the format's ceiling)",
@@ -236,13 +238,13 @@ def _budget_sequence(
     if "vae" in rows:
         ovoxels, coarse = vae_round_trip(pipe, truth)
         result.rows["vae"] = score(ovoxels, coarse)
-    settings = dict(seed=seed, steps=steps)
+    sampling = SamplingOptions(seed=seed, steps=steps)
     if "stages_2_3" in rows:
-        asset = pipe.generate(images, coarse=[torch.from_numpy(c) for c in true_coarse], **settings)
+        asset = pipe.generate(images, sampling, coarse=[torch.from_numpy(c) for c in true_coarse])
         result.rows["stages_2_3"] = score(asset.ovoxels, None)
     for row, mode in (("temporal", "temporal"), ("per_frame", "per-frame")):
         if row in rows:
-            asset = pipe.generate(images, mode=mode, **settings)
+            asset = pipe.generate(images, dataclasses.replace(sampling, mode=mode))
             result.rows[row] = score(asset.ovoxels, asset.coarse)
     return result, source
 

@@ -1,6 +1,6 @@
 """Export of 4D assets (per-frame meshes with per-vertex PBR, topology may change) to files people can use.
 
-    export_asset(meshes, "out/", fps=12)            # everything, textured (1024² per frame)
+    export_asset(meshes, "out/", fps=12)            # everything, textured (512² per frame)
     export_asset(meshes, "out/", fps=12, texture_size=None, formats={"glb", "animated"})   # vertex colours
 
 Folder layout written by `export_asset`:

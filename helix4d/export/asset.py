@@ -42,6 +42,7 @@ from helix4d.export.simplify import simplify_mesh
 from helix4d.export.surface import Frame
 from helix4d.export.tracking import TrackedSegment, TrackingConfig, track_clip
 from helix4d.export.usd import write_usd
+from helix4d.settings import TEXTURE_SIZE
 
 FORMATS = ("glb", "animated", "usdc", "usdz", "abc", "preview")
 DEFAULT_FORMATS = ("glb", "animated", "usdc", "usdz", "preview")  # "abc" needs the optional alembic3d
@@ -86,7 +87,7 @@ def budget_frame(
 
 def prepare_frame(
     mesh: trimesh.Trimesh,
-    texture_size: int | None = 1024,
+    texture_size: int | None = TEXTURE_SIZE,
     max_faces: int | None = None,
     attribute_fn: AttributeFn | None = None,
 ) -> Frame:
@@ -104,7 +105,7 @@ def export_asset(
     out_dir: str | os.PathLike,
     fps: float,
     formats: Collection[str] = DEFAULT_FORMATS,
-    texture_size: int | None = 1024,
+    texture_size: int | None = TEXTURE_SIZE,
     max_faces: int | None = None,
     attribute_fns: Sequence[AttributeFn | None] | None = None,
     input_frames: np.ndarray | None = None,

@@ -1,11 +1,12 @@
 """`Helix4DPipeline`: video in, 4D asset out (DESIGN §2).
 
     pipe = Helix4DPipeline.from_pretrained()          # the shipped demo model
-    asset = pipe("examples/split.mp4", seed=0)         # -> Asset4D: per-frame O-Voxels and meshes
+    asset = pipe("examples/split.mp4", SamplingOptions(seed=0))  # -> Asset4D: per-frame O-Voxels and meshes
 
 Every stage runs frame 0 (the anchor) through the static model alone, exactly as for a single image, then fills
 the anchor cache with its clean latent at t = 0 and denoises frames 1..F-1 jointly with windowed anchored
-attention. `mode="per-frame"` runs the static model on every frame independently (the paper's baseline).
+attention. `SamplingOptions(mode="per-frame")` runs the static model on every frame independently (the paper's
+baseline).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from helix4d.ovoxel import OVoxel, ovoxel_to_mesh
 from helix4d.pipeline.architecture import load_components
 from helix4d.pipeline.config import PipelineConfig
 from helix4d.pipeline.folder import read_pipeline_config
+from helix4d.pipeline.options import SamplingOptions
 from helix4d.pipeline.sampler import SamplerConfig, sample
 from helix4d.settings import check_settings
 from helix4d.sparse import SparseTensor, frame_coords
@@ -132,55 +134,35 @@ class Helix4DPipeline:
     def __call__(
         self,
         video: str | Path | Video,
+        sampling: SamplingOptions = SamplingOptions(),
         *,
         max_frames: int | None = None,
         fps: float | None = None,
         start: float | None = None,
         end: float | None = None,
-        seed: int = 0,
-        steps: int | None = None,
-        cfg: float | None = None,
-        window: int | None = None,
-        mode: str = "temporal",
-        anchor: bool = True,
         matting: MattingOptions | Matte = MattingOptions(),
         progress: Progress | None = None,
     ) -> Asset4D:
         """Decode, matte (`helix4d.io.matting` options, where a segmentation model folder runs on this pipeline's
         device unless `matting.device` says otherwise; or the video's matte computed already), preprocess and
-        generate. Frames are sampled by `fps`/`start`/`end`/
-        `max_frames`. The matte used and its confidence are in `metadata["matte"]`."""
-        check_settings(
-            {
-                "max_frames": max_frames,
-                "fps": fps,
-                "start": start,
-                "end": end,
-                "seed": seed,
-                "steps": steps,
-                "cfg": cfg,
-                "window": window,
-                "mode": mode,
-            }
-        )
+        generate. Frames are sampled by `fps`/`start`/`end`/`max_frames`. The matte used and its confidence are
+        in `metadata["matte"]`."""
+        check_settings({"max_frames": max_frames, "fps": fps, "start": start, "end": end})
+        sampling = sampling.checked()
         if not isinstance(video, Video):
             video = read_video(video, fps=fps, max_frames=max_frames, start=start, end=end)
         if isinstance(matting, MattingOptions) and matting.device is None:
             matting = dataclasses.replace(matting, device=str(self.device))
         cond = preprocess_frames(video, size=self.config.image_size, matting=matting)
-        asset = self.generate(
-            cond.images, seed=seed, steps=steps, cfg=cfg, window=window, mode=mode, anchor=anchor, progress=progress
-        )
+        asset = self.generate(cond.images, sampling, progress=progress)
         asset.times, asset.fps, asset.input_frames = video.times, video.fps, video.frames
         asset.metadata["source"] = video.source
         asset.metadata["matte"] = cond.matte.summary()
         asset.metadata["warnings"][:0] = cond.matte.warnings
         return asset
 
-    def image_to_3d(
-        self, image: str | Path | np.ndarray, *, seed: int = 0, steps: int | None = None, cfg: float | None = None
-    ) -> Asset4D:
-        """The static single-image path: one frame, base weights only."""
+    def image_to_3d(self, image: str | Path | np.ndarray, sampling: SamplingOptions = SamplingOptions()) -> Asset4D:
+        """The static single-image path: one frame, base weights only (`sampling.mode` is per-frame)."""
         if isinstance(image, np.ndarray):
             if image.ndim != 3 or image.shape[2] not in (3, 4) or image.dtype != np.uint8:
                 raise InputError(f"image must be an (H, W, 3|4) uint8 array, got {image.shape} {image.dtype}")
@@ -194,19 +176,14 @@ class Helix4DPipeline:
             )
         else:
             video = read_video(image, max_frames=1)
-        return self(video, seed=seed, steps=steps, cfg=cfg, mode="per-frame")
+        return self(video, dataclasses.replace(sampling, mode="per-frame"))
 
     @torch.no_grad()
     def generate(
         self,
         images: np.ndarray,
+        sampling: SamplingOptions = SamplingOptions(),
         *,
-        seed: int = 0,
-        steps: int | None = None,
-        cfg: float | None = None,
-        window: int | None = None,
-        mode: str = "temporal",
-        anchor: bool = True,
         progress: Progress | None = None,
         coarse: list[Tensor] | None = None,
     ) -> Asset4D:
@@ -215,13 +192,13 @@ class Helix4DPipeline:
 
         Raises `GenerationError` when a stage yields NaN/inf or no voxel in any frame (broken weights, or
         settings the model cannot follow), instead of failing later somewhere deep inside the next stage."""
-        settings = check_settings({"seed": seed, "steps": steps, "cfg": cfg, "window": window, "mode": mode})
-        seed, steps, cfg, window = settings["seed"], settings["steps"], settings["cfg"], settings["window"]
+        sampling = sampling.checked()
+        if sampling.window is None:
+            sampling = dataclasses.replace(sampling, window=self.config.window)
         s = self.config.image_size
         if images.ndim != 4 or images.shape[1:] != (4, s, s) or images.shape[0] < 1:
             raise InputError(f"condition images must be (F, 4, {s}, {s}), got {images.shape}")
-        window = self.config.window if window is None else window
-        run = _Run(self, seed, steps, cfg, window, mode, anchor, progress)
+        run = _Run(self, sampling, progress)
         timings: dict[str, float] = {}
 
         clock = time.perf_counter()
@@ -271,10 +248,10 @@ class Helix4DPipeline:
             else []
         )
         metadata = {
-            "mode": mode,
-            "seed": seed,
-            "window": window,
-            "anchor": anchor,
+            "mode": sampling.mode,
+            "seed": sampling.seed,
+            "window": sampling.window,
+            "anchor": sampling.anchor,
             "frames": f,
             "steps": {k: run.sampler(k).steps for k in STAGES},
             "cfg": {k: run.sampler(k).cfg_strength for k in STAGES},
@@ -346,19 +323,10 @@ def resolve_device(device: str | torch.device) -> torch.device:
 class _Run:
     """One generation: sampling settings, seed and progress shared by the three stages."""
 
-    def __init__(
-        self,
-        pipe: Helix4DPipeline,
-        seed: int,
-        steps: int | None,
-        cfg: float | None,
-        window: int,
-        mode: str,
-        anchor: bool,
-        progress: Progress | None,
-    ) -> None:
-        self.pipe, self.seed, self.steps, self.cfg = pipe, seed, steps, cfg
-        self.window, self.mode, self.anchor, self.progress = window, mode, anchor, progress
+    def __init__(self, pipe: Helix4DPipeline, sampling: SamplingOptions, progress: Progress | None) -> None:
+        """`sampling` checked, its window resolved."""
+        self.pipe, self.seed, self.steps, self.cfg = pipe, sampling.seed, sampling.steps, sampling.cfg
+        self.window, self.mode, self.anchor, self.progress = sampling.window, sampling.mode, sampling.anchor, progress
         self.device = pipe.device
 
     def sampler(self, stage: str) -> SamplerConfig:

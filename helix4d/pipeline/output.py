@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
-from dataclasses import asdict
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
-from helix4d.export import DEFAULT_FORMATS, CleanupConfig, export_asset, ovoxel_sampler
+from helix4d.export import CleanupConfig, ExportedFiles, export_asset, ovoxel_sampler
 from helix4d.io.files import atomic_dir, check_output_dir
 from helix4d.pipeline.helix4d import Asset4D
+from helix4d.pipeline.options import GenerateOptions
 
 
 def prepare_output(out: Path, overwrite: bool, inputs: Iterable[str | Path | None] = ()) -> None:
@@ -25,18 +26,11 @@ def prepare_output(out: Path, overwrite: bool, inputs: Iterable[str | Path | Non
 
 
 def write_asset(
-    asset: Asset4D,
-    out: Path,
-    settings: dict,
-    overwrite: bool = False,
-    formats: tuple[str, ...] = DEFAULT_FORMATS,
-    texture_size: int | None = 512,
-    max_faces: int | None = None,
-    cleanup: bool = True,
-) -> Path:
-    """The export folder layout of `helix4d.export` (per-frame GLB, animated GLB, USD, preview) plus
-    `result.json`; textures are baked from the O-Voxels' own attributes, surfaces cleaned unless `cleanup` is off.
-    Returns the final folder."""
+    asset: Asset4D, out: Path, settings: dict, options: GenerateOptions = GenerateOptions(), overwrite: bool = False
+) -> ExportedFiles:
+    """The export folder layout of `helix4d.export` (per-frame GLB, animated GLB, USD, preview: `options.formats`)
+    plus `result.json`; textures are baked from the O-Voxels' own attributes, surfaces cleaned unless
+    `options.cleanup` is off. Returns the files written, at their final place in `out`."""
     prepare_output(out, overwrite, inputs=(asset.metadata.get("source"),))
     with atomic_dir(out) as tmp:
         clock = time.perf_counter()
@@ -44,12 +38,12 @@ def write_asset(
             asset.meshes,
             tmp,
             fps=asset.fps,
-            formats=formats,
-            texture_size=texture_size,
-            max_faces=max_faces,
+            formats=options.formats,
+            texture_size=options.texture_size,
+            max_faces=options.max_faces,
             attribute_fns=[ovoxel_sampler(v) if len(v) else None for v in asset.ovoxels],
             input_frames=asset.input_frames,
-            cleanup=CleanupConfig() if cleanup else None,
+            cleanup=CleanupConfig() if options.cleanup else None,
         )
         seconds = asset.metadata.setdefault("seconds", {})
         seconds["export"] = time.perf_counter() - clock
@@ -65,4 +59,9 @@ def write_asset(
             **asset.metadata,
         }
         (tmp / "result.json").write_text(json.dumps(result, indent=2))
-    return out
+    moved = {f.name: getattr(files, f.name) for f in fields(files) if isinstance(getattr(files, f.name), Path)}
+    return replace(
+        files,
+        frames=[out / p.relative_to(tmp) for p in files.frames],
+        **{k: out / p.relative_to(tmp) for k, p in moved.items()},
+    )

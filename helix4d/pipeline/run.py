@@ -14,15 +14,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from helix4d.console import labelled
-from helix4d.errors import InputError
-from helix4d.export import DEFAULT_FORMATS, FORMATS
-from helix4d.export.alembic import require_alembic
 from helix4d.io.files import atomic_dir, check_output_dir, write_json_atomic
 from helix4d.io.masks import write_masks
 from helix4d.io.matting import Matte, MattingOptions, check_matting, compute_matte
 from helix4d.io.video import read_video
 from helix4d.pipeline.batch import BatchItem, ItemReport, gather_reports, plan_batch, run_batch, shard
 from helix4d.pipeline.helix4d import DEMO_MODEL, Helix4DPipeline, resolve_device
+from helix4d.pipeline.options import GenerateOptions
 from helix4d.pipeline.output import prepare_output, write_asset
 from helix4d.pipeline.threads import share_threads
 from helix4d.settings import check_settings
@@ -41,6 +39,7 @@ FLAGS = {
     "mode": "--mode",
     "texture_size": "--texture-size",
     "max_faces": "--max-faces",
+    "formats": "--formats",
 }
 MATTING_FLAGS = {"method": "--matting", "mask": "--mask", "model": "--matting-model"}
 
@@ -48,35 +47,21 @@ MATTING_FLAGS = {"method": "--matting", "mask": "--mask", "model": "--matting-mo
 def generate(
     video: Path,
     out: Path,
+    options: GenerateOptions = GenerateOptions(),
     model: Path | None = None,
-    frames: int | None = None,
-    fps: float | None = None,
-    start: float | None = None,
-    end: float | None = None,
-    steps: int | None = None,
-    cfg: float | None = None,
-    window: int | None = None,
-    seed: int = 0,
     device: str = "auto",
-    mode: str = "temporal",
     overwrite: bool = False,
-    formats: tuple[str, ...] = DEFAULT_FORMATS,
-    texture_size: int | None = 512,
-    max_faces: int | None = None,
     offload: bool = False,
-    cleanup: bool = True,
-    matting: MattingOptions = MattingOptions(),
     pipe: Helix4DPipeline | None = None,
 ) -> Path:
     """Run the whole job; every user mistake surfaces as a `Helix4DError` before any compute, and nothing is
     written but `out` (see `helix4d.io.files.check_output_dir`). `pipe`: an already loaded model (a batch)."""
-    check_options(frames, fps, start, end, steps, cfg, window, seed, mode, formats, texture_size, max_faces)
-    check_matting(matting, MATTING_FLAGS)
-    matting = dataclasses.replace(matting, device=str(resolve_device(device)))
+    options = options.checked(FLAGS, MATTING_FLAGS)
+    matting = dataclasses.replace(options.matting, device=str(resolve_device(device)))
     prepare_output(out, overwrite, inputs=(video, model or DEMO_MODEL, matting.mask, matting.model))
     threads = torch.get_num_threads() if pipe else share_threads()  # a batch chose once for all its videos
     started = time.perf_counter()
-    clip = read_video(video, fps=fps, max_frames=frames, start=start, end=end)
+    clip = read_video(video, fps=options.fps, max_frames=options.frames, start=options.start, end=options.end)
     with console.status(f"matting {clip.num_frames} frames"):
         cut = compute_matte(clip, matting)  # before loading the model: a mask that does not fit fails in seconds
     pipe = pipe or load_model(model, device, offload)
@@ -95,78 +80,25 @@ def generate(
                 tasks[description] = bar.add_task(description, total=total)
             bar.update(tasks[description], completed=done)
 
-        asset = pipe(clip, seed=seed, steps=steps, cfg=cfg, window=window, mode=mode, matting=cut, progress=progress)
+        asset = pipe(clip, options.sampling, matting=cut, progress=progress)
     _warn(asset.metadata["warnings"])
     settings = {
         "video": str(video),
         "model": str(model) if model else "demo (shipped)",
-        "frames": frames,
-        "fps": fps,
-        "start": start,
-        "end": end,
-        "steps": steps,
-        "cfg": cfg,
-        "window": window,
-        "seed": seed,
+        **options.settings(),
         "device": str(pipe.device),
-        "mode": mode,
-        "formats": list(formats),
-        "texture_size": texture_size,
-        "max_faces": max_faces,
         "offload": pipe.offload,
         "threads": threads,
-        "cleanup": cleanup,
-        "matting": matting.method,
-        "mask": matting.mask and str(matting.mask),
-        "matting_model": matting.model and str(matting.model),
     }
     asset.metadata["seconds"]["load_and_generate"] = time.perf_counter() - started
-    with console.status(f"writing {', '.join(formats)}"):
-        write_asset(asset, out, settings, overwrite, formats, texture_size, max_faces, cleanup)
+    with console.status(f"writing {', '.join(options.formats)}"):
+        write_asset(asset, out, settings, options, overwrite)
     console.print(
         f"wrote {asset.num_frames} frames to {out} in {time.perf_counter() - started:.1f} s",
         markup=False,
         highlight=False,
     )
     return out
-
-
-def check_options(
-    frames: int | None,
-    fps: float | None,
-    start: float | None,
-    end: float | None,
-    steps: int | None,
-    cfg: float | None,
-    window: int | None,
-    seed: int,
-    mode: str,
-    formats: tuple[str, ...],
-    texture_size: int | None,
-    max_faces: int | None,
-) -> None:
-    """Every generate setting checked, named by the flag the user typed (before any compute)."""
-    check_settings(
-        {
-            "max_frames": frames,
-            "fps": fps,
-            "start": start,
-            "end": end,
-            "steps": steps,
-            "cfg": cfg,
-            "window": window,
-            "seed": seed,
-            "mode": mode,
-            "texture_size": texture_size,
-            "max_faces": max_faces,
-        },
-        FLAGS,
-    )
-    unknown = set(formats) - set(FORMATS)
-    if unknown or not formats:
-        raise InputError(f"--formats takes a comma-separated subset of {','.join(FORMATS)}, got {','.join(formats)}")
-    if "abc" in formats:
-        require_alembic()
 
 
 def load_model(model: Path | None, device: str, offload: bool) -> Helix4DPipeline:
@@ -181,28 +113,15 @@ def load_model(model: Path | None, device: str, offload: bool) -> Helix4DPipelin
 def generate_batch(
     videos: list[Path],
     out: Path,
+    options: GenerateOptions = GenerateOptions(),
     model: Path | None = None,
     device: str = "auto",
     offload: bool = False,
     overwrite: bool = False,
-    **options,
 ) -> list[ItemReport] | None:
     """`generate` for every video into OUT/<name>/ with one loaded model (DESIGN: helix4d.pipeline.batch); under
     torchrun, this process's share on its own GPU. Returns every video's report on rank 0, None elsewhere."""
-    check_options(
-        options.get("frames"),
-        options.get("fps"),
-        options.get("start"),
-        options.get("end"),
-        options.get("steps"),
-        options.get("cfg"),
-        options.get("window"),
-        options.get("seed", 0),
-        options.get("mode", "temporal"),
-        options.get("formats", DEFAULT_FORMATS),
-        options.get("texture_size", 512),
-        options.get("max_faces"),
-    )
+    options = options.checked(FLAGS, MATTING_FLAGS)
     rank, world = shard()
     if world > 1 and device == "auto" and torch.cuda.is_available():
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count()}"
@@ -215,7 +134,7 @@ def generate_batch(
     def one(item: BatchItem) -> None:
         console.print(f"[{item.video}]", markup=False, highlight=False)
         generate(
-            item.video, item.out, model=model, device=device, offload=offload, overwrite=overwrite, pipe=pipe, **options
+            item.video, item.out, options, model=model, device=device, offload=offload, overwrite=overwrite, pipe=pipe
         )
 
     def note(report: ItemReport) -> None:

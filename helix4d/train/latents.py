@@ -18,7 +18,7 @@ from helix4d.data.dataset import SequenceDataset
 from helix4d.data.layout import OVOXELS, load_ovoxels
 from helix4d.errors import InputError
 from helix4d.io.files import check_output_dir, write_json_atomic
-from helix4d.pipeline.architecture import architecture_of
+from helix4d.pipeline.architecture import LatentEncoders, architecture_of
 from helix4d.pipeline.config import LatentStats
 from helix4d.pipeline.folder import read_pipeline_config
 from helix4d.sparse import frame_coords
@@ -37,7 +37,9 @@ def encode_dataset(
     """Encode every sequence of `data` with the VAEs of `model`; returns (and saves) the latent statistics.
 
     `only` re-encodes a subset of stages into existing latents (after retraining one VAE): the other stages'
-    latents and statistics are kept.
+    latents and statistics are kept. An interrupted encode (no index.json yet) continues where it stopped: rerun
+    it with the same model and data. A sequence whose condition images show no object is skipped with a warning
+    and listed in index.json's "skipped".
     """
     unknown = set(only) - set(STAGES)
     if unknown or not only:
@@ -54,46 +56,44 @@ def encode_dataset(
             f"the model (R={pipeline.resolution}, S={pipeline.image_size}); build the data with the model's settings"
         )
     out.mkdir(parents=True, exist_ok=True)
+    fresh = set(only) == set(STAGES)
+    resuming = fresh and not (out / INDEX).is_file()  # no index yet: an interrupted encode, whose records stay
     sums: dict[str, list[Tensor]] = {stage: [] for stage in only}
-    index = []
+    index, skipped = [], []
     with Progress() as bar:
         task = bar.add_task("encoding latents", total=len(dataset))
         for i, entry in enumerate(dataset.sequences):
+            bar.advance(task)
             path = out / f"{entry['id']}.pt"
-            if set(only) == set(STAGES):  # a fresh record: images framed as inference frames them
-                sample = dataset[i]
-                ovoxels = sample["ovoxels"]
+            if resuming and path.is_file():
+                record = torch.load(path, weights_only=True)
+            elif fresh:  # a fresh record: images framed as inference frames them
+                try:
+                    sample = dataset[i]
+                except InputError as exc:  # e.g. an object the renders do not show: skip it, keep the rest
+                    skipped.append({"id": entry["id"], "error": str(exc)})
+                    bar.console.print(f"skipped {entry['id']}: {exc}", style="yellow", markup=False, highlight=False)
+                    continue
                 record = {
                     "images": (sample["images"] * 255).round().to(torch.uint8),
                     "id": entry["id"],
                     "kind": entry["kind"],
                 }
+                _encode(record, sample["ovoxels"], only, encoders, device)
+                atomic_save(record, path)
             else:  # update the stored record; images and the other stages stay
-                ovoxels = load_ovoxels(data / entry["path"] / OVOXELS)
                 record = torch.load(path, weights_only=True)
-            frames = len(ovoxels)
-            fine = frame_coords([v.coords for v in ovoxels], device)
-            if "ss" in only:
-                record["ss"] = encoders.ss(fine, frames).cpu()  # (F, C, r, r, r)
-                sums["ss"].append(record["ss"].permute(0, 2, 3, 4, 1).reshape(-1, record["ss"].shape[1]))
-            if "geometry" in only:
-                geo, coarse = encoders.geometry(ovoxels, fine)
-                record["geometry"], record["coarse"] = geo.cpu(), coarse.cpu()
-                sums["geometry"].append(record["geometry"])
-            if "material" in only:
-                mat, coarse_m = encoders.material(ovoxels, fine)
-                if not torch.equal(record["coarse"].to(device), coarse_m):
-                    raise RuntimeError("geometry and material encoders disagree on the coarse voxels")
-                record["material"] = mat.cpu()
-                sums["material"].append(record["material"])
-            atomic_save(record, path)
-            index.append({"id": entry["id"], "kind": entry["kind"], "frames": frames})
-            bar.advance(task)
+                _encode(record, load_ovoxels(data / entry["path"] / OVOXELS), only, encoders, device)
+                atomic_save(record, path)
+            for stage in only:
+                z = record[stage]
+                sums[stage].append(z.permute(0, 2, 3, 4, 1).reshape(-1, z.shape[1]) if stage == "ss" else z)
+            index.append({"id": entry["id"], "kind": entry["kind"], "frames": record["ss"].shape[0]})
     stats = dict(pipeline.latent_stats)
     for stage, parts in sums.items():
         x = torch.cat(parts)
         stats[stage] = LatentStats(x.mean(0).tolist(), x.std(0).clamp(min=1e-3).tolist())
-    write_json_atomic(out / INDEX, {"model": str(model), "data": str(data), "sequences": index})
+    write_json_atomic(out / INDEX, {"model": str(model), "data": str(data), "sequences": index, "skipped": skipped})
     pipeline.latent_stats = stats
     write_json_atomic(model / "pipeline.json", pipeline.to_dict())
     return stats
@@ -102,3 +102,18 @@ def encode_dataset(
 def is_latents_folder(folder: Path) -> bool:
     """Whether `folder` holds only latents (finished or interrupted), which encoding may update or complete."""
     return all(p.is_file() and (p.suffix == ".pt" or p.name == INDEX) for p in folder.iterdir())
+
+
+def _encode(record: dict, ovoxels: list, only: tuple[str, ...], encoders: LatentEncoders, device: str) -> None:
+    """Add the `only` stages' latents of one sequence's O-Voxels to its record (in place)."""
+    fine = frame_coords([v.coords for v in ovoxels], device)
+    if "ss" in only:
+        record["ss"] = encoders.ss(fine, len(ovoxels)).cpu()  # (F, C, r, r, r)
+    if "geometry" in only:
+        geo, coarse = encoders.geometry(ovoxels, fine)
+        record["geometry"], record["coarse"] = geo.cpu(), coarse.cpu()
+    if "material" in only:
+        mat, coarse_m = encoders.material(ovoxels, fine)
+        if not torch.equal(record["coarse"].to(device), coarse_m):
+            raise RuntimeError("geometry and material encoders disagree on the coarse voxels")
+        record["material"] = mat.cpu()

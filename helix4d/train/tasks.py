@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 from functools import lru_cache
 from pathlib import Path
@@ -31,7 +30,7 @@ from torch.utils.data import Dataset
 
 from helix4d.data import layout
 from helix4d.errors import ConfigError
-from helix4d.io.files import write_json_atomic
+from helix4d.io.files import atomic_dir, write_json_atomic
 from helix4d.models.flow import FlowTransformer
 from helix4d.models.image_encoder import ImageEncoder, OccupancyProbe
 from helix4d.models.sc_vae import SCVAELossWeights
@@ -60,15 +59,8 @@ def _model_folder(config: TrainConfig) -> Path:
 def install_component(module: nn.Module, config: Any, model_folder: Path, name: str, run_out: Path) -> None:
     """Write the trained component into the run's output and replace (or add) it in the model folder atomically."""
     save_component(module, config, run_out / name)
-    staging = model_folder / f".{name}.new"
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(run_out / name, staging)
-    old = model_folder / f".{name}.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if (model_folder / name).exists():
-        os.replace(model_folder / name, old)
-    os.replace(staging, model_folder / name)
-    shutil.rmtree(old, ignore_errors=True)
+    with atomic_dir(model_folder / name) as staging:
+        shutil.copytree(run_out / name, staging, dirs_exist_ok=True)
 
 
 class LossModule(nn.Module):
