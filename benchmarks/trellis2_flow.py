@@ -16,6 +16,7 @@ import time
 import torch
 
 from helix4d.models.flow import FlowTransformer
+from helix4d.nn.blocks import FrameAttention
 from helix4d.sparse import SparseTensor
 from helix4d.trellis2.presets import COND_DIM, trellis2_flow_config
 
@@ -45,13 +46,13 @@ def step_cost(
     cond = torch.randn(frames, 1029, COND_DIM, device=device, dtype=dtype)  # DINOv3 tokens per frame
     cache = model.empty_anchor_cache()
     anchor = SparseTensor.from_frames([xyz], feats[:1])
-    model(anchor, torch.zeros(n, device=device), cond[:1], window, anchor_cache=cache, backend=backend)
+    model(anchor, torch.zeros(n, device=device), cond[:1], FrameAttention(window, cache=cache, backend=backend))
     rest = SparseTensor.from_frames([xyz] * frames, feats).select_frames(list(range(1, frames)))
     t = torch.full((rest.num_tokens,), 0.5, device=device)
 
     def one_step() -> None:
         for c in (cond[1:], torch.zeros_like(cond[1:])):
-            model(rest, t, c, window, anchor_cache=cache, anchor_included=False, backend=backend)
+            model(rest, t, c, FrameAttention(window, cache=cache, anchor_included=False, backend=backend))
 
     one_step()  # warm-up
     sync(device)

@@ -122,13 +122,13 @@ def test_no_anchor_and_per_frame_change_only_later_frames(assets) -> None:
 
 def test_rope_3d_swaps_and_restores_the_configs(tmp_path) -> None:
     pipe = Helix4DPipeline.from_pretrained(_model(tmp_path / "m", "replace"))
-    before = {n: getattr(pipe, n).rope for n in FLOWS}
+    before = {n: pipe.components[n].rope for n in FLOWS}
     with pytest.raises(RuntimeError):
         with rope_3d(pipe):
-            assert all(getattr(pipe, n).rope.time_fraction == 0.0 for n in FLOWS)
-            assert all(getattr(pipe, n).rope.head_dim == before[n].head_dim for n in FLOWS)
+            assert all(pipe.components[n].rope.time_fraction == 0.0 for n in FLOWS)
+            assert all(pipe.components[n].rope.head_dim == before[n].head_dim for n in FLOWS)
             raise RuntimeError("restored even on error")
-    assert all(getattr(pipe, n).rope is before[n] for n in FLOWS)
+    assert all(pipe.components[n].rope is before[n] for n in FLOWS)
     assert before["ss_flow"].time_fraction == 0.25
 
 

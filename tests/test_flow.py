@@ -3,6 +3,7 @@
 import torch
 
 from helix4d.models.flow import FlowConfig, FlowTransformer
+from helix4d.nn.blocks import FrameAttention
 from helix4d.sparse import SparseTensor
 
 
@@ -25,19 +26,12 @@ def test_anchor_cache_equals_full_pass() -> None:
     model, x = _model(), _tokens()
     t = torch.where(x.frame_index == 0, 0.0, 0.7)
     cond, extra = torch.randn(x.num_frames, 3, 8), torch.randn(x.num_tokens, 2)
-    full = model(x, t, cond, window=1, extra=extra)
+    full = model(x, t, cond, FrameAttention(1), extra)
     cache = model.empty_anchor_cache()
     first = x.frame_index == 0
-    model(x.select_frames([0]), t[first], cond[:1], window=1, anchor_cache=cache, extra=extra[first])
-    rest = model(
-        x.select_frames([1, 2, 3]),
-        t[~first],
-        cond[1:],
-        window=1,
-        anchor_cache=cache,
-        anchor_included=False,
-        extra=extra[~first],
-    )
+    model(x.select_frames([0]), t[first], cond[:1], FrameAttention(1, cache=cache), extra[first])
+    reading = FrameAttention(1, cache=cache, anchor_included=False)
+    rest = model(x.select_frames([1, 2, 3]), t[~first], cond[1:], reading, extra[~first])
     torch.testing.assert_close(rest, full[~first], rtol=1e-5, atol=1e-5)
 
 
@@ -46,8 +40,8 @@ def test_anchor_is_the_static_pass() -> None:
     t = torch.where(x.frame_index == 0, 0.0, 0.3)
     cond, extra = torch.randn(x.num_frames, 3, 8), torch.randn(x.num_tokens, 2)
     first = x.frame_index == 0
-    full = model(x, t, cond, window=2, extra=extra)[first]
-    alone = model(x.select_frames([0]), t[first], cond[:1], window=2, extra=extra[first])
+    full = model(x, t, cond, FrameAttention(2), extra)[first]
+    alone = model(x.select_frames([0]), t[first], cond[:1], FrameAttention(2), extra[first])
     torch.testing.assert_close(full, alone, rtol=1e-5, atol=1e-5)
 
 

@@ -16,8 +16,6 @@ from helix4d.ovoxel import (
     load_mesh,
     mesh_to_ovoxel,
     ovoxel_to_mesh,
-    ovoxels_to_sparse,
-    sparse_to_ovoxels,
     vertex_pbr,
 )
 
@@ -271,21 +269,6 @@ def test_features_roundtrip_and_unoriented_mesh():
     plain = ovoxel_to_mesh(OVoxel.from_features(32, torch.from_numpy(vox.coords), torch.from_numpy(geo), mat))
     assert plain.is_winding_consistent and (edge_use(plain) == 2).all()
     assert abs(plain.volume) == pytest.approx(a.volume, rel=1e-4)
-
-
-def test_sparse_bridge_roundtrip():
-    frames = [mesh_to_ovoxel(trimesh.creation.icosphere(subdivisions=2, radius=r), 16) for r in (0.2, 0.3)]
-    st = ovoxels_to_sparse(frames, features="all", oriented=True)
-    assert st.num_frames == 2 and st.num_channels == 16
-    back = sparse_to_ovoxels(st, 16, features="all")
-    for f, g in zip(frames, back):
-        assert np.array_equal(f.coords, g.coords) and np.array_equal(f.edge_sign, g.edge_sign)
-        assert np.allclose(f.dual, g.dual) and np.allclose(f.attrs, g.attrs) and np.array_equal(f.edges, g.edges)
-    mat = ovoxels_to_sparse(frames, features="material")
-    again = sparse_to_ovoxels(mat, 16, features="material", like=frames)
-    assert np.allclose(again[1].attrs, frames[1].attrs)
-    with pytest.raises(InputError):
-        sparse_to_ovoxels(mat, 16, features="material")
 
 
 # ------------------------------------------------------------------------------------------------ bad input

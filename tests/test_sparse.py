@@ -19,16 +19,16 @@ def test_from_frames_layout_with_empty_frame():
     assert st.frame(1).num_tokens == 0 and st.frame(2).num_tokens == 2
 
 
-def test_cat_and_split_roundtrip():
+def test_cat_keeps_sequences_apart():
     a, b = _seq([2, 1], seed=1), _seq([1, 0, 4], seed=2)
     st = SparseTensor.cat([a, b])
     assert st.frames_per_sequence == (2, 3)
     assert st.frame_offsets.tolist() == [0, 2, 3, 4, 4, 8]
     assert st.global_frame_index.tolist() == [0, 0, 1, 2, 4, 4, 4, 4]
     assert st.frame_index.tolist() == [0, 0, 1, 0, 2, 2, 2, 2]
-    a2, b2 = st.split_sequences()
-    assert torch.equal(a2.feats, a.feats) and torch.equal(b2.coords, b.coords)
-    assert torch.equal(b2.frame_offsets, b.frame_offsets)
+    b2 = st.select_frames([2, 3, 4])
+    assert torch.equal(b2.feats, b.feats) and torch.equal(b2.coords, b.coords)
+    assert torch.equal(b2.frame_offsets, b.frame_offsets) and b2.frames_per_sequence == (3,)
 
 
 def test_select_frames_drops_anchors_keeps_local_index():

@@ -31,6 +31,7 @@ from typer.testing import CliRunner
 from helix4d.cli import app
 from helix4d.errors import ConfigError, InputError
 from helix4d.models.flow import FlowTransformer
+from helix4d.nn.blocks import FrameAttention
 from helix4d.nn.rope import RopeConfig, apply_rope, rope_angles
 from helix4d.pipeline.folder import load_component
 from helix4d.sparse import SparseTensor
@@ -181,7 +182,7 @@ def test_converted_model_is_trellis2s_forward(full_width_folder: Path) -> None:
     cond = torch.randn(7, 1024, generator=torch.Generator().manual_seed(4))
     sd = load_file(str(full_width_folder / f"{ref}.safetensors"))
     with torch.no_grad():
-        ours = model(SparseTensor.from_frames([xyz], [x]), torch.full((24,), 0.6), cond[None], window=1)
+        ours = model(SparseTensor.from_frames([xyz], [x]), torch.full((24,), 0.6), cond[None], FrameAttention(1))
         theirs = reference_forward(sd, 12, x, xyz, 0.6, cond)
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
 

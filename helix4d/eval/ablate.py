@@ -86,14 +86,14 @@ def rope_3d(pipe: Any) -> Iterator[None]:
     RoPE is parameter-free and rebuilt from `flow.rope` at every forward, so swapping the config is the whole
     change; the original configs come back on exit, even after an error.
     """
-    saved = {name: getattr(pipe, name).rope for name in FLOWS}
+    saved = {name: pipe.components[name].rope for name in FLOWS}
     try:
         for name, rope in saved.items():
-            getattr(pipe, name).rope = dataclasses.replace(rope, time_fraction=0.0)
+            pipe.components[name].rope = dataclasses.replace(rope, time_fraction=0.0)
         yield
     finally:
         for name, rope in saved.items():
-            getattr(pipe, name).rope = rope
+            pipe.components[name].rope = rope
 
 
 def generate_variant(pipe: Any, images: np.ndarray, variant: Variant, seed: int = 0, steps: int | None = None) -> Any:

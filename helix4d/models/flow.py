@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from helix4d.nn.attention import FrameLayout
-from helix4d.nn.blocks import AnchorCache, TemporalDiTBlock, modulate
+from helix4d.nn.blocks import AnchorCache, FrameAttention, TemporalDiTBlock, modulate
 from helix4d.nn.rope import RopeConfig, rope_angles
 from helix4d.sparse import SparseTensor
 
@@ -97,33 +97,29 @@ class FlowTransformer(nn.Module):
         x: SparseTensor,
         t: Tensor,
         cond: Tensor,
-        window: int | None = None,
-        anchor: bool = True,
-        anchor_cache: AnchorCache | None = None,
-        anchor_included: bool = True,
+        attention: FrameAttention = FrameAttention(),
         extra: Tensor | None = None,
-        backend: str = "loop",
     ) -> Tensor:
         """Velocity for every token.
 
-        x: noisy latents (N, C_in) with coords [frame, x, y, z]. With `anchor_included` its sequences hold
-        frames 0..F-1 and a given `anchor_cache` is FILLED from frame 0; without, they hold frames 1..F-1 and
-        the anchors' keys/values are READ from `anchor_cache` (the sampling path: the anchor is not recomputed).
+        x: noisy latents (N, C_in) with coords [frame, x, y, z]. With `attention.anchor_included` its sequences
+        hold frames 0..F-1 and a given `attention.cache` is FILLED from frame 0; without, they hold frames 1..F-1
+        and the anchors' keys/values are READ from the cache (the sampling path: the anchor is not recomputed).
         t: (N,) per-token time (anchor tokens 0). cond: (T, L, cond_dim) condition tokens per frame of x.
         extra: (N, extra_channels) given per-token inputs. -> (N, C_in).
         """
         dtype = self.input_layer.weight.dtype  # weights may be bf16 (TRELLIS.2 size); callers pass float32
         feats = (x.feats if extra is None else torch.cat([x.feats, extra], dim=-1)).to(dtype)
         cond = cond.to(dtype)
-        layout = FrameLayout.from_sparse(x, anchor_included=anchor_included)
+        layout = FrameLayout.from_sparse(x, anchor_included=attention.anchor_included)
         angles = rope_angles(x.coords.float(), self.rope)  # (N, Dh/2)
         h = self.input_layer(feats)  # (N, D)
         t_emb = self.t_embedder(t)  # (N, D)
         c = self.adaLN_modulation(t_emb) if self.config.shared_modulation else t_emb  # (N, 6D) or (N, D)
-        w = self.config.window if window is None else window
+        w = self.config.window if attention.window is None else attention.window
         for i, block in enumerate(self.blocks):
-            kv = anchor_cache[i] if anchor_cache is not None else None
-            h = block(h, c, layout, angles, cond, w, anchor, kv, backend)  # (N, D)
+            kv = attention.cache[i] if attention.cache is not None else None
+            h = block(h, c, layout, angles, cond, w, attention.anchor, kv, attention.backend)  # (N, D)
         h = self.out_norm(h)  # (N, D)
         if self.config.modulated_output:
             shift, scale = self.out_modulation(t_emb).chunk(2, dim=-1)  # (N, D) each

@@ -4,6 +4,7 @@ from helix4d.nn.attention import FrameLayout, windowed_anchored_attention
 from helix4d.nn.blocks import (
     AnchorCache,
     AnchorKV,
+    FrameAttention,
     TemporalDiTBlock,
     freeze_all_but_temporal,
     init_temporal_from_base,
@@ -14,6 +15,7 @@ from helix4d.nn.rope import RopeConfig, apply_rope, rope_angles
 __all__ = [
     "AnchorCache",
     "AnchorKV",
+    "FrameAttention",
     "FrameLayout",
     "RopeConfig",
     "TemporalDiTBlock",

@@ -61,6 +61,20 @@ class AnchorCache:
         return len(self.layers)
 
 
+@dataclass(frozen=True)
+class FrameAttention:
+    """How the frames of one flow call attend to each other (DESIGN §3.1): frame f sees the frames within
+    `window` of it and, with `anchor`, frame 0. `cache` holds the anchor's keys/values: filled from frame 0 when
+    the tokens include it (`anchor_included`), read when they hold frames >= 1 only (sampling: the anchor is not
+    recomputed at every step)."""
+
+    window: int | None = None  # radius r; None: the flow's own `FlowConfig.window`
+    anchor: bool = True
+    cache: AnchorCache | None = None
+    anchor_included: bool = True
+    backend: str = "loop"  # windowed_anchored_attention's backend
+
+
 def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
     """AdaLN modulation as in DiT: x * (1 + scale) + shift (all (N, D), per token)."""
     return x * (1 + scale) + shift

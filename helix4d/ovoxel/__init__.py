@@ -9,19 +9,15 @@ from helix4d.ovoxel.decode import dual_contour, ovoxel_to_mesh
 from helix4d.ovoxel.encode import EncodeConfig, mesh_to_ovoxel
 from helix4d.ovoxel.mesh_input import load_mesh
 from helix4d.ovoxel.representation import OVoxel
-from helix4d.ovoxel.sparse_bridge import feature_channels, ovoxels_to_sparse, sparse_to_ovoxels
 
 __all__ = [
     "EncodeConfig",
     "OVoxel",
     "dual_contour",
-    "feature_channels",
     "load_mesh",
     "mesh_to_ovoxel",
     "ovoxel_to_mesh",
-    "ovoxels_to_sparse",
     "set_vertex_pbr",
-    "sparse_to_ovoxels",
     "surface_attributes",
     "vertex_pbr",
 ]

@@ -15,6 +15,7 @@ from helix4d.models.image_encoder import ImageEncoderConfig
 from helix4d.models.sc_vae import SCVAEConfig
 from helix4d.models.ss_vae import SSVAEConfig
 from helix4d.ovoxel.representation import MATERIAL_CHANNELS, ORIENTED_GEOMETRY_CHANNELS
+from helix4d.pipeline.sampler import SamplerConfig
 
 # Geometry features are (dual 3, edges 3, split 1, edge signs 3); edges and signs are flags trained with BCE.
 GEOMETRY_BINARY_CHANNELS = (3, 4, 5, 7, 8, 9)
@@ -47,15 +48,6 @@ class LatentStats:
 
 
 @dataclass
-class StageSampling:
-    steps: int = 25
-    cfg_strength: float = 3.0
-    cfg_interval: tuple[float, float] = (0.0, 1.0)
-    time_shift: float = 3.0
-    cfg_rescale: float = 0.0  # CFG-rescale φ (TRELLIS.2 uses 0.7 / 0.5 / 0); 0 = plain guidance
-
-
-@dataclass
 class PipelineConfig:
     preset: str
     resolution: int  # fine O-Voxel grid
@@ -63,7 +55,7 @@ class PipelineConfig:
     window: int = 1  # window radius r for frames >= 1
     occupancy_threshold: float = 0.0  # SS-VAE logit above which a coarse voxel is occupied
     latent_stats: dict[str, LatentStats] = field(default_factory=dict)  # keyed "ss", "geometry", "material"
-    sampling: dict[str, StageSampling] = field(default_factory=dict)  # keyed "ss", "geometry", "material"
+    sampling: dict[str, SamplerConfig] = field(default_factory=dict)  # keyed "ss", "geometry", "material"
     trained: bool = False  # False for a freshly initialised folder: its outputs are noise
     architecture: str = "helix4d"  # "helix4d" (our components) | "trellis2" (converted TRELLIS.2 weights)
     cascade_from: int | None = None  # a first geometry pass at this resolution (`geometry_flow_lr`) places the voxels
@@ -81,11 +73,11 @@ class PipelineConfig:
             raw = dict(raw)
             raw["latent_stats"] = {k: LatentStats(**v) for k, v in raw.get("latent_stats", {}).items()}
             raw["sampling"] = {
-                k: StageSampling(**{**v, "cfg_interval": tuple(v.get("cfg_interval", (0.0, 1.0)))})
+                k: SamplerConfig(**{**v, "cfg_interval": tuple(v.get("cfg_interval", (0.0, 1.0)))})
                 for k, v in raw.get("sampling", {}).items()
             }
             return cls(**raw)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             raise ConfigError(f"pipeline.json is not a helix4d pipeline config ({exc})") from None
 
 
@@ -133,6 +125,6 @@ def preset(name: str) -> ModelPreset:
         resolution=res,
         image_size=img,
         latent_stats={"ss": identity(ss.latent_channels), "geometry": identity(latent), "material": identity(latent)},
-        sampling={k: StageSampling() for k in ("ss", "geometry", "material")},
+        sampling={k: SamplerConfig() for k in ("ss", "geometry", "material")},
     )
     return ModelPreset(pipeline, components)

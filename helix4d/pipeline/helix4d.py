@@ -12,6 +12,7 @@ baseline).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,6 +30,7 @@ from helix4d.io.matting import Matte, MattingOptions
 from helix4d.io.preprocess import preprocess_frames
 from helix4d.io.video import Video, read_video
 from helix4d.models.flow import FlowTransformer
+from helix4d.nn.blocks import FrameAttention
 from helix4d.ovoxel import OVoxel, ovoxel_to_mesh
 from helix4d.pipeline.architecture import load_components
 from helix4d.pipeline.config import PipelineConfig
@@ -124,11 +126,22 @@ class Helix4DPipeline:
         config = read_pipeline_config(folder)
         return cls(config, load_components(folder, config), resolve_device(device), offload)
 
-    def __getattr__(self, name: str) -> torch.nn.Module:
-        components = self.__dict__.get("components", {})
-        if name in components:
-            return components[name]
-        raise AttributeError(name)
+    # ------------------------------------------------------------------ components every architecture has
+    @property
+    def image_encoder(self) -> torch.nn.Module:
+        return self.components["image_encoder"]
+
+    @property
+    def ss_vae(self) -> torch.nn.Module:
+        return self.components["ss_vae"]
+
+    @property
+    def geometry_vae(self) -> torch.nn.Module:
+        return self.components["geometry_vae"]
+
+    @property
+    def material_vae(self) -> torch.nn.Module:
+        return self.components["material_vae"]
 
     # ------------------------------------------------------------------ entry points
     def __call__(
@@ -331,12 +344,8 @@ class _Run:
 
     def sampler(self, stage: str) -> SamplerConfig:
         s = self.pipe.config.sampling[stage]
-        return SamplerConfig(
-            steps=self.steps or s.steps,
-            cfg_strength=s.cfg_strength if self.cfg is None else self.cfg,
-            cfg_interval=tuple(s.cfg_interval),
-            time_shift=s.time_shift,
-            cfg_rescale=s.cfg_rescale,
+        return dataclasses.replace(
+            s, steps=self.steps or s.steps, cfg_strength=s.cfg_strength if self.cfg is None else self.cfg
         )
 
     def normalise(self, stage: str, z: Tensor, inverse: bool = False) -> Tensor:
@@ -415,68 +424,59 @@ class _Run:
     def _sample(
         self, stage: str, flow: FlowTransformer, coords: list[Tensor], cond: Tensor, extra: Tensor | None, stream: str
     ) -> Tensor:
-        channels, config = flow.config.in_channels, self.sampler(stage)
-        noise = frame_noise(coords, channels, self.seed, stream).to(self.device)
+        """Frame 0 through the static model alone (the anchor), then, in temporal mode, frames 1..F-1 jointly with
+        the anchor's cached keys/values; in per-frame mode every frame as frame 0 of its own clip."""
+        config, frames = self.sampler(stage), len(coords)
+        noise = frame_noise(coords, flow.config.in_channels, self.seed, stream).to(self.device)
         sizes = [c.shape[0] for c in coords]
-        tokens = SparseTensor.from_frames([c.to(self.device) for c in coords], list(noise.split(sizes)))
-        frames = len(coords)
-        starts = np.concatenate([[0], np.cumsum(sizes)]).tolist()
-        rows = lambda f: slice(starts[f], starts[f + 1])  # noqa: E731
-        done, total = 0, config.steps * frames
-        report = lambda: self.progress and self.progress(f"stage {stream}", done, total)  # noqa: E731
+        rows = [slice(a, b) for a, b in itertools.pairwise(np.cumsum([0, *sizes]).tolist())]
+        given = [extra[r] if extra is not None else None for r in rows]  # per frame
+        steps = _StepCounter(self.progress, f"stage {stream}", config.steps * frames)
 
         def static(f: int) -> Tensor:
-            nonlocal done
-            one = SparseTensor.from_frames([coords[f].to(self.device)], [noise[rows(f)]])  # frame index 0: static model
-            ex = extra[rows(f)] if extra is not None else None
-            velocity = _velocity(flow, one, cond[f : f + 1], ex, self.window, self.anchor)
+            tokens = SparseTensor.from_frames([coords[f].to(self.device)], [noise[rows[f]]])  # frame index 0
+            velocity = _velocity(flow, tokens, cond[f : f + 1], given[f], FrameAttention(self.window, self.anchor))
+            return sample(velocity, noise[rows[f]], config, on_step=lambda _: steps.advance(1))
 
-            def step(_: int) -> None:
-                nonlocal done
-                done += 1
-                report()
-
-            return sample(velocity, noise[rows(f)], config, on_step=step)
-
+        first = static(0)
         if self.mode == "per-frame" or frames == 1:
-            return torch.cat([static(f) for f in range(frames)])
-
-        first = static(0)  # the anchor: the static model alone
+            return torch.cat([first, *(static(f) for f in range(1, frames))])
+        tokens = SparseTensor.from_frames([c.to(self.device) for c in coords], list(noise.split(sizes)))
         rest = tokens.select_frames(list(range(1, frames)))
         if self.anchor:
             cache = flow.empty_anchor_cache()
-            anchor_tokens = SparseTensor.from_frames([coords[0].to(self.device)], [first])
-            ex0 = extra[rows(0)] if extra is not None else None
-            flow(anchor_tokens, first.new_zeros(first.shape[0]), cond[:1], self.window, True, cache, True, ex0)
-            ex_rest = extra[starts[1] :] if extra is not None else None
-            velocity = _velocity(flow, rest, cond[1:], ex_rest, self.window, True, cache)
+            anchor = SparseTensor.from_frames([coords[0].to(self.device)], [first])
+            flow(anchor, first.new_zeros(first.shape[0]), cond[:1], FrameAttention(self.window, True, cache), given[0])
+            attention = FrameAttention(self.window, True, cache, anchor_included=False)  # reads the filled cache
+            rest_extra = extra[rows[1].start :] if extra is not None else None
+            velocity = _velocity(flow, rest, cond[1:], rest_extra, attention)
         else:
             velocity = _velocity_without_anchor(flow, tokens, first, cond, extra, self.window)
-
-        def step(_: int) -> None:
-            nonlocal done
-            done += frames - 1
-            report()
-
-        others = sample(velocity, rest.feats, config, on_step=step, groups=sizes[1:])
+        others = sample(velocity, rest.feats, config, on_step=lambda _: steps.advance(frames - 1), groups=sizes[1:])
         return torch.cat([first, others])
 
 
+class _StepCounter:
+    """Sampling steps done of `total`, told to `progress` (when given) after each step."""
+
+    def __init__(self, progress: Progress | None, description: str, total: int) -> None:
+        self.progress, self.description, self.total, self.done = progress, description, total, 0
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if self.progress:
+            self.progress(self.description, self.done, self.total)
+
+
 def _velocity(
-    flow: FlowTransformer,
-    tokens: SparseTensor,
-    cond: Tensor,
-    extra: Tensor | None,
-    window: int,
-    anchor: bool,
-    cache=None,
+    flow: FlowTransformer, tokens: SparseTensor, cond: Tensor, extra: Tensor | None, attention: FrameAttention
 ):
     """The sampler's velocity function for these tokens; unconditional = zero condition tokens."""
     uncond = torch.zeros_like(cond)
 
     def velocity(x: Tensor, t: float, conditioned: bool) -> Tensor:
         tt = x.new_full((x.shape[0],), t)
-        return flow(tokens.replace(x), tt, cond if conditioned else uncond, window, anchor, cache, cache is None, extra)
+        return flow(tokens.replace(x), tt, cond if conditioned else uncond, attention, extra)
 
     return velocity
 
@@ -494,6 +494,6 @@ def _velocity_without_anchor(
     def velocity(x: Tensor, t: float, conditioned: bool) -> Tensor:
         tt = torch.cat([x.new_zeros(n0), x.new_full((x.shape[0],), t)])  # (N,) frame 0 at t = 0
         full = tokens.replace(torch.cat([first, x]))  # (N, C) frames 0..F-1
-        return flow(full, tt, cond if conditioned else uncond, window, False, None, True, extra)[n0:]
+        return flow(full, tt, cond if conditioned else uncond, FrameAttention(window, anchor=False), extra)[n0:]
 
     return velocity

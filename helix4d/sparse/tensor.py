@@ -195,11 +195,6 @@ class SparseTensor:
         offsets = torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)]).to(self.frame_offsets.device)
         return SparseTensor(self.coords[token_mask], self.feats[token_mask], offsets, tuple(n for n in fps if n > 0))
 
-    def split_sequences(self) -> list[SparseTensor]:
-        """Inverse of `cat`: one SparseTensor per sequence."""
-        starts = self.sequence_frame_offsets
-        return [self.select_frames(list(range(a, b))) for a, b in zip(starts, starts[1:])]
-
     def to(self, *args, **kwargs) -> SparseTensor:
         """Move to a device and/or cast feats (`st.to("cuda")`, `st.to(torch.bfloat16)`); coords stay int64."""
         feats = self.feats.to(*args, **kwargs)

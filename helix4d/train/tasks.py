@@ -34,7 +34,7 @@ from helix4d.io.files import atomic_dir, write_json_atomic
 from helix4d.models.flow import FlowTransformer
 from helix4d.models.image_encoder import ImageEncoder, OccupancyProbe
 from helix4d.models.sc_vae import SCVAELossWeights
-from helix4d.nn.blocks import freeze_all_but_temporal, init_temporal_from_base
+from helix4d.nn.blocks import FrameAttention, freeze_all_but_temporal, init_temporal_from_base
 from helix4d.pipeline.architecture import architecture_of, read_trainable_pipeline_config, stage1_encoder_name
 from helix4d.pipeline.config import PipelineConfig
 from helix4d.pipeline.folder import load_component, read_component_config, read_pipeline_config, save_component
@@ -309,7 +309,7 @@ class FlowObjective(nn.Module):
         t = torch.where(anchor_token, torch.zeros_like(t), t)
         noise = torch.randn(x0.feats.shape, generator=generator, device=device)
         xt = (1 - t[:, None]) * x0.feats + t[:, None] * noise
-        velocity = self.flow(x0.replace(xt), t, cond, window=self.window, extra=extra)
+        velocity = self.flow(x0.replace(xt), t, cond, FrameAttention(self.window), extra)
         target = noise - x0.feats
         per_token = (velocity - target).pow(2).mean(-1)  # (N,)
         loss = per_token[~anchor_token].mean()

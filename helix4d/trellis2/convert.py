@@ -33,8 +33,9 @@ from torch import nn
 from helix4d.errors import ConfigError
 from helix4d.io.files import atomic_dir, check_output_dir
 from helix4d.models.flow import FlowConfig, FlowTransformer
-from helix4d.pipeline.config import LatentStats, PipelineConfig, StageSampling
+from helix4d.pipeline.config import LatentStats, PipelineConfig
 from helix4d.pipeline.folder import save_component, state_mismatches
+from helix4d.pipeline.sampler import SamplerConfig
 from helix4d.trellis2.dino import DINO_IMAGE_SIZE, IMAGE_ENCODER, dino_folder_files
 from helix4d.trellis2.names import (
     DERIVED_SOURCE_KEYS,
@@ -90,7 +91,7 @@ class Trellis2Folder:
         return str(models[key])
 
     def sampling(self, stage: str) -> dict[str, Any]:
-        """The stage's sampler settings as `StageSampling` fields."""
+        """The stage's sampler settings as `SamplerConfig` fields."""
         p = self.args.get(SAMPLER_KEY[stage], {}).get("params", {})
         return {
             "steps": int(p.get("steps", 12)),
@@ -267,7 +268,7 @@ class Trellis2Plan:
         sampling = {}
         for s in STAGES:
             raw = self.folder.sampling(s)
-            sampling[s] = StageSampling(**{**raw, "cfg_interval": tuple(raw["cfg_interval"])})
+            sampling[s] = SamplerConfig(**{**raw, "cfg_interval": tuple(raw["cfg_interval"])})
         return PipelineConfig(
             preset="trellis2",
             architecture="trellis2",
