@@ -58,6 +58,14 @@ class Architecture(Protocol):
         """(component name, module, config) of the image encoder a flow of `stage` reads; the config is None
         where the encoder stays frozen (it is not this project's to train or to save)."""
 
+    def coarse_logits(self, logits: Tensor, config: PipelineConfig, downsampling: int) -> Tensor:
+        """Stage 1's decoded occupancy logits (F, R, R, R) on the latent grid the geometry stage samples on
+        (`downsampling`: the geometry VAE's fine-to-latent factor)."""
+
+    def place_voxels(self, run: Any, cond: Tensor, coarse: list[Tensor]) -> list[Tensor]:
+        """The per-frame latent voxels (n_f, 3) the geometry stage samples on, from stage 1's. `run` is the
+        generation in progress (`helix4d.pipeline.helix4d._Run`: `sample_stage`, `normalise`, `pipe`)."""
+
 
 def architecture_of(config: PipelineConfig) -> Architecture:
     """The architecture a folder's pipeline.json names (its module imported on first use)."""
@@ -135,6 +143,12 @@ class _Own:
     def training_image_encoder(self, folder: Path, config: PipelineConfig, stage: str) -> tuple[str, nn.Module, Any]:
         name = stage1_encoder_name(folder) if stage == "ss" else "image_encoder"
         return (name, *load_component(name, folder / name))
+
+    def coarse_logits(self, logits: Tensor, config: PipelineConfig, downsampling: int) -> Tensor:
+        return logits  # the SS-VAE decodes onto the latent grid itself
+
+    def place_voxels(self, run: Any, cond: Tensor, coarse: list[Tensor]) -> list[Tensor]:
+        return coarse
 
 
 ARCHITECTURE: Architecture = _Own()

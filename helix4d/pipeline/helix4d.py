@@ -23,7 +23,6 @@ import numpy as np
 import torch
 import trimesh
 from torch import Tensor
-from torch.nn import functional as F
 
 from helix4d.errors import GenerationError, InputError
 from helix4d.io.matting import Matte, MattingOptions
@@ -32,7 +31,7 @@ from helix4d.io.video import Video, read_video
 from helix4d.models.flow import FlowTransformer
 from helix4d.nn.blocks import FrameAttention
 from helix4d.ovoxel import OVoxel, ovoxel_to_mesh
-from helix4d.pipeline.architecture import load_components
+from helix4d.pipeline.architecture import architecture_of, load_components
 from helix4d.pipeline.config import PipelineConfig
 from helix4d.pipeline.folder import read_pipeline_config
 from helix4d.pipeline.options import SamplingOptions
@@ -94,6 +93,7 @@ class Helix4DPipeline:
         offload: bool = False,
     ) -> None:
         self.config = config
+        self.architecture = architecture_of(config)  # its own steps: stage 1's grid, where voxels are placed
         self.components = components
         self.device = torch.device(device)
         self.offload = offload and self.device.type != "cpu"
@@ -364,10 +364,7 @@ class _Run:
         latent = self.normalise("ss", latent, inverse=True)
         dense = SparseTensor.from_frames(coords, list(latent.split(r**3))).to_dense((r, r, r))
         logits = require_finite("ss", ss_vae.decode(dense)[:, 0])  # (F, R, R, R)
-        first_pass = self.pipe.config.cascade_from or self.pipe.config.resolution
-        side = first_pass // self.pipe.geometry_vae.downsampling  # the latent grid of the (first) geometry pass
-        if logits.shape[-1] > side:  # TRELLIS.2: the 64³ occupancy max-pooled onto the 32³ grid of its 512 models
-            logits = F.max_pool3d(logits[:, None], logits.shape[-1] // side)[:, 0]
+        logits = self.pipe.architecture.coarse_logits(logits, self.pipe.config, self.pipe.geometry_vae.downsampling)
         occupied = []
         for f in range(frames):
             idx = (logits[f] > self.pipe.config.occupancy_threshold).nonzero()  # (n_f, 3)
@@ -380,26 +377,10 @@ class _Run:
         return occupied
 
     def geometry(self, cond: Tensor, coarse: list[Tensor]) -> tuple[list[Tensor], Tensor]:
-        """The latent voxels per frame (refined by the cascade) and the geometry latent on them (normalised, as
-        sampled)."""
-        if self.pipe.config.cascade_from:
-            with self.pipe.using("geometry_vae"):
-                coarse = self.cascade(cond, coarse)
+        """The latent voxels per frame (as the architecture places them) and the geometry latent on them
+        (normalised, as sampled)."""
+        coarse = self.pipe.architecture.place_voxels(self, cond, coarse)
         return coarse, self.sample_stage("geometry", "geometry_flow", coarse, cond)  # (N, C), normalised
-
-    def cascade(self, cond: Tensor, coarse: list[Tensor]) -> list[Tensor]:
-        """TRELLIS.2's cascade: a geometry pass with the low-resolution flow, its voxels upsampled by the decoder
-        to full detail at that resolution, then re-quantised onto the latent grid of the high-resolution models."""
-        lr = self.sample_stage("geometry", "geometry_flow_lr", coarse, cond, stream="geometry_lr")
-        vae, config = self.pipe.geometry_vae, self.pipe.config
-        fine = vae.upsample(
-            self.normalise("geometry", lr, inverse=True),
-            frame_coords(coarse, self.device),
-            len(vae.config.model_channels) - 1,
-        )  # (N, 4) voxels at cascade_from³
-        grid = config.resolution // vae.downsampling
-        cells = torch.floor((fine[:, 1:].double() + 0.5) / config.cascade_from * grid).long()
-        return [torch.unique(cells[fine[:, 0] == f], dim=0).cpu() for f in range(len(coarse))]
 
     def material(self, cond: Tensor, coarse: list[Tensor], geo_latent: Tensor) -> Tensor:
         """The material latent (N, C) on the latent voxels (normalised, as sampled), given the geometry latent."""

@@ -2,6 +2,8 @@
 
 Its components are TRELLIS.2's (`helix4d.trellis2.folder`); new data becomes its latents through TRELLIS.2's own
 encoders (`helix4d.trellis2.latents`); DINOv3 stays frozen and its VAEs are used as released, as TRELLIS.2 trains.
+Its two steps of its own in generation: stage 1's 64³ occupancy max-pooled onto the geometry latent grid, and the
+cascade (a low-resolution geometry pass that places the voxels of the high-resolution one).
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
+from torch.nn import functional as F
 
 from helix4d.pipeline.architecture import Architecture, LatentEncoders
 from helix4d.pipeline.config import PipelineConfig
 from helix4d.pipeline.helix4d import Helix4DPipeline, resolve_device
+from helix4d.sparse import frame_coords
 from helix4d.trellis2.convert import plan_trellis2
 from helix4d.trellis2.dino import DinoEncoder
 from helix4d.trellis2.folder import load_trellis2_components, load_trellis2_image_encoder
@@ -33,6 +37,33 @@ class _Trellis2:
 
     def training_image_encoder(self, folder: Path, config: PipelineConfig, stage: str) -> tuple[str, nn.Module, Any]:
         return "image_encoder", load_trellis2_image_encoder(folder, config), None
+
+    def coarse_logits(self, logits: Tensor, config: PipelineConfig, downsampling: int) -> Tensor:
+        """TRELLIS.2's stage 1 decodes 64³; its 512 models (and the cascade's first pass) sample on 32³: the
+        occupancy is max-pooled onto that grid."""
+        side = (config.cascade_from or config.resolution) // downsampling
+        if logits.shape[-1] > side:
+            logits = F.max_pool3d(logits[:, None], logits.shape[-1] // side)[:, 0]
+        return logits
+
+    def place_voxels(self, run: Any, cond: Tensor, coarse: list[Tensor]) -> list[Tensor]:
+        """TRELLIS.2's cascade (`cascade_from`): a geometry pass with the low-resolution flow, its voxels upsampled
+        by the decoder to full detail at that resolution, then re-quantised onto the latent grid of the
+        high-resolution models. Without a cascade, stage 1's voxels as they are."""
+        config = run.pipe.config
+        if not config.cascade_from:
+            return coarse
+        with run.pipe.using("geometry_vae"):
+            lr = run.sample_stage("geometry", "geometry_flow_lr", coarse, cond, stream="geometry_lr")
+            vae = run.pipe.geometry_vae
+            fine = vae.upsample(
+                run.normalise("geometry", lr, inverse=True),
+                frame_coords(coarse, run.device),
+                len(vae.config.model_channels) - 1,
+            )  # (N, 4) voxels at cascade_from³
+        grid = config.resolution // vae.downsampling
+        cells = torch.floor((fine[:, 1:].double() + 0.5) / config.cascade_from * grid).long()
+        return [torch.unique(cells[fine[:, 0] == f], dim=0).cpu() for f in range(len(coarse))]
 
 
 ARCHITECTURE: Architecture = _Trellis2()
