@@ -82,8 +82,8 @@ def bench_attention(
 
     import torch
 
+    from helix4d.bench.attention import print_attention_table, rows_as_dicts, run_attention_benchmark
     from helix4d.errors import BackendUnavailableError, InputError
-    from helix4d.nn.attention_bench import print_attention_table, rows_as_dicts, run_attention_benchmark
 
     if device not in ("cpu", "cuda"):
         raise InputError(f"--device must be cpu or cuda (got {device!r})")
@@ -128,7 +128,7 @@ def bench_pipeline(
     """Pipeline per-stage seconds, frames/s and peak memory for each F, each in a fresh process; frame scaling."""
     import json
 
-    from helix4d.eval.bench import BenchReport, machine_info, pipeline_table, resolve_devices, run_pipeline_benchmark
+    from helix4d.bench.report import BenchReport, machine_info, pipeline_table, resolve_devices, run_pipeline_benchmark
 
     devices, counts = resolve_devices(device), _int_list(frames, "--frames")
     rows = run_pipeline_benchmark(counts, steps, devices, model, preset, 0, threads, repeat, _print_bench_row)
@@ -172,7 +172,7 @@ def bench_all(
     """The full speed report: attention backends, pipeline stages and memory, frame and resolution scaling."""
     import json
 
-    from helix4d.eval.bench import print_report, run_report
+    from helix4d.bench.report import print_report, run_report
 
     report = run_report(
         _int_list(frames, "--frames"),

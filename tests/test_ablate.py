@@ -44,7 +44,7 @@ def _model(folder: Path, time_mode: str) -> Path:
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    """One torch thread: on a CPU shared with busy processes the thread pool stalls (see helix4d.eval.bench)."""
+    """One torch thread: on a CPU shared with busy processes the thread pool stalls (see helix4d.bench.report)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

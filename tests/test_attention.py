@@ -140,7 +140,7 @@ def test_bad_arguments():
 
 @pytest.mark.parametrize("anchor", [True, False])
 def test_kept_pairs_counts_the_rule(anchor):
-    from helix4d.nn.attention_bench import kept_pairs
+    from helix4d.bench.attention import kept_pairs
 
     layout = _layout([[3, 0, 2, 4], [1, 2]])
     f, s = layout.token_frame_index(), layout.token_sequence_index()

@@ -9,17 +9,16 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from helix4d.cli import app
-from helix4d.errors import BackendUnavailableError, InputError
-from helix4d.eval.bench import (
+from helix4d.bench.report import (
     STAGE_ORDER,
     PipelineBenchRow,
     bench_images,
-    ovoxel_benchmark_module,
     pipeline_table,
     resolve_devices,
     scaling,
 )
+from helix4d.cli import app
+from helix4d.errors import BackendUnavailableError, InputError
 
 runner = CliRunner()
 
@@ -72,11 +71,6 @@ def test_devices_are_checked() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(BackendUnavailableError):
             resolve_devices("cuda")
-
-
-def test_ovoxel_rows_reuse_the_benchmark_script() -> None:
-    module = ovoxel_benchmark_module()
-    assert module is not None and callable(module.measure) and callable(module.bench_mesh)
 
 
 def test_bench_help() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = ["helix4d", "tests", "benchmarks", "scripts"]
+SOURCES = ["helix4d", "tests", "scripts"]
 BIN = Path(sys.executable).parent
 
 

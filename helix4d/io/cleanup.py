@@ -20,7 +20,7 @@ most `side` pixels long:
    the frame are filled.
 The binary result is brought back to full size; its rim keeps half of the matte's own soft value, so anti-aliased
 edges stay soft. A temporal median of the matte itself was measured and left out: with the large motion between
-the frames a clip is sampled at (16 frames of a whole motion), it erodes the object (`benchmarks/matting.py`).
+the frames a clip is sampled at (16 frames of a whole motion), it erodes the object (`helix4d.bench.matting`).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ MIN_GRABCUT = 25  # pixels
 @dataclass(frozen=True)
 class CleanupConfig:
     """How an estimated matte is cleaned (module docstring); the defaults are the benchmarked ones
-    (`benchmarks/matting.py`)."""
+    (`helix4d.bench.matting`)."""
 
     motion_threshold: float = 30.0  # RGB distance (0-255) from the background plate that counts as moved
     keep_moving: float = 0.3  # regions moving less than this fraction of the most moving one are dropped

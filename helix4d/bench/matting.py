@@ -14,7 +14,7 @@ Rows: the bundled U²-Net-p and the border-colour matte, each raw (one frame at 
 gives an opaque video. IoU is of alpha > 0.5, per frame, averaged over frames and clips. "conf" is the matte's
 recorded confidence (`helix4d.io.matting`), averaged over clips. A local segmentation model can join with --model.
 
-Run: python benchmarks/matting.py [--clips 8] [--frames 8] [--model FOLDER_OR_ONNX] [--json]
+Run: python -m helix4d.bench.matting [--clips 8] [--frames 8] [--model FOLDER_OR_ONNX] [--json]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Renderer speed: milliseconds per 512x512 frame of a ~20k-face scene, opaque and depth-peeled.
 
-Run: python benchmarks/render.py [--size 512] [--repeats 30]
+Run: python -m helix4d.bench.render [--size 512] [--repeats 30]
 "upload" columns include packing + uploading the meshes every frame (what `Renderer.render(meshes, cam)` does);
 "cached" columns render meshes uploaded once (`Renderer.upload`, as in turntables). Each frame is timed on its own
 (a render returns after the image is read back); median and best are printed because shared CPUs are noisy.

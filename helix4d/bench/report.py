@@ -1,5 +1,5 @@
 """`helix4d bench`: the speed and memory report (pipeline stages, frame-count scaling, O-Voxel resolutions, and
-the attention backends of `helix4d.nn.attention_bench`), on the CPU and, where CUDA exists, the GPU.
+the attention backends of `helix4d.bench.attention`), on the CPU and, where CUDA exists, the GPU.
 
 Pipeline rows: `Helix4DPipeline.generate` on F synthetic condition images (a disc moving across the frames),
 each (device, F) in a FRESH process (spawned), so nothing leaks from one row into the next, after a warm-up
@@ -18,19 +18,17 @@ Peak memory, labelled in every table:
 - CUDA: `torch.cuda.max_memory_allocated` during the call (tensors only; the allocator's cache and the CUDA
   context are not counted), and its growth over the memory allocated before it.
 
-O-Voxel rows reuse `benchmarks/ovoxel.py` (its ~100k-face mesh and its fresh-process measurement), so they are
-available from a source checkout only. Its measurement reads `ru_maxrss`, so it is launched from a small
-intermediate process (not from this one, which holds torch and the attention tensors).
+O-Voxel rows reuse `helix4d.bench.ovoxel` (its ~100k-face mesh and its fresh-process measurement). Its
+measurement reads `ru_maxrss`, so it is launched from a small intermediate process (not from this one, which
+holds torch and the attention tensors).
 """
 
 from __future__ import annotations
 
-import importlib
 import multiprocessing as mp
 import os
 import platform
 import resource
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -41,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from helix4d.bench import ovoxel as ovoxel_bench
 from helix4d.errors import BackendUnavailableError, InputError
 
 STAGE_ORDER = ("encode_images", "ss", "geometry", "material", "decode", "meshing")
@@ -80,7 +79,7 @@ class OVoxelBenchRow:
     resolution: int
     direction: str  # "mesh->ovoxel" | "ovoxel->mesh"
     seconds: float
-    peak_mib: float  # RSS growth over the RSS right before the call, fresh process (benchmarks/ovoxel.py)
+    peak_mib: float  # RSS growth over the RSS right before the call, fresh process (helix4d.bench.ovoxel)
     result: str
 
 
@@ -302,22 +301,9 @@ def scaling(rows: list[PipelineBenchRow]) -> list[dict[str, float | str]]:
 # ------------------------------------------------------------------------------------------------ O-Voxels
 
 
-def ovoxel_benchmark_module() -> Any | None:
-    """`benchmarks/ovoxel.py` of the source checkout this package runs from, or None (installed without it)."""
-    root = Path(__file__).resolve().parents[2]
-    if not (root / "benchmarks" / "ovoxel.py").is_file():
-        return None
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))  # spawned children inherit sys.path, so they find it too
-    return importlib.import_module("benchmarks.ovoxel")
-
-
 def run_ovoxel_benchmark(resolutions: list[int], repeat: int = 1) -> tuple[list[OVoxelBenchRow], str]:
-    """Mesh -> O-Voxel and back at each resolution on benchmarks/ovoxel.py's mesh; (rows, note)."""
-    bench = ovoxel_benchmark_module()
-    if bench is None:
-        return [], "skipped: benchmarks/ovoxel.py not found (run from a source checkout)"
-    mesh = bench.bench_mesh()
+    """Mesh -> O-Voxel and back at each resolution on `helix4d.bench.ovoxel`'s mesh; (rows, note)."""
+    mesh = ovoxel_bench.bench_mesh()
     rows = []
     launcher = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"))  # small, so children inherit little
     with launcher, tempfile.TemporaryDirectory(prefix="helix4d-bench-") as tmp:
@@ -326,10 +312,10 @@ def run_ovoxel_benchmark(resolutions: list[int], repeat: int = 1) -> tuple[list[
         for r in resolutions:
             out = str(Path(tmp) / f"r{r}.npz")
             for direction, job in (("mesh->ovoxel", "ovoxel_encode"), ("ovoxel->mesh", "ovoxel_decode")):
-                seconds, peak, note = launcher.submit(bench.measure, job, mesh_path, r, out, repeat).result()
+                seconds, peak, note = launcher.submit(ovoxel_bench.measure, job, mesh_path, r, out, repeat).result()
                 rows.append(OVoxelBenchRow(r, direction, seconds, peak, note))
     note = (
-        f"mesh: {len(mesh.faces):,} faces (benchmarks/ovoxel.py); fastest of {repeat}; peak MiB = RSS growth "
+        f"mesh: {len(mesh.faces):,} faces (helix4d.bench.ovoxel); fastest of {repeat}; peak MiB = RSS growth "
         "over the RSS right before the call, fresh process; chamfer in voxels (/R)"
     )
     return rows, note

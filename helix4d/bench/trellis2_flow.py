@@ -1,7 +1,7 @@
 """One sampling step of a random full-size TRELLIS.2 stage-1 flow: windowed (r + anchor) vs full attention.
 
-    python benchmarks/trellis2_flow.py --device cuda                      # 16 frames × 4096 tokens, bf16, 30 blocks
-    python benchmarks/trellis2_flow.py --device cpu --depth 1 --grid 4 --frames 4 --dtype float32   # smoke run
+    python -m helix4d.bench.trellis2_flow --device cuda                   # 16 frames × 4096 tokens, bf16, 30 blocks
+    python -m helix4d.bench.trellis2_flow --device cpu --depth 1 --grid 4 --frames 4 --dtype float32   # smoke run
 
 A step is what the sampler does per Euler step for frames 1..F-1: two forward passes (conditional and
 unconditional, CFG) that read the anchor's cached keys/values (filled once beforehand, not timed). Weights are

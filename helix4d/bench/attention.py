@@ -1,6 +1,6 @@
 """Speed, useful throughput, memory and agreement of the windowed anchored attention backends.
 
-Used by `helix4d bench attention` and `benchmarks/attention.py`. "Useful" FLOPs count only the query/key pairs
+Used by `helix4d bench attention`. "Useful" FLOPs count only the query/key pairs
 the rule keeps (4 · pairs · head_dim · heads: QKᵀ and PV, 2 FLOPs per multiply-add), so a backend that computes
 masked-out pairs (dense) is not rewarded for them.
 """

@@ -1,6 +1,6 @@
 """Export speed for one frame: simplification, xatlas unwrap, texture bake and file writing.
 
-Run: python benchmarks/export.py [--faces-level 5] [--sizes 512 1024]
+Run: python -m helix4d.bench.export [--faces-level 5] [--sizes 512 1024]
 The mesh is a bumpy sphere (icosphere level 5 = 20480 faces) with a position-dependent colour. "bake" is the whole
 `bake_textures` call (it includes the unwrap); "unwrap" is xatlas alone.
 """

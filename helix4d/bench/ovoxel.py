@@ -1,7 +1,7 @@
 """Mesh ↔ O-Voxel conversion against the dense alternative, per resolution: time, peak memory, round-trip error.
 
-    python benchmarks/ovoxel.py                      # R = 64, 256, 512 on a ~100k-face mesh
-    python benchmarks/ovoxel.py --resolutions 64 256
+    python -m helix4d.bench.ovoxel                   # R = 64, 256, 512 on a ~100k-face mesh
+    python -m helix4d.bench.ovoxel --resolutions 64 256
 
 Each measurement runs in a fresh process and reports its wall time and its peak resident memory above what the
 process held just before the measured call (covers numpy, torch and scikit-image alike). Dense alternative:

@@ -1,0 +1,11 @@
+"""Benchmarks, all in one place: speed, memory and quality measurements that are run, not asserted.
+
+    helix4d bench attention | pipeline | ovoxel | all   # report (attention, pipeline, report, ovoxel)
+    python -m helix4d.bench.matting                     # mattes on cluttered backgrounds, static and hand-held
+    python -m helix4d.bench.render                      # rasteriser ms per frame
+    python -m helix4d.bench.export                      # baking, simplification and file writers
+    python -m helix4d.bench.trellis2_flow               # one TRELLIS.2-size flow step per attention backend
+    python -m helix4d.bench.ovoxel                      # mesh <-> O-Voxel against dense voxels + marching cubes
+
+Nothing here is imported by the library: each module is a command's body.
+"""
