@@ -4,6 +4,7 @@ the temporal self-attention copies, and the trained folder generates."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -176,3 +177,22 @@ def test_encoding_skips_a_sequence_with_no_visible_object_and_resumes(workspace:
     assert json.loads((tmp_path / "latents" / "index.json").read_text())["sequences"] == index["sequences"]
     assert torch.equal(torch.load(first, weights_only=True)["geometry"], record["geometry"])
     assert json.loads((model / "pipeline.json").read_text())["latent_stats"] == stats
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"stag": "ss"}, "unknown key 'stag' (did you mean 'stage'?)"),
+        ({"clip_frames": "four"}, 'clip_frames must be int, got "four"'),
+        ({"temporal": 1}, "temporal must be bool, got 1"),
+    ],
+)
+def test_task_options_are_typed(workspace: Path, options: dict, message: str) -> None:
+    from helix4d.errors import ConfigError
+    from helix4d.train.task import resolve_task
+
+    config = TrainConfig(task="flow", task_options={"model": str(workspace / "model"), **options})
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        resolve_task("flow")(config)
+    with pytest.raises(ConfigError, match="needs 'model'"):
+        resolve_task("flow")(TrainConfig(task="flow", task_options={"stage": "ss"}))

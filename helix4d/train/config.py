@@ -12,7 +12,7 @@ import difflib
 import json
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -92,21 +92,34 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: str = "config") -> TrainConfig:
         """Build a config from parsed JSON, checking every key and type so mistakes name the key at fault."""
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{source} must hold a JSON object {{...}}, got {type(raw).__name__}")
-        hints = typing.get_type_hints(cls)
-        unknown = [k for k in raw if k not in hints]
-        if unknown:
-            close = difflib.get_close_matches(unknown[0], hints, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"{source}: unknown key {unknown[0]!r}{hint}; valid keys: {', '.join(hints)}")
-        if "task" not in raw:
+        if isinstance(raw, dict) and "task" not in raw:
             raise ConfigError(f'{source} has no \'task\'; add e.g. "task": "ss_vae"')
-        values = {k: _coerce(k, v, hints[k]) for k, v in raw.items()}
-        try:
-            return cls(**values)
-        except ConfigError as exc:
-            raise ConfigError(f"{source}: {exc}") from None
+        return parse_dataclass(cls, raw, source)
+
+
+T = typing.TypeVar("T")
+
+
+def parse_dataclass(cls: type[T], raw: Any, source: str) -> T:
+    """A dataclass from parsed JSON (a training config, a task's options): every key known (a typo gets a
+    suggestion), every value of its field's type, required fields present; errors name `source` and the key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source} must hold a JSON object {{...}}, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    unknown = [k for k in raw if k not in hints]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], hints, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"{source}: unknown key {unknown[0]!r}{hint}; valid keys: {', '.join(hints)}")
+    required = [f.name for f in dataclasses.fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+    missing = [k for k in required if k not in raw]
+    if missing:
+        raise ConfigError(f"{source} needs {', '.join(repr(k) for k in missing)}")
+    values = {k: _coerce(k, v, hints[k]) for k, v in raw.items()}
+    try:
+        return cls(**values)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
@@ -143,6 +156,8 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
     if hint is int and is_number and float(value).is_integer():
         return int(value)
     if hint is str and isinstance(value, str):
+        return value
+    if hint is bool and isinstance(value, bool):
         return value
     if origin is dict and isinstance(value, dict):
         return dict(value)

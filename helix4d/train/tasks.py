@@ -40,7 +40,7 @@ from helix4d.pipeline.config import PipelineConfig
 from helix4d.pipeline.folder import load_component, read_component_config, read_pipeline_config, save_component
 from helix4d.sparse import SparseTensor, frame_coords
 from helix4d.sparse.conv import coarse_occupancy
-from helix4d.train.config import TrainConfig
+from helix4d.train.config import TrainConfig, parse_dataclass
 from helix4d.train.latents import INDEX
 from helix4d.train.task import Task, register_task
 
@@ -48,12 +48,52 @@ STAGE_FLOW = {"ss": "ss_flow", "geometry": "geometry_flow", "material": "materia
 RECOLOURED_CHANNELS = (0, 1, 2, 3, 4)  # material features: base colour RGB, metallic, roughness (alpha kept)
 
 
-# ------------------------------------------------------------------------------------------------ shared pieces
-def _model_folder(config: TrainConfig) -> Path:
-    folder = config.task_options.get("model")
-    if not folder:
-        raise ConfigError("task_options.model must name a model folder (create one with `helix4d model init`)")
-    return Path(folder)
+# ------------------------------------------------------------------------------------------------ options
+@dataclasses.dataclass(frozen=True)
+class VAEOptions:
+    """`ss_vae` and `sc_vae` task options. model: the model folder (`helix4d model init`) whose component trains.
+    sc_vae only: component, the `SCVAELossWeights`, and colour_augmentation (materials: the share of frames whose
+    colour / metallic / roughness are re-drawn, `recolour_frames`)."""
+
+    model: str
+    component: str = "geometry_vae"  # geometry_vae | material_vae
+    reconstruction_weight: float = SCVAELossWeights().reconstruction
+    l1_weight: float = SCVAELossWeights().l1
+    exists_weight: float = SCVAELossWeights().exists
+    colour_augmentation: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageEncoderOptions:
+    """`image_encoder` task options: model, latents (from `helix4d model encode-latents`; default: `data`), and
+    encoder (ImageEncoderConfig fields: a fresh encoder of that shape instead, e.g. a deeper one)."""
+
+    model: str
+    latents: str | None = None
+    encoder: dict[str, Any] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class FlowOptions:
+    """`flow` task options. stage: ss | geometry | material; temporal: train only the temporal self-attention
+    copies on clips of clip_frames (repeats clips per sequence and epoch); train_image_encoder (static only: the
+    encoder this stage reads); window: the attention radius (default: the model's); cond_drop: the share of
+    frames whose condition is dropped (for classifier-free guidance)."""
+
+    model: str
+    stage: str = "ss"
+    latents: str | None = None
+    temporal: bool = False
+    clip_frames: int = 4
+    repeats: int = 8
+    train_image_encoder: bool = False
+    window: int | None = None
+    cond_drop: float = 0.1
+
+
+def task_options(config: TrainConfig, cls: type[Any]) -> Any:
+    """`config.task_options` as the task's options dataclass (unknown keys and wrong types are errors)."""
+    return parse_dataclass(cls, config.task_options, f"task_options of task {config.task!r}")
 
 
 def install_component(module: nn.Module, config: Any, model_folder: Path, name: str, run_out: Path) -> None:
@@ -103,7 +143,7 @@ class SSVAETask(Task):
     """Occupancy of the coarse grid (the parents of the O-Voxels) ↔ the stage-1 latent grid."""
 
     def __init__(self, config: TrainConfig) -> None:
-        self.config, self.model_folder = config, _model_folder(config)
+        self.config, self.model_folder = config, Path(task_options(config, VAEOptions).model)
         self.pipeline = read_trainable_pipeline_config(self.model_folder)
 
     def build_model(self) -> nn.Module:
@@ -128,24 +168,17 @@ class SSVAETask(Task):
 
 @register_task("sc_vae")
 class SCVAETask(Task):
-    """Fine O-Voxel features ↔ coarse sparse latents. options: component (geometry_vae | material_vae), the
-    `SCVAELossWeights` (reconstruction_weight, l1_weight, exists_weight) and, for materials, colour_augmentation:
-    the share of frames whose colour / metallic / roughness are re-drawn (`recolour_frames`)."""
+    """Fine O-Voxel features ↔ coarse sparse latents (options: `VAEOptions`)."""
 
     def __init__(self, config: TrainConfig) -> None:
-        o = config.task_options
-        self.config, self.model_folder = config, _model_folder(config)
-        self.component = o.get("component", "geometry_vae")
+        o = task_options(config, VAEOptions)
+        self.config, self.model_folder = config, Path(o.model)
+        self.component = o.component
         if self.component not in ("geometry_vae", "material_vae"):
             raise ConfigError(f"task_options.component must be geometry_vae or material_vae, got {self.component!r}")
         read_trainable_pipeline_config(self.model_folder)  # our own VAEs only
-        defaults = SCVAELossWeights()
-        self.weights = SCVAELossWeights(
-            float(o.get("reconstruction_weight", defaults.reconstruction)),
-            float(o.get("l1_weight", defaults.l1)),
-            float(o.get("exists_weight", defaults.exists)),
-        )
-        self.colour_augmentation = float(o.get("colour_augmentation", 0.0))
+        self.weights = SCVAELossWeights(o.reconstruction_weight, o.l1_weight, o.exists_weight)
+        self.colour_augmentation = o.colour_augmentation
         if self.colour_augmentation and self.component != "material_vae":
             raise ConfigError("colour_augmentation applies to the material_vae only")
 
@@ -318,20 +351,19 @@ class FlowObjective(nn.Module):
 
 @register_task("flow")
 class FlowTask(Task):
-    """options: model, stage (ss | geometry | material), latents (folder), temporal (bool), clip_frames,
-    cond_drop, train_image_encoder (static only: the encoder this stage reads, `ss_image_encoder` for stage ss when
-    the folder has one, else `image_encoder`), window, repeats (temporal items per sequence)."""
+    """One stage's flow, static or temporal (options: `FlowOptions`; the encoder a static stage ss trains is
+    `ss_image_encoder` when the folder has one, else `image_encoder`)."""
 
     def __init__(self, config: TrainConfig) -> None:
-        o = config.task_options
-        self.config, self.model_folder = config, _model_folder(config)
-        self.stage = o.get("stage", "ss")
+        o = task_options(config, FlowOptions)
+        self.config, self.model_folder = config, Path(o.model)
+        self.stage = o.stage
         if self.stage not in STAGE_FLOW:
             raise ConfigError(f"task_options.stage must be one of {sorted(STAGE_FLOW)}, got {self.stage!r}")
-        self.temporal = bool(o.get("temporal", False))
-        self.clip_frames = int(o.get("clip_frames", 4)) if self.temporal else 1
-        self.train_encoder = bool(o.get("train_image_encoder", False)) and not self.temporal
-        self.latents = Path(o.get("latents") or config.data or "")
+        self.temporal = o.temporal
+        self.clip_frames = o.clip_frames if self.temporal else 1
+        self.train_encoder = o.train_image_encoder and not self.temporal
+        self.latents = Path(o.latents or config.data or "")
         self.options = o
 
     def build_model(self) -> nn.Module:
@@ -348,8 +380,8 @@ class FlowTask(Task):
             )
         if self.temporal:
             init_temporal_from_base(flow)  # the temporal copies start as the trained static weights
-        window = int(self.options.get("window", pipeline.window))
-        cond_drop = float(self.options.get("cond_drop", 0.1))
+        window = pipeline.window if self.options.window is None else self.options.window
+        cond_drop = self.options.cond_drop
         return FlowObjective(
             flow.train(), encoder.train(self.train_encoder), self.stage, pipeline, self.temporal, cond_drop, window
         )
@@ -363,7 +395,7 @@ class FlowTask(Task):
         return params + list(model.encoder.parameters()) if self.train_encoder else params
 
     def dataset(self) -> Dataset:
-        return LatentClips(self.latents, self.clip_frames, self.config.seed, int(self.options.get("repeats", 8)))
+        return LatentClips(self.latents, self.clip_frames, self.config.seed, self.options.repeats)
 
     def collate(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return batch
@@ -411,14 +443,15 @@ class ImageEncoderTask(Task):
     training scaffolding."""
 
     def __init__(self, config: TrainConfig) -> None:
-        self.config, self.model_folder = config, _model_folder(config)
+        self.options = task_options(config, ImageEncoderOptions)
+        self.config, self.model_folder = config, Path(self.options.model)
         read_trainable_pipeline_config(self.model_folder)  # our own encoder only (DINOv3 stays frozen)
-        self.latents = Path(config.task_options.get("latents") or config.data or "")
+        self.latents = Path(self.options.latents or config.data or "")
 
     def build_model(self) -> nn.Module:
         start = stage1_encoder_name(self.model_folder)  # continue stage 1's encoder, or start from the shared one
         encoder, self.encoder_config = load_component(start, self.model_folder / start)
-        shape = self.config.task_options.get("encoder")
+        shape = self.options.encoder
         if shape:
             try:
                 fresh = dataclasses.replace(self.encoder_config, **shape)
