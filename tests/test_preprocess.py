@@ -79,6 +79,16 @@ def test_rgba_input_uses_its_alpha():
     np.testing.assert_allclose(out.images[:, 0, 16, 16], 90 / 255, atol=1e-3)
 
 
+def test_a_see_through_object_in_rgba_is_framed_by_its_own_alpha():
+    """Clear glass rendered alone never reaches alpha 0.5; its exact alpha still frames it (a matte model's faint
+    probabilities would not, so only the video's own alpha does this)."""
+    frames = np.zeros((2, 40, 40, 4), np.uint8)
+    frames[:, 10:30, 12:28] = (120, 160, 200, 90)  # alpha 0.35
+    out = preprocess_frames(video_of(frames, has_alpha=True), size=32, pad_ratio=0.0)
+    assert out.matte.method == "alpha" and out.object_box == (12, 10, 28, 30)
+    assert 0.3 < out.images[:, 3].max() < 0.4
+
+
 def test_no_foreground_is_an_input_error():
     frames = np.full((2, 32, 32, 4), 255, np.uint8)
     with pytest.raises(InputError, match="no foreground"):

@@ -65,6 +65,8 @@ def preprocess_frames(
     if alpha.shape != frames.shape[:3]:
         raise InputError(f"matte of shape {alpha.shape} does not fit frames of shape {frames.shape[:3]}")
     object_box = _union_box(alpha > 0.5)
+    if object_box is None and matte.method == "alpha":  # an exact alpha of a see-through object (clear glass)
+        object_box = _union_box(alpha > SEE_THROUGH)  # may stay below one half everywhere: frame what is seen
     if object_box is None:
         raise InputError(
             f"no foreground object found in any frame of {video.source} (matte: {matte.method}) — use a video "
@@ -77,6 +79,9 @@ def preprocess_frames(
         rgba = np.concatenate([frames[i, ..., :3].astype(np.float32) / 255 * a, a], -1)  # (H, W, 4)
         images[i] = _crop_resize(rgba, box, size).transpose(2, 0, 1)  # (4, size, size)
     return Preprocessed(images=images, object_box=object_box, box=box, matte=matte)
+
+
+SEE_THROUGH = 0.05  # the least alpha that counts as the object, where a video's own alpha never reaches 0.5
 
 
 def _union_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
