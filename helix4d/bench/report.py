@@ -190,9 +190,8 @@ def _pipeline_child(
         torch.set_num_threads(threads)
     pipe = Helix4DPipeline.from_pretrained(model, device=device)
     images = bench_images(frames, pipe.config.image_size)
-    pipe.generate(
-        images, SamplingOptions(seed=seed, steps=1)
-    )  # warm-up: lazy imports, first-call kernels of these shapes
+    # warm-up: lazy imports, first-call kernels of these shapes
+    pipe.generate(images, SamplingOptions(seed=seed, steps=1))
     cuda = pipe.device.type == "cuda"
     if cuda:
         torch.cuda.synchronize()

@@ -153,7 +153,6 @@ def run_budget(
     """The error budget of `model` (default: the shipped demo model) on the first `sequences` sequences of a
     dataset, each clipped to its first `frames` frames; `rows` picks a subset of `ROWS`."""
     from helix4d.data.dataset import SequenceDataset
-    from helix4d.pipeline.architecture import architecture_of
     from helix4d.pipeline.helix4d import Helix4DPipeline
 
     protocol = protocol or OursProtocol()
@@ -174,7 +173,7 @@ def run_budget(
             f"{data.settings.resolution}³, the model takes {pipe.config.image_size} px and "
             f"{pipe.config.resolution}³; build the dataset with the model's settings"
         )
-    if not architecture_of(pipe.config).own_vaes and "vae" in rows:
+    if not pipe.architecture.own_vaes and "vae" in rows:
         rows = [r for r in rows if r != "vae"]  # e.g. converted TRELLIS.2 folders: decoders only, no round trip
     results, sources = [], set()
     for i, entry in enumerate(entries):

@@ -45,7 +45,6 @@ class LatentEncoders(Protocol):
 class Architecture(Protocol):
     """What the core needs of an architecture; `ARCHITECTURE` in the module `ARCHITECTURES` names."""
 
-    name: str
     own_vaes: bool  # the VAEs come with their encoders and are trained here (else: decoders as released)
 
     def load_components(self, folder: Path, config: PipelineConfig) -> dict[str, nn.Module]:
@@ -130,7 +129,6 @@ def _stack(parts: list[np.ndarray]) -> Tensor:
 class _Own:
     """helix4d's own components (`pipeline.config.CONFIG_TYPES`), every one trained by this project."""
 
-    name = "helix4d"
     own_vaes = True
 
     def load_components(self, folder: Path, config: PipelineConfig) -> dict[str, nn.Module]:

@@ -338,15 +338,12 @@ class _Run:
 
     def __init__(self, pipe: Helix4DPipeline, sampling: SamplingOptions, progress: Progress | None) -> None:
         """`sampling` checked, its window resolved."""
-        self.pipe, self.seed, self.steps, self.cfg = pipe, sampling.seed, sampling.steps, sampling.cfg
-        self.window, self.mode, self.anchor, self.progress = sampling.window, sampling.mode, sampling.anchor, progress
-        self.device = pipe.device
+        self.pipe, self.sampling, self.progress, self.device = pipe, sampling, progress, pipe.device
 
     def sampler(self, stage: str) -> SamplerConfig:
         s = self.pipe.config.sampling[stage]
-        return dataclasses.replace(
-            s, steps=self.steps or s.steps, cfg_strength=s.cfg_strength if self.cfg is None else self.cfg
-        )
+        steps, cfg = self.sampling.steps, self.sampling.cfg
+        return dataclasses.replace(s, steps=steps or s.steps, cfg_strength=s.cfg_strength if cfg is None else cfg)
 
     def normalise(self, stage: str, z: Tensor, inverse: bool = False) -> Tensor:
         stats = self.pipe.config.latent_stats[stage]
@@ -407,8 +404,8 @@ class _Run:
     ) -> Tensor:
         """Frame 0 through the static model alone (the anchor), then, in temporal mode, frames 1..F-1 jointly with
         the anchor's cached keys/values; in per-frame mode every frame as frame 0 of its own clip."""
-        config, frames = self.sampler(stage), len(coords)
-        noise = frame_noise(coords, flow.config.in_channels, self.seed, stream).to(self.device)
+        config, frames, window = self.sampler(stage), len(coords), self.sampling.window
+        noise = frame_noise(coords, flow.config.in_channels, self.sampling.seed, stream).to(self.device)
         sizes = [c.shape[0] for c in coords]
         rows = [slice(a, b) for a, b in itertools.pairwise(np.cumsum([0, *sizes]).tolist())]
         given = [extra[r] if extra is not None else None for r in rows]  # per frame
@@ -416,23 +413,23 @@ class _Run:
 
         def static(f: int) -> Tensor:
             tokens = SparseTensor.from_frames([coords[f].to(self.device)], [noise[rows[f]]])  # frame index 0
-            velocity = _velocity(flow, tokens, cond[f : f + 1], given[f], FrameAttention(self.window, self.anchor))
+            velocity = _velocity(flow, tokens, cond[f : f + 1], given[f], FrameAttention(window, self.sampling.anchor))
             return sample(velocity, noise[rows[f]], config, on_step=lambda _: steps.advance(1))
 
         first = static(0)
-        if self.mode == "per-frame" or frames == 1:
+        if self.sampling.mode == "per-frame" or frames == 1:
             return torch.cat([first, *(static(f) for f in range(1, frames))])
         tokens = SparseTensor.from_frames([c.to(self.device) for c in coords], list(noise.split(sizes)))
         rest = tokens.select_frames(list(range(1, frames)))
-        if self.anchor:
+        if self.sampling.anchor:
             cache = flow.empty_anchor_cache()
             anchor = SparseTensor.from_frames([coords[0].to(self.device)], [first])
-            flow(anchor, first.new_zeros(first.shape[0]), cond[:1], FrameAttention(self.window, True, cache), given[0])
-            attention = FrameAttention(self.window, True, cache, anchor_included=False)  # reads the filled cache
+            flow(anchor, first.new_zeros(first.shape[0]), cond[:1], FrameAttention(window, True, cache), given[0])
+            attention = FrameAttention(window, True, cache, anchor_included=False)  # reads the filled cache
             rest_extra = extra[rows[1].start :] if extra is not None else None
             velocity = _velocity(flow, rest, cond[1:], rest_extra, attention)
         else:
-            velocity = _velocity_without_anchor(flow, tokens, first, cond, extra, self.window)
+            velocity = _velocity_without_anchor(flow, tokens, first, cond, extra, window)
         others = sample(velocity, rest.feats, config, on_step=lambda _: steps.advance(frames - 1), groups=sizes[1:])
         return torch.cat([first, others])
 

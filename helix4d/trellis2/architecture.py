@@ -26,7 +26,6 @@ from helix4d.trellis2.latents import Trellis2Encoders
 
 
 class _Trellis2:
-    name = "trellis2"
     own_vaes = False
 
     def load_components(self, folder: Path, config: PipelineConfig) -> dict[str, nn.Module]:
