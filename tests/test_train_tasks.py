@@ -167,6 +167,8 @@ def test_encoding_skips_a_sequence_with_no_visible_object_and_resumes(workspace:
     index = json.loads((tmp_path / "latents" / "index.json").read_text())
     assert [s["id"] for s in index["skipped"]] == [hidden.name] and "no foreground" in index["skipped"][0]["error"]
     assert len(index["sequences"]) == 2 and not (tmp_path / "latents" / f"{hidden.name}.pt").exists()
+    encode_dataset(model, data, tmp_path / "latents", only=("material",))  # an update passes over it too
+    assert json.loads((tmp_path / "latents" / "index.json").read_text()) == index
     stats = json.loads((model / "pipeline.json").read_text())["latent_stats"]
 
     first = sorted((tmp_path / "latents").glob("*.pt"))[0]

@@ -8,6 +8,7 @@ sequence), the SS latent grids, the coarse voxels and the geometry / material la
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -59,11 +60,15 @@ def encode_dataset(
     fresh = set(only) == set(STAGES)
     resuming = fresh and not (out / INDEX).is_file()  # no index yet: an interrupted encode, whose records stay
     sums: dict[str, list[Tensor]] = {stage: [] for stage in only}
-    index, skipped = [], []
+    index: list[dict] = []
+    skipped: list[dict] = [] if fresh else json.loads((out / INDEX).read_text()).get("skipped", [])
+    passed_over = {s["id"] for s in skipped}  # an update keeps the sequences the full encode skipped out
     with Progress() as bar:
         task = bar.add_task("encoding latents", total=len(dataset))
         for i, entry in enumerate(dataset.sequences):
             bar.advance(task)
+            if entry["id"] in passed_over:
+                continue
             path = out / f"{entry['id']}.pt"
             if resuming and path.is_file():
                 record = torch.load(path, weights_only=True)
