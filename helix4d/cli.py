@@ -12,7 +12,7 @@ from rich.console import Console
 from helix4d import __version__
 from helix4d.console import labelled
 from helix4d.errors import Helix4DError, InputError
-from helix4d.settings import TEXTURE_SIZE
+from helix4d.settings import TEXTURE_SIZE, WINDOW
 
 app = typer.Typer(
     name="helix4d",
@@ -71,7 +71,7 @@ def bench_attention(
     tokens: str = typer.Option(
         "", "--tokens", help="Comma-separated tokens per frame (default cpu 256,512; cuda 1024,4096)."
     ),
-    window: int = typer.Option(1, "--window", min=0, help="Window radius r in frames."),
+    window: int = typer.Option(WINDOW, "--window", min=0, help="Window radius r in frames."),
     heads: int = typer.Option(16, "--heads", min=1, help="Attention heads."),
     head_dim: int = typer.Option(64, "--head-dim", min=1, help="Dimension per head."),
     repeats: int = typer.Option(0, "--repeats", min=0, help="Timed repeats per backend (0: cpu 3, cuda 10)."),

@@ -18,6 +18,7 @@ from typing import Any
 from helix4d.errors import InputError
 
 MODES = ("temporal", "per-frame")
+WINDOW = 1  # temporal window radius r (frames >= 1 attend to f-r..f+r and to the anchor): new models' default
 TEXTURE_SIZE = 512  # side of each frame's baked textures: the default of the CLI, the app and the Python API
 MATTINGS = ("auto", "alpha", "mask", "model", "u2net", "border", "none")  # helix4d.io.matting
 

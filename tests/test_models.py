@@ -5,38 +5,45 @@ import torch
 from helix4d.models.image_encoder import ImageEncoder, ImageEncoderConfig
 from helix4d.models.sc_vae import SCVAE, SCVAEConfig
 from helix4d.models.ss_vae import SSVAE, SSVAEConfig
+from helix4d.sparse import SparseTensor
 
 
-def _shell(resolution: int, groups: int) -> torch.Tensor:
+def _shell(resolution: int) -> torch.Tensor:
     grid = torch.stack(torch.meshgrid(*(torch.arange(resolution),) * 3, indexing="ij"), -1).reshape(-1, 3)
     d = ((grid + 0.5) / resolution - 0.5).norm(dim=-1)
-    shell = grid[(d - 0.3).abs() < 0.6 / resolution]
-    return torch.cat([torch.cat([torch.full((len(shell), 1), g), shell], 1) for g in range(groups)])
+    return grid[(d - 0.3).abs() < 0.6 / resolution]  # (n, 3)
 
 
 def test_sc_vae_teacher_forced_decode_reproduces_the_voxel_set() -> None:
     torch.manual_seed(0)
-    coords = _shell(16, 2)
+    shell = _shell(16)
+    one = lambda frames: SparseTensor.of_sequence([shell] * frames, torch.rand(frames * len(shell), 7))  # noqa: E731
+    x = SparseTensor.cat([one(2), one(1)])  # two sequences: local frames 0, 1 and 0 must not mix
     vae = SCVAE(SCVAEConfig(in_channels=7, channels=(8, 16, 16), binary_channels=(3, 4, 5)))
-    mean, _, coarse = vae.encode(torch.rand(coords.shape[0], 7), coords)
-    assert coarse.shape[0] == mean.shape[0] and vae.downsampling == 4
-    assert int(coarse[:, 1:].max()) < 4
-    out = vae.decode(mean, coarse, fine_coords=coords)
+    latent, logvar = vae.encode(x)
+    assert logvar.shape == latent.feats.shape and vae.downsampling == 4
+    assert latent.frames_per_sequence == (2, 1) and latent.tokens_per_frame.tolist() == [latent.num_tokens // 3] * 3
+    assert int(latent.coords[:, 1:].max()) < 4
+    local = torch.tensor([0, 1, 0]).repeat_interleave(latent.tokens_per_frame)  # each sequence numbers its frames
+    assert torch.equal(latent.coords[:, 0], local)
+    out = vae.decode(latent, fine=x)
     as_set = lambda c: set(map(tuple, c.tolist()))  # noqa: E731
-    assert as_set(out.coords) == as_set(coords)
+    assert as_set(out.voxels.batch_coords) == as_set(x.batch_coords)  # every frame of both sequences, nothing mixed
+    assert torch.equal(out.voxels.frame_offsets, x.frame_offsets)
     assert len(out.exists_logits) == 2 and all(t.any() for t in out.exists_targets)
 
 
 def test_sc_vae_training_lowers_loss() -> None:
     torch.manual_seed(0)
-    coords = _shell(12, 1)
-    feats = torch.rand(coords.shape[0], 7)
+    shell = _shell(12)
+    feats = torch.rand(shell.shape[0], 7)
     feats[:, 3:6] = (feats[:, 3:6] > 0.5).float()
+    x = SparseTensor.of_sequence([shell], feats)
     vae = SCVAE(SCVAEConfig(in_channels=7, channels=(16, 16), binary_channels=(3, 4, 5)))
     opt = torch.optim.Adam(vae.parameters(), lr=3e-3)
     losses = []
     for step in range(15):
-        loss, _ = vae.loss(feats, coords, generator=torch.Generator().manual_seed(step))
+        loss, _ = vae.loss(x, generator=torch.Generator().manual_seed(step))
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -41,6 +41,19 @@ def test_select_frames_drops_anchors_keeps_local_index():
     assert only_first.frames_per_sequence == (3,)
 
 
+def test_batch_coords_number_frames_across_sequences_and_come_back():
+    st = SparseTensor.cat([_seq([2, 1, 1], seed=3), _seq([1, 0, 3], seed=4)]).select_frames([1, 2, 3, 4, 5])
+    keys = st.batch_coords  # what sparse convolutions see: frames 0..4 of the batch, never two alike
+    assert keys[:, 0].tolist() == [0, 1, 2, 4, 4, 4] and torch.equal(keys[:, 1:], st.coords[:, 1:])
+    back = st.with_batch_voxels(keys, st.feats)
+    assert torch.equal(back.coords, st.coords) and torch.equal(back.frame_offsets, st.frame_offsets)
+    assert back.frames_per_sequence == st.frames_per_sequence and back.frame_index.tolist() == [1, 2, 0, 2, 2, 2]
+    coarse = st.with_batch_voxels(torch.tensor([[0, 1, 1, 1], [4, 0, 0, 0]]), torch.zeros(2, 5))  # e.g. a VAE's
+    assert coarse.frame_offsets.tolist() == [0, 1, 1, 1, 1, 2] and coarse.frame_index.tolist() == [1, 2]
+    with pytest.raises(ValueError, match="grouped by global frame"):
+        st.with_batch_voxels(torch.tensor([[4, 0, 0, 0], [0, 1, 1, 1]]), torch.zeros(2, 5))
+
+
 def test_dense_roundtrip():
     x = torch.randn(2, 3, 2, 3, 4)
     st = SparseTensor.from_dense(x)

@@ -18,6 +18,7 @@ from helix4d.pipeline import SamplingOptions
 from helix4d.pipeline.config import preset
 from helix4d.pipeline.folder import init_model_folder
 from helix4d.pipeline.helix4d import Helix4DPipeline
+from helix4d.sparse import SparseTensor
 from helix4d.train import TrainConfig, train
 from helix4d.train.latents import encode_dataset
 
@@ -117,9 +118,12 @@ def test_recolouring_moves_whole_frames_and_keeps_alpha() -> None:
 
     g = torch.Generator().manual_seed(0)
     feats = torch.rand(40, 6, generator=g) * 0.02 + 0.49
-    coords = torch.cat([torch.full((20, 1), 0), torch.full((20, 1), 1)]).repeat(1, 4)
-    never = recolour_frames(feats, coords, 0.0, torch.Generator().manual_seed(1))
-    always = recolour_frames(feats, coords, 1.0, torch.Generator().manual_seed(1))
+    voxels = torch.arange(60).reshape(20, 3)
+    x = SparseTensor.cat(
+        [SparseTensor.of_sequence([voxels], feats[:20]), SparseTensor.of_sequence([voxels], feats[20:])]
+    )
+    never = recolour_frames(x, 0.0, torch.Generator().manual_seed(1)).feats
+    always = recolour_frames(x, 1.0, torch.Generator().manual_seed(1)).feats  # two one-frame sequences
     assert torch.equal(never, feats)
     assert torch.equal(always[:, 5], feats[:, 5]) and always.min() >= 0 and always.max() <= 1
     assert 0 < always.min() and always.max() < 1  # this seed clips nothing, so each frame is an exact affine map

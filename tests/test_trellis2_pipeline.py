@@ -37,6 +37,7 @@ from helix4d.data.build import build_synthetic
 from helix4d.errors import ConfigError
 from helix4d.ovoxel import dual_contour
 from helix4d.pipeline import Helix4DPipeline, SamplingOptions
+from helix4d.sparse import SparseTensor
 from helix4d.train import TrainConfig, train
 from helix4d.train.latents import encode_dataset
 from helix4d.trellis2.architecture import trellis2_pipeline
@@ -160,12 +161,13 @@ def test_shape_and_texture_decoders_match_trellis2_on_a_dense_grid(small_folder:
     shape, shape_sd = _decoder(small_folder, SHAPE_DEC)
     tex, tex_sd = _decoder(small_folder, TEX_DEC)
     g = torch.Generator().manual_seed(0)
-    coarse = torch.tensor([[0, 1, 1, 1], [0, 1, 1, 2], [0, 2, 1, 1], [0, 0, 2, 2]])
+    coarse = torch.tensor([[1, 1, 1], [1, 1, 2], [2, 1, 1], [0, 2, 2]])
     latent, tex_latent = torch.randn(4, 32, generator=g), torch.randn(4, 32, generator=g)
     with torch.no_grad():
-        out = shape.decode(latent, coarse)
-        textured = tex.decode(tex_latent, coarse, guide=out)
-    x, y, z = coarse[:, 1:].T
+        decoded = shape.decode(SparseTensor.of_sequence([coarse], latent))
+        textured = tex.decode(SparseTensor.of_sequence([coarse], tex_latent), guide=decoded).voxels
+    out = decoded.voxels
+    x, y, z = coarse.T
 
     def dense(values: torch.Tensor) -> torch.Tensor:  # (4, 32) tokens -> (32, 4, 4, 4) grid
         grid = torch.zeros(32, 4, 4, 4)
@@ -178,12 +180,12 @@ def test_shape_and_texture_decoders_match_trellis2_on_a_dense_grid(small_folder:
     ref, ref_active, keeps = dense_decode(shape_sd, dense(latent), active, mc, nb)
     assert out.coords.shape[0] == int(ref_active.sum()) > 100  # the same voxels survive the learned pruning...
     assert torch.equal(ref_active[tuple(out.coords[:, 1:].T)], torch.ones(out.coords.shape[0], dtype=torch.bool))
-    torch.testing.assert_close(out.raw, ref[:, *out.coords[:, 1:].T].T, rtol=1e-4, atol=1e-4)  # ...with its values
+    torch.testing.assert_close(out.feats, ref[:, *out.coords[:, 1:].T].T, rtol=1e-4, atol=1e-4)  # ...with its values
     tex_ref, _, _ = dense_decode(tex_sd, dense(tex_latent), active, mc, nb, keeps)
     assert torch.equal(textured.coords, out.coords)  # guided: the shape decoder's voxels, row for row
-    torch.testing.assert_close(textured.raw, tex_ref[:, *out.coords[:, 1:].T].T, rtol=1e-4, atol=1e-4)
-    attrs = tex.features(textured.raw)
-    torch.testing.assert_close(attrs, textured.raw * 0.5 + 0.5)
+    torch.testing.assert_close(textured.feats, tex_ref[:, *out.coords[:, 1:].T].T, rtol=1e-4, atol=1e-4)
+    attrs = tex.features(textured.feats)
+    torch.testing.assert_close(attrs, textured.feats * 0.5 + 0.5)
 
 
 def test_encoder_downsamples_16x_onto_the_parents() -> None:
@@ -191,10 +193,10 @@ def test_encoder_downsamples_16x_onto_the_parents() -> None:
         role="encoder", channels=6, model_channels=(8, 8, 16, 32, 64), num_blocks=(0, 1, 1, 0, 1)
     )
     encoder = Trellis2SCVAEEncoder(config)
-    fine = torch.tensor([[0, 17, 3, 40], [0, 18, 3, 40], [0, 100, 99, 1], [1, 17, 3, 40]])
-    mean, logvar, coarse = encoder.encode(torch.randn(4, 6), fine)
-    assert mean.shape == logvar.shape == (3, 32)
-    assert coarse.tolist() == [[0, 1, 0, 2], [0, 6, 6, 0], [1, 1, 0, 2]]  # groups (frames) never mix
+    fine = [torch.tensor([[17, 3, 40], [18, 3, 40], [100, 99, 1]]), torch.tensor([[17, 3, 40]])]
+    latent, logvar = encoder.encode(SparseTensor.of_sequence(fine, torch.randn(4, 6)))
+    assert latent.feats.shape == logvar.shape == (3, 32)
+    assert latent.coords.tolist() == [[0, 1, 0, 2], [0, 6, 6, 0], [1, 1, 0, 2]]  # frames never mix
 
 
 # ---------------------------------------------------------------------------------------------- dual grid

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from helix4d.nn.attention import FrameLayout, windowed_anchored_attention
+from helix4d.settings import WINDOW
 
 
 @dataclass
@@ -67,7 +68,7 @@ def run_attention_benchmark(
     device: str = "cpu",
     frames: list[int] | None = None,
     tokens: list[int] | None = None,
-    window: int = 1,
+    window: int = WINDOW,
     heads: int = 16,
     head_dim: int = 64,
     repeats: int | None = None,

@@ -37,6 +37,7 @@ from helix4d.eval.protocols import OursProtocol, Protocol, evaluate_sequence
 from helix4d.eval.tables import cell, finite, nanmean
 from helix4d.export.cleanup import boundary_edges
 from helix4d.ovoxel import OVoxel
+from helix4d.ovoxel.representation import voxel_features
 from helix4d.pipeline.options import SamplingOptions
 
 ROWS: dict[str, str] = {
@@ -276,20 +277,17 @@ def coarse_voxels(ovoxels: list[OVoxel], downsampling: int) -> list[np.ndarray]:
 
 def vae_round_trip(pipe: Any, truth: list[OVoxel]) -> tuple[list[OVoxel], list[np.ndarray]]:
     """The O-Voxels after encoding and decoding with the model's SC-VAEs, and the SS-VAE's coarse round trip."""
-    from helix4d.sparse import SparseTensor
-
-    def fine(features: list[np.ndarray]) -> SparseTensor:
-        coords = [torch.from_numpy(v.coords.astype(np.int64)) for v in truth]
-        return SparseTensor.from_frames(coords, [torch.from_numpy(f) for f in features]).to(pipe.device)
-
-    geo = fine([v.geometry_features(oriented=True) for v in truth])
-    mat = fine([v.material_features() for v in truth])
-    geo_latent, _, coarse = pipe.geometry_vae.encode(geo.feats, geo.coords)
-    mat_latent, _, coarse_m = pipe.material_vae.encode(mat.feats, mat.coords)
-    if not torch.equal(coarse, coarse_m):
+    geo_latent = pipe.geometry_vae.encode(
+        voxel_features(truth, [v.geometry_features(oriented=True) for v in truth]).to(pipe.device)
+    )[0]
+    mat_latent = pipe.material_vae.encode(
+        voxel_features(truth, [v.material_features() for v in truth]).to(pipe.device)
+    )[0]
+    if not torch.equal(geo_latent.coords, mat_latent.coords):
         raise RuntimeError("geometry and material encoders disagree on the coarse voxels")
+    coarse = geo_latent.coords
     per_frame = [coarse[coarse[:, 0] == f, 1:].cpu() for f in range(len(truth))]
-    ovoxels = pipe.decode_latents(per_frame, geo_latent, mat_latent)
+    ovoxels = pipe.decode_latents(per_frame, geo_latent.feats, mat_latent.feats)
 
     ss_vae, r = pipe.ss_vae, pipe.ss_vae.config.resolution
     occupancy = torch.zeros(len(truth), 1, r, r, r, device=pipe.device)

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from helix4d.nn.attention import FrameLayout
 from helix4d.nn.blocks import AnchorCache, FrameAttention, TemporalDiTBlock, modulate
 from helix4d.nn.rope import RopeConfig, rope_angles
+from helix4d.settings import WINDOW
 from helix4d.sparse import SparseTensor
 
 
@@ -35,7 +36,7 @@ class FlowConfig:
     cond_dim: int = 128  # image-encoder token width
     rope_theta: float = 10000.0
     time_fraction: float = 0.25  # ρ of DESIGN §3.3; 0 = 3D RoPE (ablation)
-    window: int = 1  # default window radius r at inference
+    window: int = WINDOW  # window radius r when training does not name one
     rope_time_mode: str = "replace"  # "replace" | "add" (exact pretrained same-frame attention), see nn/rope.py
     shared_modulation: bool = False  # TRELLIS.2 share_mod: model-level adaLN_modulation + per-block bias
     modulated_output: bool = True  # False: TRELLIS output head (LayerNorm without AdaLN, then out_layer)

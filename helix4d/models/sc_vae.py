@@ -14,7 +14,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from helix4d.models.interfaces import DecoderOutput
 from helix4d.ovoxel.representation import OVoxel
+from helix4d.sparse import SparseTensor
 from helix4d.sparse.conv import (
     Downsample,
     SubMConv3d,
@@ -69,16 +71,9 @@ class SCVAELossWeights:
     exists: float = 1.0  # child-existence BCE; 0 for the material VAE, which is always guided at inference
 
 
-@dataclass
-class DecoderOutput:
-    coords: Tensor  # (N, 4) fine voxels [frame, x, y, z]
-    raw: Tensor  # (N, in_channels) unnormalised outputs
-    exists_logits: list[Tensor]  # per upsampling, logits of every candidate child
-    exists_targets: list[Tensor]  # per upsampling, whether that child is in the target set (empty at inference)
-
-
 class SCVAE(nn.Module):
-    """`encode(feats, coords)` → (mean, logvar, coarse coords); `decode(latent, coarse coords, fine_coords?)`."""
+    """`encode(fine features)` → (latent means on the coarse voxels, logvar); `decode(latent, fine?, guide?)`
+    (the `helix4d.models.interfaces` SparseEncoder and SparseDecoder in one module)."""
 
     def __init__(self, config: SCVAEConfig) -> None:
         super().__init__()
@@ -98,28 +93,30 @@ class SCVAE(nn.Module):
     def downsampling(self) -> int:
         return 2 ** (len(self.config.channels) - 1)
 
-    def encode(self, feats: Tensor, coords: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """feats (N, C_in), coords (N, 4) -> mean, logvar (M, C_lat), coarse coords (M, 4)."""
-        x = self.enc_in(feats)  # (N, c0)
+    def encode(self, x: SparseTensor) -> tuple[SparseTensor, Tensor]:
+        """fine features (N, C_in) -> latent means (M, C_lat) on the coarse voxels, and their logvar (M, C_lat)."""
+        coords = x.batch_coords  # (N, 4)
+        h = self.enc_in(x.feats)  # (N, c0)
         for i, level in enumerate(self.enc_levels):
-            x = level(x, coords)
+            h = level(h, coords)
             if i < len(self.enc_down):
-                x, coords = self.enc_down[i](x, coords)  # (M_i, c_i+1)
-        mean, logvar = self.enc_out(x).chunk(2, dim=-1)
-        return mean, logvar.clamp(-30.0, 20.0), coords
+                h, coords = self.enc_down[i](h, coords)  # (M_i, c_i+1)
+        mean, logvar = self.enc_out(h).chunk(2, dim=-1)
+        return x.with_batch_voxels(coords, mean), logvar.clamp(-30.0, 20.0)
 
     def decode(
-        self, latent: Tensor, coords: Tensor, fine_coords: Tensor | None = None, guide: DecoderOutput | None = None
+        self, latent: SparseTensor, fine: SparseTensor | None = None, guide: DecoderOutput | None = None
     ) -> DecoderOutput:
-        """latent (M, C_lat) on coarse coords (M, 4) -> fine outputs.
+        """latent (M, C_lat) on the coarse voxels -> fine voxels and their raw outputs.
 
-        With `fine_coords` (training) or a `guide` (the material decoder given the geometry decoder's output) the
+        With `fine` (training) or a `guide` (the material decoder given the geometry decoder's output) the
         children kept at each level are the ancestors of those fine voxels; without, the children whose existence
         logit is positive.
         """
-        fine_coords = guide.coords if guide is not None else fine_coords
-        targets = self._ancestor_sets(fine_coords) if fine_coords is not None else None
-        x = self.dec_in(latent)  # (M, c_last)
+        target = guide.voxels if guide is not None else fine
+        targets = self._ancestor_sets(target.batch_coords) if target is not None else None
+        coords = latent.batch_coords  # (M, 4)
+        x = self.dec_in(latent.feats)  # (M, c_last)
         logits_all, targets_all = [], []
         for i, level in enumerate(self.dec_levels):
             x = level(x, coords)
@@ -133,7 +130,7 @@ class SCVAE(nn.Module):
                 keep = logits > 0
             logits_all.append(logits)
             x, coords = x[keep], coords[keep]
-        return DecoderOutput(coords, self.dec_out(x), logits_all, targets_all)
+        return DecoderOutput(latent.with_batch_voxels(coords, self.dec_out(x)), logits_all, targets_all)
 
     def _ancestor_sets(self, fine_coords: Tensor) -> list[Tensor]:
         """The target voxel set at each decoder level after an upsampling, coarse to fine."""
@@ -153,25 +150,24 @@ class SCVAE(nn.Module):
 
     def loss(
         self,
-        feats: Tensor,
-        coords: Tensor,
+        x: SparseTensor,
         generator: torch.Generator | None = None,
         weights: SCVAELossWeights | None = None,
     ) -> tuple[Tensor, dict[str, float]]:
-        """Reconstruction of fine features + child-existence BCE + KL; feats (N, C_in) in [0, 1]."""
+        """Reconstruction of fine features + child-existence BCE + KL; x: fine features (N, C_in) in [0, 1]."""
         w = weights or SCVAELossWeights()
-        mean, logvar, coarse = self.encode(feats, coords)
+        latent, logvar = self.encode(x)
+        mean = latent.feats
         noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-        out = self.decode(mean + noise * (0.5 * logvar).exp(), coarse, fine_coords=coords)
-        target = feats[row_index(out.coords, coords)]  # decoder output order differs from the input order
+        out = self.decode(latent.replace(mean + noise * (0.5 * logvar).exp()), fine=x)
+        raw, feats = out.voxels.feats, x.feats
+        target = feats[row_index(out.voxels.batch_coords, x.batch_coords)]  # decoder output order differs
         binary = torch.zeros(feats.shape[1], dtype=torch.bool, device=feats.device)
         binary[list(self.config.binary_channels)] = True
         rec_bin = (
-            F.binary_cross_entropy_with_logits(out.raw[:, binary], target[:, binary])
-            if binary.any()
-            else out.raw.new_zeros(())
+            F.binary_cross_entropy_with_logits(raw[:, binary], target[:, binary]) if binary.any() else raw.new_zeros(())
         )
-        error = torch.sigmoid(out.raw[:, ~binary]) - target[:, ~binary]
+        error = torch.sigmoid(raw[:, ~binary]) - target[:, ~binary]
         rec_mse, rec_l1 = error.pow(2).mean(), error.abs().mean()
         exists = sum(
             F.binary_cross_entropy_with_logits(logit, t.float())

@@ -9,6 +9,7 @@ its crossing flag is stored on voxel c, the voxel whose min corner is c.
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from helix4d.errors import InputError
+from helix4d.sparse import SparseTensor
 
 GEOMETRY_CHANNELS = 7  # dual (3) + edges (3) + split (1)
 ORIENTED_GEOMETRY_CHANNELS = 10  # ... + edge_sign (3)
@@ -175,3 +177,10 @@ class OVoxel:
 
 def _np(x: np.ndarray | torch.Tensor) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def voxel_features(ovoxels: Sequence[OVoxel], feats: Sequence[np.ndarray | torch.Tensor]) -> SparseTensor:
+    """One sequence's fine voxels with per-frame features (n_f, C), e.g. `geometry_features`: what the SC-VAE
+    encoders take."""
+    coords = [torch.from_numpy(v.coords.astype(np.int64)) for v in ovoxels]
+    return SparseTensor.of_sequence(coords, torch.cat([torch.as_tensor(f) for f in feats]))

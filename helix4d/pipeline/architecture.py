@@ -16,14 +16,14 @@ import importlib
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
-import torch
 from torch import Tensor, nn
 
 from helix4d.errors import ConfigError
 from helix4d.ovoxel import OVoxel
+from helix4d.ovoxel.representation import voxel_features
 from helix4d.pipeline.config import COMPONENTS, OPTIONAL_COMPONENTS, PipelineConfig
 from helix4d.pipeline.folder import load_component, read_pipeline_config
+from helix4d.sparse import SparseTensor
 from helix4d.sparse.conv import coarse_occupancy
 
 ARCHITECTURES = {"helix4d": "helix4d.pipeline.architecture", "trellis2": "helix4d.trellis2.architecture"}
@@ -35,11 +35,11 @@ class LatentEncoders(Protocol):
     def ss(self, fine: Tensor, frames: int) -> Tensor:
         """fine voxels (N, 4) [frame, x, y, z] -> (F, C, r, r, r) stage-1 latents of the occupied coarse grid."""
 
-    def geometry(self, ovoxels: list[OVoxel], fine: Tensor) -> tuple[Tensor, Tensor]:
-        """-> (M, C) geometry latents and their coarse voxels (M, 4)."""
+    def geometry(self, ovoxels: list[OVoxel]) -> SparseTensor:
+        """-> geometry latents (M, C) on the coarse voxels."""
 
-    def material(self, ovoxels: list[OVoxel], fine: Tensor) -> tuple[Tensor, Tensor]:
-        """-> (M, C) material latents and their coarse voxels (M, 4), the geometry's."""
+    def material(self, ovoxels: list[OVoxel]) -> SparseTensor:
+        """-> material latents (M, C) on the coarse voxels, the geometry's."""
 
 
 class Architecture(Protocol):
@@ -112,18 +112,13 @@ class _OwnEncoders:
         occ = coarse_occupancy(fine.cpu(), levels, frames, self.ss_vae.config.resolution).to(self.device)
         return self.ss_vae.encode(occ)[0]
 
-    def geometry(self, ovoxels: list[OVoxel], fine: Tensor) -> tuple[Tensor, Tensor]:
+    def geometry(self, ovoxels: list[OVoxel]) -> SparseTensor:
         feats = [v.geometry_features(oriented=True) for v in ovoxels]
-        mean, _, coarse = self.geo_vae.encode(_stack(feats).to(self.device), fine)
-        return mean, coarse
+        return self.geo_vae.encode(voxel_features(ovoxels, feats).to(self.device))[0]
 
-    def material(self, ovoxels: list[OVoxel], fine: Tensor) -> tuple[Tensor, Tensor]:
-        mean, _, coarse = self.mat_vae.encode(_stack([v.material_features() for v in ovoxels]).to(self.device), fine)
-        return mean, coarse
-
-
-def _stack(parts: list[np.ndarray]) -> Tensor:
-    return torch.cat([torch.from_numpy(p) for p in parts])
+    def material(self, ovoxels: list[OVoxel]) -> SparseTensor:
+        feats = [v.material_features() for v in ovoxels]
+        return self.mat_vae.encode(voxel_features(ovoxels, feats).to(self.device))[0]
 
 
 class _Own:

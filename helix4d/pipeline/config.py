@@ -16,6 +16,7 @@ from helix4d.models.sc_vae import SCVAEConfig
 from helix4d.models.ss_vae import SSVAEConfig
 from helix4d.ovoxel.representation import MATERIAL_CHANNELS, ORIENTED_GEOMETRY_CHANNELS
 from helix4d.pipeline.sampler import SamplerConfig
+from helix4d.settings import WINDOW
 
 # Geometry features are (dual 3, edges 3, split 1, edge signs 3); edges and signs are flags trained with BCE.
 GEOMETRY_BINARY_CHANNELS = (3, 4, 5, 7, 8, 9)
@@ -52,7 +53,7 @@ class PipelineConfig:
     preset: str
     resolution: int  # fine O-Voxel grid
     image_size: int  # condition image side
-    window: int = 1  # window radius r for frames >= 1
+    window: int = WINDOW  # window radius r for frames >= 1 at inference
     occupancy_threshold: float = 0.0  # SS-VAE logit above which a coarse voxel is occupied
     latent_stats: dict[str, LatentStats] = field(default_factory=dict)  # keyed "ss", "geometry", "material"
     sampling: dict[str, SamplerConfig] = field(default_factory=dict)  # keyed "ss", "geometry", "material"

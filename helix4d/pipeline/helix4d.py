@@ -37,7 +37,7 @@ from helix4d.pipeline.folder import read_pipeline_config
 from helix4d.pipeline.options import SamplingOptions
 from helix4d.pipeline.sampler import SamplerConfig, sample
 from helix4d.settings import check_settings
-from helix4d.sparse import SparseTensor, frame_coords
+from helix4d.sparse import SparseTensor
 from helix4d.sparse.conv import row_index
 
 STAGES = ("ss", "geometry", "material")
@@ -289,20 +289,20 @@ class Helix4DPipeline:
         """Per-frame O-Voxels from geometry and material latents (M, C) (un-normalised, frames concatenated in
         order) on the per-frame coarse voxels (n_f, 3): the SC-VAE decoders, the material guided by the geometry's
         fine voxels. Shared by generation and by the error budget's VAE round trip."""
-        coords = frame_coords(coarse, self.device)  # (M, 4)
         with self.using("geometry_vae", "material_vae"):
             geo_vae, mat_vae = self.geometry_vae, self.material_vae
-            decoded = geo_vae.decode(geometry.to(self.device), coords)
-            out = mat_vae.decode(material.to(self.device), coords, guide=decoded)
-            colours = mat_vae.features(out.raw)[row_index(decoded.coords, out.coords)]  # (N, 6) in geometry's rows
-            features = require_finite("geometry", geo_vae.features(decoded.raw))
+            decoded = geo_vae.decode(SparseTensor.of_sequence(coarse, geometry.to(self.device)))
+            out = mat_vae.decode(SparseTensor.of_sequence(coarse, material.to(self.device)), guide=decoded)
+            voxels = decoded.voxels
+            colours = mat_vae.features(out.voxels.feats)[row_index(voxels.coords, out.voxels.coords)]  # (N, 6)
+            features = require_finite("geometry", geo_vae.features(voxels.feats))
             colours = require_finite("material", colours)
         ovoxels = []
         for f in range(len(coarse)):
-            rows = decoded.coords[:, 0] == f
+            lo, hi = (int(i) for i in voxels.frame_offsets[f : f + 2])
             ovoxels.append(
                 geo_vae.ovoxel(
-                    self.config.resolution, decoded.coords[rows, 1:].cpu(), features[rows].cpu(), colours[rows].cpu()
+                    self.config.resolution, voxels.coords[lo:hi, 1:].cpu(), features[lo:hi].cpu(), colours[lo:hi].cpu()
                 )
             )
         return ovoxels
@@ -419,7 +419,7 @@ class _Run:
         first = static(0)
         if self.sampling.mode == "per-frame" or frames == 1:
             return torch.cat([first, *(static(f) for f in range(1, frames))])
-        tokens = SparseTensor.from_frames([c.to(self.device) for c in coords], list(noise.split(sizes)))
+        tokens = SparseTensor.of_sequence(coords, noise)
         rest = tokens.select_frames(list(range(1, frames)))
         if self.sampling.anchor:
             cache = flow.empty_anchor_cache()

@@ -2,8 +2,9 @@
 
 spconv's CPU build has no backward and torch-scatter has no wheel for our torch, so neighbour maps are built
 with sorted integer keys + `torch.searchsorted`, and a 3×3×3 convolution is one gather followed by one matmul.
-Voxels are addressed by `coords (N, 4) int64 = [frame, x, y, z]`, the layout of `helix4d.sparse.frame_coords`;
-convolutions never mix voxels of two frames (a batch of several clips numbers its frames one after another).
+Voxels are addressed by `coords (N, 4) int64 = [frame, x, y, z]` with frames numbered across the whole batch
+(`SparseTensor.batch_coords`; for one sequence the same as `helix4d.sparse.frame_coords`), so convolutions never
+mix voxels of two frames, of one clip or of two.
 Weights use the TRELLIS layout `[C_out, 3, 3, 3, C_in]`.
 """
 

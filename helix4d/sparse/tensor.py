@@ -70,14 +70,17 @@ class SparseTensor:
         """One sequence from per-frame voxel coords (n_f, 3) and feats (n_f, C); frame i gets index i."""
         if len(coords_per_frame) != len(feats_per_frame) or not coords_per_frame:
             raise ValueError("need the same, non-zero number of coords and feats frames")
-        coords = frame_coords(coords_per_frame)
+        return cls.of_sequence(coords_per_frame, torch.cat(list(feats_per_frame)))
+
+    @classmethod
+    def of_sequence(cls, coords_per_frame: Sequence[Tensor], feats: Tensor) -> SparseTensor:
+        """One sequence from per-frame voxel coords (n_f, 3) and their feats (sum n_f, C) concatenated in frame
+        order (how latents are stored and sampled); on the feats' device."""
+        if not coords_per_frame:
+            raise ValueError("a sequence needs at least one frame")
+        coords = frame_coords(coords_per_frame, feats.device)
         counts = torch.tensor([0] + [x.shape[0] for x in coords_per_frame], dtype=torch.int64)
-        return cls(
-            coords=coords,
-            feats=torch.cat(list(feats_per_frame)),
-            frame_offsets=counts.cumsum(0).to(coords.device),
-            frames_per_sequence=(len(coords_per_frame),),
-        )
+        return cls(coords, feats, counts.cumsum(0).to(feats.device), (len(coords_per_frame),))
 
     @classmethod
     def cat(cls, seqs: Sequence[SparseTensor]) -> SparseTensor:
@@ -151,6 +154,28 @@ class SparseTensor:
     def frame_index(self) -> Tensor:
         """(N,) int64 frame of each token within its own sequence (0 = anchor)."""
         return self.coords[:, 0]
+
+    @property
+    def batch_coords(self) -> Tensor:
+        """(N, 4) int64 `[global frame, x, y, z]`: voxels numbered by their frame among all T frames, so that
+        coordinates are unique across the sequences of a batch. Sparse convolutions (`helix4d.sparse.conv`) and
+        the SC-VAEs work on these; `with_batch_voxels` turns their results back."""
+        return torch.cat([self.global_frame_index[:, None], self.coords[:, 1:]], dim=1)
+
+    def with_batch_voxels(self, coords: Tensor, feats: Tensor) -> SparseTensor:
+        """Other voxels in this tensor's frames (e.g. an SC-VAE's coarse or fine voxels): coords (M, 4)
+        `[global frame, x, y, z]` grouped by frame in order, feats (M, C). Frames keep their local numbers."""
+        frame = coords[:, 0]
+        if frame.numel() and (bool((frame.diff() < 0).any()) or int(frame[-1]) >= self.num_frames):
+            raise ValueError(f"voxels must be grouped by global frame in order, within {self.num_frames} frames")
+        starts = torch.tensor(self.sequence_frame_offsets[:-1], dtype=torch.int64)
+        local = torch.arange(self.num_frames) - starts.repeat_interleave(torch.tensor(self.frames_per_sequence))
+        local = local.to(coords.device)
+        local[self.global_frame_index.to(coords.device)] = self.coords[:, 0].to(coords.device)  # as numbered here
+        counts = torch.bincount(frame, minlength=self.num_frames)
+        offsets = torch.cat([counts.new_zeros(1), counts.cumsum(0)]).to(self.frame_offsets.device)
+        local_coords = torch.cat([local[frame][:, None], coords[:, 1:]], dim=1)
+        return SparseTensor(local_coords, feats, offsets, self.frames_per_sequence)
 
     @property
     def sequence_frame_offsets(self) -> list[int]:

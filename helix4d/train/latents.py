@@ -115,10 +115,10 @@ def _encode(record: dict, ovoxels: list, only: tuple[str, ...], encoders: Latent
     if "ss" in only:
         record["ss"] = encoders.ss(fine, len(ovoxels)).cpu()  # (F, C, r, r, r)
     if "geometry" in only:
-        geo, coarse = encoders.geometry(ovoxels, fine)
-        record["geometry"], record["coarse"] = geo.cpu(), coarse.cpu()
+        geo = encoders.geometry(ovoxels)
+        record["geometry"], record["coarse"] = geo.feats.cpu(), geo.coords.cpu()
     if "material" in only:
-        mat, coarse_m = encoders.material(ovoxels, fine)
-        if not torch.equal(record["coarse"].to(device), coarse_m):
+        mat = encoders.material(ovoxels)
+        if not torch.equal(record["coarse"], mat.coords.cpu()):
             raise RuntimeError("geometry and material encoders disagree on the coarse voxels")
-        record["material"] = mat.cpu()
+        record["material"] = mat.feats.cpu()

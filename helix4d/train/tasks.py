@@ -35,6 +35,7 @@ from helix4d.models.flow import FlowTransformer
 from helix4d.models.image_encoder import ImageEncoder, OccupancyProbe
 from helix4d.models.sc_vae import SCVAELossWeights
 from helix4d.nn.blocks import FrameAttention, freeze_all_but_temporal, init_temporal_from_base
+from helix4d.ovoxel.representation import voxel_features
 from helix4d.pipeline.architecture import architecture_of, read_trainable_pipeline_config, stage1_encoder_name
 from helix4d.pipeline.config import PipelineConfig
 from helix4d.pipeline.folder import load_component, read_component_config, read_pipeline_config, save_component
@@ -189,38 +190,35 @@ class SCVAETask(Task):
     def dataset(self) -> Dataset:
         return VoxelFrames(Path(self.config.data))
 
-    def collate(self, batch: list) -> tuple[Tensor, Tensor]:
+    def collate(self, batch: list) -> SparseTensor:
+        """Frames of different sequences, each its own one-frame sequence."""
         if self.component == "geometry_vae":
-            feats = [v.geometry_features(oriented=True) for v in batch]
-        else:
-            feats = [v.material_features() for v in batch]
-        return torch.from_numpy(np.concatenate(feats)), frame_coords([v.coords for v in batch])
+            return SparseTensor.cat([voxel_features([v], [v.geometry_features(oriented=True)]) for v in batch])
+        return SparseTensor.cat([voxel_features([v], [v.material_features()]) for v in batch])
 
-    def loss(self, model: nn.Module, batch: tuple[Tensor, Tensor], generator: torch.Generator):
-        feats, coords = batch
+    def loss(self, model: nn.Module, batch: SparseTensor, generator: torch.Generator):
         if self.colour_augmentation:
-            feats = recolour_frames(feats, coords, self.colour_augmentation, generator)
-        return model(feats, coords, generator=generator, weights=self.weights)
+            batch = recolour_frames(batch, self.colour_augmentation, generator)
+        return model(batch, generator=generator, weights=self.weights)
 
     def save_artifact(self, model: nn.Module, out_dir: Path) -> None:
         install_component(model.inner, self.vae_config, self.model_folder, self.component, out_dir)
 
 
 def recolour_frames(
-    feats: Tensor,
-    coords: Tensor,
+    x: SparseTensor,
     probability: float,
     generator: torch.Generator,
     channels: tuple[int, ...] = RECOLOURED_CHANNELS,
-) -> Tensor:
+) -> SparseTensor:
     """Material features (N, 6) with, in a `probability` share of frames, each of `channels` moved to a random
     frame mean in [0, 1] and its deviations scaled by U(0.5, 1.5), clipped to [0, 1].
 
     Why: procedural objects come in few colours, each tied to a shape; the material decoder is given the voxels,
     so without this it learns "shape → typical colour" and ignores its latent (every output came out one
     pinkish grey). Re-drawn colours make the latent the only source of colour."""
-    dev, frame = feats.device, coords[:, 0]
-    frames = int(frame.max()) + 1 if len(frame) else 0
+    feats, frame, frames = x.feats, x.global_frame_index, x.num_frames
+    dev = feats.device
     ch = torch.tensor(channels, device=dev)
     use = torch.rand(frames, generator=generator, device=dev) < probability  # (F,)
     counts = torch.zeros(frames, device=dev).index_add_(0, frame, torch.ones_like(frame, dtype=feats.dtype))
@@ -230,7 +228,7 @@ def recolour_frames(
     recoloured = (new_mean[frame] + scale[frame] * (feats[:, ch] - mean[frame])).clamp(0, 1)
     out = feats.clone()
     out[:, ch] = torch.where(use[frame][:, None], recoloured, feats[:, ch])
-    return out
+    return x.replace(out)
 
 
 # ------------------------------------------------------------------------------------------------ flows

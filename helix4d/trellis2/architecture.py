@@ -18,7 +18,7 @@ from torch.nn import functional as F
 from helix4d.pipeline.architecture import Architecture, LatentEncoders
 from helix4d.pipeline.config import PipelineConfig
 from helix4d.pipeline.helix4d import Helix4DPipeline, resolve_device
-from helix4d.sparse import frame_coords
+from helix4d.sparse import SparseTensor
 from helix4d.trellis2.convert import plan_trellis2
 from helix4d.trellis2.dino import DinoEncoder
 from helix4d.trellis2.folder import load_trellis2_components, load_trellis2_image_encoder
@@ -55,11 +55,8 @@ class _Trellis2:
         with run.pipe.using("geometry_vae"):
             lr = run.sample_stage("geometry", "geometry_flow_lr", coarse, cond, stream="geometry_lr")
             vae = run.pipe.geometry_vae
-            fine = vae.upsample(
-                run.normalise("geometry", lr, inverse=True),
-                frame_coords(coarse, run.device),
-                len(vae.config.model_channels) - 1,
-            )  # (N, 4) voxels at cascade_from³
+            latent = SparseTensor.of_sequence(coarse, run.normalise("geometry", lr, inverse=True).to(run.device))
+            fine = vae.upsample(latent, len(vae.config.model_channels) - 1).coords  # (N, 4) voxels at cascade_from³
         grid = config.resolution // vae.downsampling
         cells = torch.floor((fine[:, 1:].double() + 0.5) / config.cascade_from * grid).long()
         return [torch.unique(cells[fine[:, 0] == f], dim=0).cpu() for f in range(len(coarse))]

@@ -10,13 +10,14 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
 from helix4d.errors import ConfigError
 from helix4d.ovoxel import OVoxel
+from helix4d.ovoxel.representation import voxel_features
 from helix4d.pipeline.config import PipelineConfig
 from helix4d.pipeline.folder import read_component_config
+from helix4d.sparse import SparseTensor
 from helix4d.sparse.conv import coarse_occupancy
 from helix4d.trellis2.dual_grid import trellis2_material_inputs, trellis2_shape_inputs
 from helix4d.trellis2.folder import COMPONENT_TYPES, load_trellis2_encoders
@@ -40,14 +41,10 @@ class Trellis2Encoders:
         occ = coarse_occupancy(fine.cpu(), self.levels, frames, self.ss_grid).to(self.device)  # (F, 1, 64, 64, 64)
         return self.ss_encoder.encode(occ)[0]  # (F, 8, 16, 16, 16)
 
-    def geometry(self, ovoxels: list[OVoxel], fine: Tensor) -> tuple[Tensor, Tensor]:
-        mean, _, coarse = self.shape.encode(
-            torch.cat([trellis2_shape_inputs(v) for v in ovoxels]).to(self.device), fine
-        )
-        return mean, coarse
+    def geometry(self, ovoxels: list[OVoxel]) -> SparseTensor:
+        feats = [trellis2_shape_inputs(v) for v in ovoxels]
+        return self.shape.encode(voxel_features(ovoxels, feats).to(self.device))[0]
 
-    def material(self, ovoxels: list[OVoxel], fine: Tensor) -> tuple[Tensor, Tensor]:
-        mean, _, coarse = self.texture.encode(
-            torch.cat([trellis2_material_inputs(v) for v in ovoxels]).to(self.device), fine
-        )
-        return mean, coarse
+    def material(self, ovoxels: list[OVoxel]) -> SparseTensor:
+        feats = [trellis2_material_inputs(v) for v in ovoxels]
+        return self.texture.encode(voxel_features(ovoxels, feats).to(self.device))[0]

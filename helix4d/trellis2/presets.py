@@ -20,6 +20,7 @@ from typing import Any
 
 from helix4d.errors import ConfigError
 from helix4d.models.flow import FlowConfig
+from helix4d.settings import WINDOW
 
 STAGES = ("ss", "geometry", "material")
 WIDTH, DEPTH, HEADS, MLP_RATIO, COND_DIM = 1536, 30, 12, 5.3334, 1024
@@ -49,7 +50,9 @@ WEIGHT_ARGS = frozenset(
 )
 
 
-def trellis2_flow_config(stage: str, depth: int = DEPTH, time_fraction: float = 0.25, window: int = 1) -> FlowConfig:
+def trellis2_flow_config(
+    stage: str, depth: int = DEPTH, time_fraction: float = 0.25, window: int = WINDOW
+) -> FlowConfig:
     """The full-size TRELLIS.2 flow of one stage as a helix4d `FlowConfig` (`depth` < 30 only for tests)."""
     if stage not in STAGES:
         raise ConfigError(f"unknown stage {stage!r}; choose one of {STAGES}")

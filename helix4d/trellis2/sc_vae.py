@@ -27,8 +27,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from helix4d.errors import ConfigError, InputError
-from helix4d.models.sc_vae import DecoderOutput
+from helix4d.models.interfaces import DecoderOutput
 from helix4d.ovoxel.representation import OVoxel
+from helix4d.sparse import SparseTensor
 from helix4d.sparse.conv import SubMConv3d, neighbour_map
 from helix4d.trellis2.dual_grid import ovoxel_from_trellis2
 
@@ -235,7 +236,7 @@ def _levels(
 
 
 class Trellis2SCVAEEncoder(nn.Module):
-    """`encode(feats (N, C), coords (N, 4))` -> mean, logvar (M, 32) on the 16× coarser voxels (M, 4)."""
+    """`encode(fine features (N, C))` -> latent means, logvar (M, 32) on the 16× coarser voxels."""
 
     def __init__(self, config: Trellis2SCVAEConfig) -> None:
         super().__init__()
@@ -249,8 +250,9 @@ class Trellis2SCVAEEncoder(nn.Module):
     def downsampling(self) -> int:
         return self.config.downsampling
 
-    def encode(self, feats: Tensor, coords: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        h, nb = self.input_layer(feats.to(self.input_layer.weight.dtype)), neighbour_map(coords)
+    def encode(self, x: SparseTensor) -> tuple[SparseTensor, Tensor]:
+        coords = x.batch_coords
+        h, nb = self.input_layer(x.feats.to(self.input_layer.weight.dtype)), neighbour_map(coords)
         for level in self.blocks:
             for block in level:
                 if isinstance(block, DownBlock):
@@ -258,11 +260,11 @@ class Trellis2SCVAEEncoder(nn.Module):
                 else:
                     h = block(h, nb)
         mean, logvar = self.to_latent(F.layer_norm(h, h.shape[-1:])).chunk(2, dim=-1)
-        return mean, logvar, coords
+        return x.with_batch_voxels(coords, mean), logvar
 
 
 class Trellis2SCVAEDecoder(nn.Module):
-    """`decode(latent (M, 32), coords (M, 4), guide?)` -> `DecoderOutput` on the 16× finer voxels.
+    """`decode(latent (M, 32) on coarse voxels, guide?)` -> `DecoderOutput` on the 16× finer voxels.
 
     `exists_logits` holds each up block's (N_level, 8) subdivision logits; a guided decoder (the texture one)
     takes them from the shape decoder's output (`guide`), so its voxels are the shape decoder's, row for row.
@@ -281,25 +283,28 @@ class Trellis2SCVAEDecoder(nn.Module):
         return self.config.downsampling
 
     def decode(
-        self, latent: Tensor, coords: Tensor, fine_coords: Tensor | None = None, guide: DecoderOutput | None = None
+        self, latent: SparseTensor, fine: SparseTensor | None = None, guide: DecoderOutput | None = None
     ) -> DecoderOutput:
-        if fine_coords is not None:
-            raise InputError("TRELLIS.2 decoders are guided by subdivision masks (guide=), not by fine coordinates")
+        if fine is not None:
+            raise InputError("TRELLIS.2 decoders are guided by subdivision masks (guide=), not by fine voxels")
         masks = [logits > 0 for logits in guide.exists_logits] if guide is not None else None
-        h, coords, logits = self._trunk(latent, coords, masks, len(self.config.model_channels))
+        h, coords, logits = self._trunk(latent, masks, len(self.config.model_channels))
         raw = self.output_layer(F.layer_norm(h, h.shape[-1:]))
-        return DecoderOutput(coords, raw.float(), logits, [])
+        return DecoderOutput(latent.with_batch_voxels(coords, raw.float()), logits)
 
-    def upsample(self, latent: Tensor, coords: Tensor, times: int) -> Tensor:
-        """The voxels (N, 4) after `times` up blocks, without decoding features (TRELLIS.2's cascade uses the
-        512-level voxels of a first pass to place the 1024 models' tokens)."""
-        return self._trunk(latent, coords, None, times)[1]
+    def upsample(self, latent: SparseTensor, times: int) -> SparseTensor:
+        """The voxels after `times` up blocks, with the trunk's features there, not decoded (TRELLIS.2's cascade
+        uses the 512-level voxels of a first pass to place the 1024 models' tokens)."""
+        h, coords, _ = self._trunk(latent, None, times)
+        return latent.with_batch_voxels(coords, h)
 
     def _trunk(
-        self, latent: Tensor, coords: Tensor, masks: list[Tensor] | None, levels: int
+        self, latent: SparseTensor, masks: list[Tensor] | None, levels: int
     ) -> tuple[Tensor, Tensor, list[Tensor]]:
-        """Features and voxels after the first `levels` levels (each: its blocks, then its up block)."""
-        h = self.from_latent(latent.to(self.from_latent.weight.dtype))
+        """Features and voxels (`batch_coords`) after the first `levels` levels (each: its blocks, then its up
+        block)."""
+        coords = latent.batch_coords
+        h = self.from_latent(latent.feats.to(self.from_latent.weight.dtype))
         nb, logits_all = neighbour_map(coords), []
         for level in list(self.blocks)[:levels]:
             for block in level:
