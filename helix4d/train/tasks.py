@@ -192,9 +192,9 @@ class SCVAETask(Task):
 
     def collate(self, batch: list) -> SparseTensor:
         """Frames of different sequences, each its own one-frame sequence."""
-        if self.component == "geometry_vae":
-            return SparseTensor.cat([voxel_features([v], [v.geometry_features(oriented=True)]) for v in batch])
-        return SparseTensor.cat([voxel_features([v], [v.material_features()]) for v in batch])
+        geometry = self.component == "geometry_vae"
+        feats = [v.geometry_features(oriented=True) if geometry else v.material_features() for v in batch]
+        return SparseTensor.cat([voxel_features([v], [f]) for v, f in zip(batch, feats)])
 
     def loss(self, model: nn.Module, batch: SparseTensor, generator: torch.Generator):
         if self.colour_augmentation:
