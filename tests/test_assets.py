@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 import trimesh
 
 from helix4d.data.synthetic import build_frames, sample_scene
@@ -170,6 +171,21 @@ def test_tracking_moves_one_vertex_set_through_a_segment():
     assert max(segment.cd) <= 1.0 / 32  # each tracked frame lies on that frame's own surface
     last = segment.mesh(4)
     assert np.array_equal(last.faces, clip[0].faces) and last.bounds[1, 0] > clip[0].bounds[1, 0] + 0.05
+
+
+def test_tracking_gives_the_same_vertices_on_any_number_of_threads():
+    clip = [stretched(k, 4) for k in range(2)]  # enough vertices for the gathers' gradients to be split over threads
+    config = TrackingConfig(iterations=20, samples=500)
+    threads = torch.get_num_threads()
+    try:
+        runs = []
+        for n in (1, 2, 2):
+            torch.set_num_threads(n)
+            runs.append(track_clip(clip, topology_segments(clip), config)[0].positions)
+    finally:
+        torch.set_num_threads(threads)
+    assert all(np.array_equal(runs[0], r) for r in runs[1:])
+    assert not torch.are_deterministic_algorithms_enabled()  # the caller's setting is left as it was
 
 
 def test_tracking_falls_back_where_the_fit_fails():

@@ -11,12 +11,15 @@ where the second term is as-rigid-as-possible between neighbouring nodes, so the
 of each vertex snapping to the nearest target point. Frame k starts from frame k-1's solution, so a segment is
 tracked in order. Where the tracked mesh ends up farther than `max_cd` (`mesh_chamfer`: the mean vertex-to-surface
 distances both ways, summed) from the frame's own mesh, tracking has failed: the segment is cut there and the frame's
-own mesh starts a new one (the per-frame fallback).
+own mesh starts a new one (the per-frame fallback). The fit runs with PyTorch's deterministic algorithms: the
+gradients of the node gathers are otherwise summed in a thread-dependent order, and the same clip came out as
+different segments from one run to the next on two threads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -103,7 +106,8 @@ def track_segment(meshes: Sequence[trimesh.Trimesh], config: TrackingConfig = Tr
         if len(target.faces) == 0:
             break
         points = _surface_points(target, config.samples, config.seed)
-        moved = graph.fit(points, config)  # (V, 3)
+        with _deterministic():
+            moved = graph.fit(points, config)  # (V, 3)
         cd = mesh_chamfer(_with_vertices(template, moved), target)
         if cd > config.max_cd:
             graph.undo()
@@ -111,6 +115,17 @@ def track_segment(meshes: Sequence[trimesh.Trimesh], config: TrackingConfig = Tr
         positions.append(moved.astype(np.float32))
         cds.append(cd)
     return TrackedSegment(0, template, np.stack(positions), cds)
+
+
+@contextmanager
+def _deterministic() -> Iterator[None]:
+    """PyTorch's deterministic algorithms for the block (the caller's setting restored after)."""
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
 
 
 class _DeformationGraph:
