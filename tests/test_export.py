@@ -26,13 +26,16 @@ from helix4d.export import (
     export_asset,
     ovoxel_sampler,
     preview_frame_count,
+    render_preview,
     simplify_mesh,
     write_animated_glb,
     write_glb,
     write_usd,
 )
 from helix4d.export.animated import frame_keys
+from helix4d.export.surface import surface_arrays
 from helix4d.export.tracking import TrackingConfig
+from helix4d.export.usd import usd_writer
 from helix4d.ovoxel import OVoxel, set_vertex_pbr
 
 JS_DIR = Path(__file__).parent / "js"
@@ -367,6 +370,20 @@ def test_usd_rejects_mixed_frames_without_leaving_files(tmp_path, frames):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_usd_written_frame_by_frame_matches_and_a_failure_leaves_nothing(tmp_path, frames):
+    whole = write_usd(frames, tmp_path / "a" / "asset.usdc", FPS)[0]
+    with usd_writer(tmp_path / "b" / "asset.usdc", FPS, textured=False) as writer:
+        for frame in frames:
+            writer.add(surface_arrays(frame))
+    assert writer.written == [tmp_path / "b" / "asset.usdc"] and check_usd(writer.written[0]) == []
+    assert _read_usd_counts(writer.written[0], len(frames)) == _read_usd_counts(whole, len(frames))
+    with pytest.raises(RuntimeError, match="interrupted"):
+        with usd_writer(tmp_path / "c" / "asset.usdc", FPS, textured=False) as writer:
+            writer.add(surface_arrays(frames[0]))
+            raise RuntimeError("interrupted")
+    assert list((tmp_path / "c").iterdir()) == []
+
+
 # ---------------------------------------------------------------------------------------------- folder layout
 def test_export_asset_writes_the_layout(tmp_path, frames):
     video = np.zeros((5, 40, 60, 4), np.uint8)
@@ -393,6 +410,23 @@ def test_export_asset_writes_the_layout(tmp_path, frames):
     left, right = preview.frames[0, :, :48, :3].astype(int), preview.frames[0, :, 48:, :3].astype(int)
     assert abs(left[24, 24] - [200, 0, 0]).max() < 12  # the input video sits in the left half
     assert (np.abs(right - 255).sum(-1) > 30).any()  # and the rendered object in the right one
+
+
+def test_preview_draws_the_result_at_the_input_objects_place_and_scale(tmp_path, frames):
+    video = np.full((3, 60, 120, 3), 255, np.uint8)  # a wide frame: the panel is letterboxed
+    box = (70, 20, 100, 50)  # the object sits right of centre, a quarter of the frame wide
+    try:
+        path = render_preview(frames, video, tmp_path / "p.mp4", FPS, size=96, input_box=box)
+    except BackendUnavailableError as exc:
+        pytest.skip(f"no headless OpenGL for the preview: {exc}")
+    from helix4d.io import read_video
+
+    result = read_video(path).frames[: len(frames), :, 96:, :3].astype(int)  # the input camera's part
+    ys, xs = np.nonzero((np.abs(result - 255).sum(-1) > 60).any(axis=0))  # union over the clip, as the box is
+    scale, top = 96 / 120, (96 - 48) // 2  # input pixels -> panel pixels
+    expected = np.array([box[0] * scale, box[1] * scale + top, box[2] * scale, box[3] * scale + top])
+    found = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+    assert np.abs(found - expected).max() <= 3, (found, expected)
 
 
 def test_export_asset_vertex_colour_subset(tmp_path, frames):

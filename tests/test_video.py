@@ -136,6 +136,19 @@ def test_write_is_atomic(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_frames_stream_into_the_encoder_and_a_bad_one_leaves_no_file(tmp_path):
+    frames = clip(12)
+    streamed = read_video(write_video(tmp_path / "s.mp4", (f for f in frames), fps=12))
+    whole = read_video(write_video(tmp_path / "w.mp4", frames, fps=12))
+    assert np.array_equal(streamed.frames, whole.frames)  # the same encoder settings, frame by frame
+    bad = [*frames[:3], np.zeros((8, 8, 3), np.uint8)]
+    with pytest.raises(InputError, match="frame 3 is"):
+        write_video(tmp_path / "bad.mp4", iter(bad), fps=12)
+    with pytest.raises(InputError, match="at least one frame"):
+        write_video(tmp_path / "none.mp4", iter([]), fps=12)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.mp4", "w.mp4"]
+
+
 def _file(path, data: bytes):
     path.write_bytes(data)
     return path

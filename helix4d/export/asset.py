@@ -22,7 +22,8 @@ temporary name and renamed into place, so an interrupted run never leaves a half
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,9 +40,9 @@ from helix4d.export.preview import render_preview
 from helix4d.export.sampling import AttributeFn, mesh_sampler
 from helix4d.export.segments import SegmentConfig, topology_segments
 from helix4d.export.simplify import simplify_mesh
-from helix4d.export.surface import Frame
+from helix4d.export.surface import Frame, surface_arrays
 from helix4d.export.tracking import TrackedSegment, TrackingConfig, track_clip
-from helix4d.export.usd import write_usd
+from helix4d.export.usd import UsdFrames, usd_writer
 from helix4d.settings import TEXTURE_SIZE
 
 FORMATS = ("glb", "animated", "usdc", "usdz", "abc", "preview")
@@ -109,6 +110,7 @@ def export_asset(
     max_faces: int | None = None,
     attribute_fns: Sequence[AttributeFn | None] | None = None,
     input_frames: np.ndarray | None = None,
+    input_box: tuple[int, int, int, int] | None = None,
     preview_size: int = 384,
     cleanup: CleanupConfig | None = CleanupConfig(),
     segments: SegmentConfig = SegmentConfig(),
@@ -120,6 +122,8 @@ def export_asset(
     attribute_fns: per frame, where to read the material for simplification and baking (e.g.
                    `ovoxel_sampler(ovoxel)` to bake the O-Voxel's own attributes); default: the mesh itself.
     input_frames:  (F_in, H, W, 3|4) uint8 input video shown beside the result in the preview.
+    input_box:     (x0, y0, x1, y1) pixels of the object in input_frames: the preview then draws the result from
+                   the input camera at the input's scale and place (`helix4d.export.preview`).
     cleanup:       surface clean-up applied to every frame first (`helix4d.export.cleanup`); None writes the
                    meshes as they are.
     segments, tracking: how the animated GLB cuts the clip into topology segments and tracks vertices through
@@ -148,29 +152,48 @@ def export_asset(
             tracked = track_clip(simple, topology_segments(simple, segments), tracking)
             files.segments = [SegmentReport(t.start, t.stop, len(t.template.vertices), max(t.cd)) for t in tracked]
         per_frame = set(formats) & {"glb", "usdc", "usdz"}
-        needed = range(len(simple)) if per_frame or tracked is None else [t.start for t in tracked]
-        baked = {k: prepare_frame(budgeted[k][0], texture_size, attribute_fn=budgeted[k][1]) for k in needed}
-        frames = [baked.get(k) for k in range(len(simple))]
-        if "glb" in formats:
-            files.frames = [write_glb(f, out / "frames" / f"frame_{k:04d}.glb") for k, f in enumerate(frames)]
+        animated = set(formats) & {"animated", "abc"}
+        # the frames the animated writers need whole: each segment's first (or every frame, untracked)
+        kept = set() if not animated else set(range(len(simple))) if tracked is None else {t.start for t in tracked}
+        frames: dict[int, Frame] = {}
+        with _usd_writer(out, formats, fps, texture_size, simple) as usd:
+            for k in range(len(simple)) if per_frame else sorted(kept):  # one frame's textures held at a time
+                frame = prepare_frame(budgeted[k][0], texture_size, attribute_fn=budgeted[k][1])
+                if "glb" in formats:
+                    files.frames.append(write_glb(frame, out / "frames" / f"frame_{k:04d}.glb"))
+                if usd is not None:
+                    usd.add(surface_arrays(frame))
+                if k in kept:
+                    frames[k] = frame
+        if usd is not None:
+            files.usdc = out / "asset.usdc" if "usdc" in formats else None
+            files.usdz = out / "asset.usdz" if "usdz" in formats else None
         if "animated" in formats and tracked is None:
-            files.animated = write_animated_glb(frames, out / "animated.glb", fps)
+            files.animated = write_animated_glb([frames[k] for k in range(len(simple))], out / "animated.glb", fps)
         elif "animated" in formats:
             files.animated = write_segments_glb(_morph_segments(tracked, frames), out / "animated.glb", fps)
         if "abc" in formats:
-            morphs = _morph_segments(tracked, frames) if tracked else [MorphSegment(k, f) for k, f in enumerate(frames)]
+            morphs = _morph_segments(tracked, frames) if tracked else [MorphSegment(k, f) for k, f in frames.items()]
             files.abc = write_alembic(morphs, out / "asset.abc", fps)
-        if "usdc" in formats:
-            usdz = out / "asset.usdz" if "usdz" in formats else None
-            written = write_usd(frames, out / "asset.usdc", fps, usdz_path=usdz)
-            files.usdc, files.usdz = written[0], usdz
-        elif "usdz" in formats:
-            files.usdz = write_usd(frames, out / "asset.usdz", fps)[0]
     if "preview" in formats:
-        files.preview = render_preview(meshes, input_frames, out / "preview.mp4", fps, size=preview_size)
+        files.preview = render_preview(
+            meshes, input_frames, out / "preview.mp4", fps, size=preview_size, input_box=input_box
+        )
     return files
 
 
-def _morph_segments(tracked: Sequence[TrackedSegment], frames: Sequence[Frame | None]) -> list[MorphSegment]:
+def _usd_writer(
+    out: Path, formats: Collection[str], fps: float, texture_size: int | None, meshes: Sequence[trimesh.Trimesh]
+) -> AbstractContextManager[UsdFrames] | AbstractContextManager[None]:
+    """The USD writer of the formats asked for (asset.usdc, packed into asset.usdz too when both are), or none."""
+    if "usdc" not in formats and "usdz" not in formats:
+        return nullcontext()
+    textured = texture_size is not None and any(len(m.faces) for m in meshes)  # empty frames stay untextured
+    if "usdc" in formats:
+        return usd_writer(out / "asset.usdc", fps, textured, out / "asset.usdz" if "usdz" in formats else None)
+    return usd_writer(out / "asset.usdz", fps, textured)
+
+
+def _morph_segments(tracked: Sequence[TrackedSegment], frames: Mapping[int, Frame]) -> list[MorphSegment]:
     """The writers' view of tracked segments: each shown by its first frame, prepared for export."""
     return [MorphSegment(t.start, frames[t.start], t.positions) for t in tracked]

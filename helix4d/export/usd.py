@@ -20,7 +20,8 @@ A stage mixes both kinds only through empty frames; non-empty frames must all be
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -40,10 +41,24 @@ def write_usd(
     """Write `frames` as a time-sampled USD layer at `path` (.usdc/.usda/.usd, textures beside it in `textures/`)
     or as a self-contained package when `path` ends in .usdz; `usdz_path` additionally packs the layer into a
     .usdz. Every file appears atomically; returns the written USD paths."""
-    _pxr()
-    path = Path(path)
     if not frames:
         raise InputError("write_usd needs at least one frame")
+    surfaces = [surface_arrays(f) for f in frames]
+    with usd_writer(path, fps, _textured_mode(surfaces), usdz_path) as writer:
+        for surface in surfaces:
+            writer.add(surface)
+    return writer.written
+
+
+@contextmanager
+def usd_writer(
+    path: str | os.PathLike, fps: float, textured: bool, usdz_path: str | os.PathLike | None = None
+) -> Iterator[UsdFrames]:
+    """`write_usd` one frame at a time, for clips too long to hold every frame's textures: `add` each frame's
+    `SurfaceArrays` in order (non-empty ones textured exactly when `textured`); the files appear when the block
+    ends without an error (then `written` lists them), and nothing appears when it raises."""
+    _pxr()
+    path = Path(path)
     if not fps > 0:
         raise InputError(f"fps must be > 0, got {fps}")
     suffix = path.suffix.lower()
@@ -53,22 +68,23 @@ def write_usd(
         raise InputError(f"usdz_path must end in .usdz, got {usdz_path}")
     packages = [Path(p) for p in (usdz_path, path if suffix == ".usdz" else None) if p is not None]
     layer_name = path.name if suffix != ".usdz" else path.stem + ".usdc"
-    surfaces = [surface_arrays(f) for f in frames]
 
     with staging_dir(path.parent) as stage_dir:
         layer = stage_dir / layer_name
-        textures = _author(surfaces, layer, fps)
-        written = []
+        writer = UsdFrames(layer, fps, textured)
+        yield writer
+        if writer.count == 0:
+            raise InputError("write_usd needs at least one frame")
+        textures = writer.save()
         for package in packages:
             _package(layer, package)
-            written.append(package)
+            writer.written.append(package)
         if suffix != ".usdz":  # textures first, so the layer never points at missing files
             for rel in textures:
                 (path.parent / rel).parent.mkdir(parents=True, exist_ok=True)
                 os.replace(stage_dir / rel, path.parent / rel)
             os.replace(layer, path)
-            written.insert(0, path)
-    return written
+            writer.written.insert(0, path)
 
 
 def check_usd(path: str | os.PathLike) -> list[str]:
@@ -97,47 +113,54 @@ def _pxr():
     return Usd, UsdGeom, UsdShade, Sdf, Vt, Kind
 
 
-def _author(surfaces: list[SurfaceArrays], layer: Path, fps: float) -> list[Path]:
-    """Write the stage to `layer` and its textures under `layer.parent / textures`; returns texture paths relative
-    to `layer.parent`."""
-    Usd, UsdGeom, UsdShade, Sdf, Vt, Kind = _pxr()
-    textured = _textured_mode(surfaces)
-    stage = Usd.Stage.CreateNew(str(layer))
-    UsdGeom.SetStageUpAxis(stage, UsdGeom.Tokens.y)
-    UsdGeom.SetStageMetersPerUnit(stage, 1.0)
-    stage.SetTimeCodesPerSecond(fps)
-    stage.SetFramesPerSecond(fps)
-    stage.SetStartTimeCode(0)
-    stage.SetEndTimeCode(len(surfaces) - 1)
-    root = UsdGeom.Xform.Define(stage, "/Asset")
-    stage.SetDefaultPrim(root.GetPrim())
-    Usd.ModelAPI(root.GetPrim()).SetKind(Kind.Tokens.component)
+class UsdFrames:
+    """The stage being authored: frame k's geometry and primvars as samples at time code k (held by the stage
+    until it is saved), its textures written under `layer.parent / textures` as soon as the frame is added."""
 
-    UsdGeom.Scope.Define(stage, "/Asset/Materials")
-    mesh = UsdGeom.Mesh.Define(stage, "/Asset/Mesh")
-    mesh.CreateSubdivisionSchemeAttr(UsdGeom.Tokens.none)  # polygons as they are, not a subdivision cage
-    mesh.CreateDoubleSidedAttr(True)  # O-Voxel meshes may be open sheets
-    mesh.SetNormalsInterpolation(UsdGeom.Tokens.vertex)
-    vertex = UsdGeom.Tokens.vertex
-    primvars = UsdGeom.PrimvarsAPI(mesh)
-    color, opacity = mesh.CreateDisplayColorPrimvar(vertex), mesh.CreateDisplayOpacityPrimvar(vertex)
-    floats = Sdf.ValueTypeNames.FloatArray
-    if textured:
-        st = primvars.CreatePrimvar("st", Sdf.ValueTypeNames.TexCoord2fArray, vertex)
-    else:
-        metallic = primvars.CreatePrimvar("metallic", floats, vertex)
-        roughness = primvars.CreatePrimvar("roughness", floats, vertex)
-    attrs = [
-        mesh.CreatePointsAttr(),
-        mesh.CreateFaceVertexCountsAttr(),
-        mesh.CreateFaceVertexIndicesAttr(),
-        mesh.CreateNormalsAttr(),
-        mesh.CreateExtentAttr(),
-    ]
+    def __init__(self, layer: Path, fps: float, textured: bool) -> None:
+        Usd, UsdGeom, _, Sdf, _, Kind = _pxr()
+        self.layer, self.textured, self.count = layer, textured, 0
+        self.texture_files: list[tuple[int, str, str]] = []  # (frame, base colour, metallic-roughness) per frame
+        self.textures: list[Path] = []  # relative to layer.parent
+        self.written: list[Path] = []  # the USD files, once the writer's block has ended
+        self.stage = stage = Usd.Stage.CreateNew(str(layer))
+        UsdGeom.SetStageUpAxis(stage, UsdGeom.Tokens.y)
+        UsdGeom.SetStageMetersPerUnit(stage, 1.0)
+        stage.SetTimeCodesPerSecond(fps)
+        stage.SetFramesPerSecond(fps)
+        stage.SetStartTimeCode(0)
+        root = UsdGeom.Xform.Define(stage, "/Asset")
+        stage.SetDefaultPrim(root.GetPrim())
+        Usd.ModelAPI(root.GetPrim()).SetKind(Kind.Tokens.component)
 
-    texture_files: list[tuple[int, str, str]] = []
-    written: list[Path] = []
-    for k, s in enumerate(surfaces):
+        UsdGeom.Scope.Define(stage, "/Asset/Materials")
+        self.mesh = mesh = UsdGeom.Mesh.Define(stage, "/Asset/Mesh")
+        mesh.CreateSubdivisionSchemeAttr(UsdGeom.Tokens.none)  # polygons as they are, not a subdivision cage
+        mesh.CreateDoubleSidedAttr(True)  # O-Voxel meshes may be open sheets
+        mesh.SetNormalsInterpolation(UsdGeom.Tokens.vertex)
+        vertex = UsdGeom.Tokens.vertex
+        primvars = UsdGeom.PrimvarsAPI(mesh)
+        self.color, self.opacity = mesh.CreateDisplayColorPrimvar(vertex), mesh.CreateDisplayOpacityPrimvar(vertex)
+        floats = Sdf.ValueTypeNames.FloatArray
+        if textured:
+            self.st = primvars.CreatePrimvar("st", Sdf.ValueTypeNames.TexCoord2fArray, vertex)
+        else:
+            self.metallic = primvars.CreatePrimvar("metallic", floats, vertex)
+            self.roughness = primvars.CreatePrimvar("roughness", floats, vertex)
+        self.attrs = [
+            mesh.CreatePointsAttr(),
+            mesh.CreateFaceVertexCountsAttr(),
+            mesh.CreateFaceVertexIndicesAttr(),
+            mesh.CreateNormalsAttr(),
+            mesh.CreateExtentAttr(),
+        ]
+
+    def add(self, s: SurfaceArrays) -> None:
+        """The next frame (time code `count`)."""
+        Usd, _, _, _, Vt, _ = _pxr()
+        if not s.empty and (s.textured is not None) != self.textured:
+            raise InputError("USD export needs all non-empty frames textured or all vertex-coloured, not a mix")
+        k, self.count = self.count, self.count + 1
         time = Usd.TimeCode(k)
         lo, hi = (s.positions.min(0), s.positions.max(0)) if len(s.positions) else (np.zeros(3), np.zeros(3))
         values = [
@@ -147,26 +170,32 @@ def _author(surfaces: list[SurfaceArrays], layer: Path, fps: float) -> list[Path
             Vt.Vec3fArray.FromNumpy(s.normals),
             Vt.Vec3fArray.FromNumpy(np.stack([lo, hi]).astype(np.float32)),
         ]
-        for attr, value in zip(attrs, values):
+        for attr, value in zip(self.attrs, values):
             attr.Set(value, time)
-        color.Set(Vt.Vec3fArray.FromNumpy(srgb_to_linear(s.rgba[:, :3])), time)
-        opacity.Set(Vt.FloatArray.FromNumpy(s.rgba[:, 3].copy()), time)
-        if textured:
-            st.Set(Vt.Vec2fArray.FromNumpy(_usd_st(s)), time)
-            if s.textured is not None:
-                kinds = ("base_color", "metallic_roughness")
-                names = [f"{TEXTURE_DIR}/{layer.stem}_f{k:04d}_{kind}.png" for kind in kinds]
-                for name, png in zip(names, (s.textured.base_color_png, s.textured.metallic_roughness_png)):
-                    written.append(write_bytes_atomic(layer.parent / name, png).relative_to(layer.parent))
-                texture_files.append((k, "./" + names[0], "./" + names[1]))
-        else:
-            metallic.Set(Vt.FloatArray.FromNumpy(s.metallic), time)
-            roughness.Set(Vt.FloatArray.FromNumpy(s.roughness), time)
+        self.color.Set(Vt.Vec3fArray.FromNumpy(srgb_to_linear(s.rgba[:, :3])), time)
+        self.opacity.Set(Vt.FloatArray.FromNumpy(s.rgba[:, 3].copy()), time)
+        if not self.textured:
+            self.metallic.Set(Vt.FloatArray.FromNumpy(s.metallic), time)
+            self.roughness.Set(Vt.FloatArray.FromNumpy(s.roughness), time)
+            return
+        self.st.Set(Vt.Vec2fArray.FromNumpy(_usd_st(s)), time)
+        if s.textured is not None:
+            kinds = ("base_color", "metallic_roughness")
+            names = [f"{TEXTURE_DIR}/{self.layer.stem}_f{k:04d}_{kind}.png" for kind in kinds]
+            for name, png in zip(names, (s.textured.base_color_png, s.textured.metallic_roughness_png)):
+                self.textures.append(write_bytes_atomic(self.layer.parent / name, png).relative_to(self.layer.parent))
+            self.texture_files.append((k, "./" + names[0], "./" + names[1]))
 
-    material = _textured_material(stage, texture_files) if textured else _primvar_material(stage)
-    UsdShade.MaterialBindingAPI.Apply(mesh.GetPrim()).Bind(material)
-    stage.GetRootLayer().Save()
-    return written
+    def save(self) -> list[Path]:
+        """Bind the material, end the stage at the last frame and save the layer; returns the texture paths
+        (relative to `layer.parent`)."""
+        _, _, UsdShade, _, _, _ = _pxr()
+        self.stage.SetEndTimeCode(self.count - 1)
+        stage = self.stage
+        material = _textured_material(stage, self.texture_files) if self.textured else _primvar_material(stage)
+        UsdShade.MaterialBindingAPI.Apply(self.mesh.GetPrim()).Bind(material)
+        stage.GetRootLayer().Save()
+        return self.textures
 
 
 def _textured_mode(surfaces: list[SurfaceArrays]) -> bool:

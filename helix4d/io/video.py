@@ -6,9 +6,10 @@ a 4K video never holds full-resolution frames in memory: only the sampled, resiz
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -78,31 +79,56 @@ def read_video(
     return _read_file(p, fps, max_frames, start, end, max_side)
 
 
-def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float) -> Path:
+def write_video(path: str | os.PathLike, frames: np.ndarray | Iterable[np.ndarray], fps: float) -> Path:
     """Write (F, H, W, 3|4) uint8 frames to .mp4 (H.264), .webm (VP9, with alpha for 4 channels) or .gif.
 
-    mp4 has no alpha: a 4th channel is dropped (RGB kept as is). Odd sizes are padded to even ones by repeating
-    the last row/column (yuv420p needs even sizes). The file is written to a temporary name and renamed at the
-    end, so a failed run never leaves a half-written file behind.
+    `frames` may also be any iterable of (H, W, 3|4) uint8 frames of one shape: mp4 and webm encode them as they
+    come, so a long video is never held whole. mp4 has no alpha: a 4th channel is dropped (RGB kept as is). Odd
+    sizes are padded to even ones by repeating the last row/column (yuv420p needs even sizes). The file is written
+    to a temporary name and renamed at the end, so a failed run never leaves a half-written file behind.
     """
     p = Path(path)
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] not in (3, 4) or frames.dtype != np.uint8 or len(frames) == 0:
-        raise InputError(
-            f"write_video needs frames of shape (F, H, W, 3|4) uint8 with F >= 1, got {frames.shape} "
-            f"{frames.dtype} — convert with np.clip(x * 255, 0, 255).astype(np.uint8)"
-        )
     if not fps > 0:
         raise InputError(f"fps must be > 0, got {fps}")
     suffix = p.suffix.lower()
     if suffix not in (".mp4", ".webm", ".gif"):
         raise InputError(f"cannot write {p.name}: use a .mp4, .webm or .gif file name")
+    stream = _checked_frames(frames)
+    first = next(stream)
     with atomic_path(p) as tmp:
         if suffix == ".gif":
-            _write_gif(tmp, frames, fps)
+            _write_gif(tmp, np.stack([first, *stream]), fps)
         else:
-            _write_av(tmp, frames, fps, suffix)
+            _write_av(tmp, first, stream, fps, suffix)
     return p
+
+
+def _checked_frames(frames: np.ndarray | Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    """The frames one at a time, each (H, W, 3|4) uint8 of the first one's shape; at least one frame (checked
+    before the first is yielded)."""
+    hint = "convert with np.clip(x * 255, 0, 255).astype(np.uint8)"
+    if isinstance(frames, np.ndarray) and (frames.ndim != 4 or len(frames) == 0):
+        raise InputError(
+            f"write_video needs frames of shape (F, H, W, 3|4) uint8 with F >= 1, got {frames.shape} "
+            f"{frames.dtype} — {hint}"
+        )
+    it = iter(frames)
+    first = next(it, None)
+    if first is None:
+        raise InputError("write_video needs at least one frame")
+    first = np.asarray(first)
+    if first.ndim != 3 or first.shape[-1] not in (3, 4) or first.dtype != np.uint8:
+        raise InputError(f"write_video needs (H, W, 3|4) uint8 frames, got {first.shape} {first.dtype} — {hint}")
+
+    def frames_of_one_shape() -> Iterator[np.ndarray]:
+        yield first
+        for i, frame in enumerate(it, start=1):
+            frame = np.asarray(frame)
+            if frame.shape != first.shape or frame.dtype != np.uint8:
+                raise InputError(f"frame {i} is {frame.shape} {frame.dtype}, the first was {first.shape} uint8")
+            yield frame
+
+    return frames_of_one_shape()
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -269,16 +295,14 @@ def _read_folder(p: Path, fps, max_frames, start, end, max_side) -> Video:
 # ---------------------------------------------------------------------------------------------- writing
 
 
-def _pad_even(frames: np.ndarray) -> np.ndarray:
-    _, h, w, _ = frames.shape
-    return np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+def _pad_even(frame: np.ndarray) -> np.ndarray:
+    h, w, _ = frame.shape
+    return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
 
 
-def _write_av(path: Path, frames: np.ndarray, fps: float, suffix: str) -> None:
-    alpha = suffix == ".webm" and frames.shape[-1] == 4
-    if not alpha:
-        frames = frames[..., :3]
-    frames = _pad_even(frames)
+def _write_av(path: Path, first: np.ndarray, rest: Iterator[np.ndarray], fps: float, suffix: str) -> None:
+    """Encode `first` and then every frame of `rest` as they come."""
+    alpha = suffix == ".webm" and first.shape[-1] == 4
     rate = Fraction(fps).limit_denominator(1001)
     with av.open(str(path), "w") as container:
         if suffix == ".mp4":
@@ -287,8 +311,9 @@ def _write_av(path: Path, frames: np.ndarray, fps: float, suffix: str) -> None:
         else:
             stream = container.add_stream("libvpx-vp9", rate=rate, options={"crf": "20", "b": "0"})
             stream.pix_fmt = "yuva420p" if alpha else "yuv420p"
-        stream.height, stream.width = frames.shape[1:3]
-        for i, arr in enumerate(frames):
+        stream.height, stream.width = _pad_even(first).shape[:2]
+        for i, arr in enumerate(itertools.chain([first], rest)):
+            arr = _pad_even(arr if alpha else arr[..., :3])
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgba" if alpha else "rgb24")
             frame.pts = i
             frame.time_base = 1 / rate

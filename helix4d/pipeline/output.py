@@ -43,6 +43,7 @@ def write_asset(
             max_faces=options.max_faces,
             attribute_fns=[ovoxel_sampler(v) if len(v) else None for v in asset.ovoxels],
             input_frames=asset.input_frames,
+            input_box=asset.metadata.get("object_box"),
             cleanup=CleanupConfig() if options.cleanup else None,
         )
         seconds = asset.metadata.setdefault("seconds", {})
