@@ -12,7 +12,7 @@ from rich.console import Console
 from helix4d import __version__
 from helix4d.console import labelled
 from helix4d.errors import Helix4DError, InputError
-from helix4d.settings import TEXTURE_SIZE, WINDOW
+from helix4d.settings import CHUNK, TEXTURE_SIZE, WINDOW
 
 app = typer.Typer(
     name="helix4d",
@@ -276,6 +276,12 @@ def generate_command(
     mode: str = typer.Option(
         "temporal", "--mode", help="'temporal' (Helix4D) or 'per-frame' (static model on each frame)."
     ),
+    chunk: int = typer.Option(
+        CHUNK,
+        "--chunk",
+        help="Frames per chunk, the anchor included: a longer clip is generated chunk by chunk, each anchored on "
+        "the previous chunk's last frame (memory stays bounded); 0 = one anchor, frame 0, for the whole clip.",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
     formats: str = typer.Option(
         "glb,animated,usdc,usdz,preview",
@@ -322,7 +328,7 @@ def generate_command(
         fps=fps,
         start=start,
         end=end,
-        sampling=SamplingOptions(seed=seed, steps=steps, cfg=cfg, window=window, mode=mode),
+        sampling=SamplingOptions(seed=seed, steps=steps, cfg=cfg, window=window, mode=mode, chunk=chunk),
         matting=MattingOptions(matting, mask, matting_model),
         formats=tuple(f.strip() for f in formats.split(",") if f.strip()),
         texture_size=texture_size,

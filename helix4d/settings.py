@@ -19,6 +19,7 @@ from helix4d.errors import InputError
 
 MODES = ("temporal", "per-frame")
 WINDOW = 1  # temporal window radius r (frames >= 1 attend to f-r..f+r and to the anchor): new models' default
+CHUNK = 16  # frames per chunk, its anchor included: longer clips are generated chunk by chunk (helix4d.pipeline)
 TEXTURE_SIZE = 512  # side of each frame's baked textures: the default of the CLI, the app and the Python API
 MATTINGS = ("auto", "alpha", "mask", "model", "u2net", "border", "none")  # helix4d.io.matting
 
@@ -73,6 +74,7 @@ RULES: dict[str, Rule] = {
     "steps": Rule(int, low=1, hint=_UNSET + " (the model's)"),
     "cfg": Rule(float, low=0, hint=" (1 turns guidance off)"),
     "window": Rule(int, low=0, hint=" (0: the anchor and the frame itself)"),
+    "chunk": Rule(int, low=0, hint=" (0: one anchor for the whole clip; else >= 2, the anchor and a new frame)"),
     "seed": Rule(int),
     "mode": Rule(str, choices=MODES),
     # export

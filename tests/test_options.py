@@ -19,7 +19,7 @@ def test_checked_normalises_and_keeps_the_defaults() -> None:
     assert options.texture_size is None  # 0: vertex colours
     assert GenerateOptions().checked().texture_size == TEXTURE_SIZE
     assert set(GenerateOptions().settings()) == {
-        "frames", "fps", "start", "end", "steps", "cfg", "window", "seed", "mode", "formats", "texture_size",
+        "frames", "fps", "start", "end", "steps", "cfg", "window", "seed", "mode", "chunk", "formats", "texture_size",
         "max_faces", "cleanup", "matting", "mask", "matting_model",
     }  # fmt: skip
 

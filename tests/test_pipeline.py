@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -91,6 +92,37 @@ def test_window_at_least_frames_is_full_attention(pipe) -> None:
     narrow = pipe.generate(images, SamplingOptions(seed=0, steps=2, window=0))
     assert _same_ovoxels(full.ovoxels, wider.ovoxels)
     assert not _same_ovoxels(full.ovoxels[1:], narrow.ovoxels[1:])
+
+
+def test_a_long_clip_is_chunked_each_chunk_anchored_on_the_last_frame_of_the_one_before(pipe) -> None:
+    images = np.random.default_rng(2).random((9, 4, 32, 32), dtype=np.float32)
+    sampling = SamplingOptions(seed=5, steps=2, chunk=4)
+    chunked = pipe.generate(images, sampling)
+    assert chunked.num_frames == 9 and chunked.metadata["chunks"] == [[0, 4], [3, 7], [6, 9]]
+    first = pipe.generate(images[:4], sampling)  # the first chunk is a clip of its own
+    assert _same_ovoxels(chunked.ovoxels[:4], first.ovoxels, atol=1e-5)
+    whole = pipe.generate(images, dataclasses.replace(sampling, chunk=0))  # one anchor: frames see past frame 3
+    assert _same_ovoxels(chunked.ovoxels[:1], whole.ovoxels[:1], atol=1e-5)
+    assert not _same_ovoxels(chunked.ovoxels[4:], whole.ovoxels[4:], atol=1e-5)
+    # later chunks continue from the earlier ones: frame 0 reaches frames 4..8 only through the anchors handed on
+    moved = images.copy()
+    moved[0] = np.random.default_rng(3).random((4, 32, 32), dtype=np.float32)
+    other = pipe.generate(moved, sampling)
+    assert all(not _same_ovoxels([a], [b], atol=1e-5) for a, b in zip(chunked.ovoxels[4:], other.ovoxels[4:]))
+
+
+def test_per_frame_noise_belongs_to_the_frame_not_to_its_chunk(pipe) -> None:
+    images = np.random.default_rng(4).random((7, 4, 32, 32), dtype=np.float32)
+    per_frame = SamplingOptions(seed=2, steps=2, mode="per-frame")
+    chunked = pipe.generate(images, dataclasses.replace(per_frame, chunk=3))
+    whole = pipe.generate(images, dataclasses.replace(per_frame, chunk=0))
+    assert _same_ovoxels(chunked.ovoxels, whole.ovoxels, atol=1e-5)
+
+
+def test_a_chunk_of_one_frame_is_refused() -> None:
+    with pytest.raises(InputError, match="--chunk must be 0"):
+        SamplingOptions(chunk=1).checked({"chunk": "--chunk"})
+    assert SamplingOptions(chunk=2.0).checked().chunk == 2
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="offloading moves weights to a GPU")

@@ -72,13 +72,22 @@ def stage_seed(seed: int, stage: str, frame: int) -> int:
     return (seed * 1_000_003 + NOISE_STREAMS.index(stage) * 10_007 + frame) % (2**63 - 1)
 
 
-def frame_noise(coords_per_frame: list[Tensor], channels: int, seed: int, stage: str) -> Tensor:
-    """(N, C) standard normal noise, frame f drawn from generator `stage_seed(seed, stage, f)` (on the CPU)."""
+def frame_noise(coords_per_frame: list[Tensor], channels: int, seed: int, stage: str, first: int = 0) -> Tensor:
+    """(N, C) standard normal noise, frame f drawn from generator `stage_seed(seed, stage, first + f)` (on the
+    CPU); `first` is the clip's number of coords_per_frame[0], so a frame's noise does not depend on its chunk."""
     parts = [
-        torch.randn(c.shape[0], channels, generator=torch.Generator().manual_seed(stage_seed(seed, stage, f)))
+        torch.randn(c.shape[0], channels, generator=torch.Generator().manual_seed(stage_seed(seed, stage, first + f)))
         for f, c in enumerate(coords_per_frame)
     ]
     return torch.cat(parts)
+
+
+def chunk_ranges(frames: int, chunk: int) -> list[tuple[int, int]]:
+    """[start, stop) of each chunk of a `frames`-frame clip, `chunk` frames each (0: one chunk): consecutive
+    chunks share one frame, the next chunk's anchor, as ActionMesh and L4GM slide their windows."""
+    if chunk == 0 or frames <= chunk:
+        return [(0, frames)]
+    return [(start, min(start + chunk, frames)) for start in range(0, frames - 1, chunk - 1)]
 
 
 class Helix4DPipeline:
@@ -171,6 +180,8 @@ class Helix4DPipeline:
         asset.times, asset.fps, asset.input_frames = video.times, video.fps, video.frames
         asset.metadata["source"] = video.source
         asset.metadata["matte"] = cond.matte.summary()
+        asset.metadata["object_box"] = list(cond.object_box)  # (x0, y0, x1, y1) in the decoded frames
+        asset.metadata["crop_box"] = list(cond.box)  # the square the condition images were cut from
         asset.metadata["warnings"][:0] = cond.matte.warnings
         return asset
 
@@ -202,6 +213,9 @@ class Helix4DPipeline:
     ) -> Asset4D:
         """images (F, 4, S, S) float32 in [0, 1] (RGB over black + alpha) -> Asset4D. `coarse` (per frame (n_f, 3)
         voxels of the latent grid) replaces stage 1, e.g. by the true coarse structure to measure stages 2-3 alone.
+        A clip longer than `sampling.chunk` frames is generated chunk by chunk (`chunk_ranges`): a chunk's first
+        frame is the previous chunk's last, whose clean latents of every stage are its anchor, so one chunk's tokens
+        are held at a time and no frame is further from its anchor than the chunk length.
 
         Raises `GenerationError` when a stage yields NaN/inf or no voxel in any frame (broken weights, or
         settings the model cannot follow), instead of failing later somewhere deep inside the next stage."""
@@ -211,49 +225,23 @@ class Helix4DPipeline:
         s = self.config.image_size
         if images.ndim != 4 or images.shape[1:] != (4, s, s) or images.shape[0] < 1:
             raise InputError(f"condition images must be (F, 4, {s}, {s}), got {images.shape}")
-        run = _Run(self, sampling, progress)
-        timings: dict[str, float] = {}
-
-        clock = time.perf_counter()
-        pixels = torch.from_numpy(images).to(self.device)  # (F, 4, S, S)
-        with self.using("image_encoder"):
-            cond = self.image_encoder(pixels)  # (F, L, C)
-        if coarse is None and "ss_image_encoder" in self.components:
-            with self.using("ss_image_encoder"):
-                cond_ss = self.components["ss_image_encoder"](pixels)  # (F, L, C) stage 1's own tokens
-        else:
-            cond_ss = cond
-        timings["encode_images"] = time.perf_counter() - clock
-
-        clock = time.perf_counter()
-        if coarse is None:
-            with self.using("ss_vae"):
-                coarse = run.sparse_structure(cond_ss)  # per frame (n_f, 3) coarse voxels
-        elif len(coarse) != images.shape[0]:
-            raise InputError(f"coarse structure given for {len(coarse)} frames, but there are {images.shape[0]} images")
-        timings["ss"] = time.perf_counter() - clock
-
-        clock = time.perf_counter()
-        coarse, geo_latent = run.geometry(cond, coarse)
-        timings["geometry"] = time.perf_counter() - clock
-
-        clock = time.perf_counter()
-        mat_latent = run.material(cond, coarse, geo_latent)
-        timings["material"] = time.perf_counter() - clock
-
-        clock = time.perf_counter()
-        ovoxels = self.decode_latents(
-            coarse,
-            run.normalise("geometry", geo_latent, inverse=True),
-            run.normalise("material", mat_latent, inverse=True),
-        )
-        timings["decode"] = time.perf_counter() - clock
+        f = images.shape[0]
+        if coarse is not None and len(coarse) != f:
+            raise InputError(f"coarse structure given for {len(coarse)} frames, but there are {f} images")
+        run = _Run(self, sampling, progress, f)
+        chunks = chunk_ranges(f, sampling.chunk)
+        ovoxels: list[OVoxel] = []
+        cells: list[Tensor] = []
+        for start, stop in chunks:
+            part, part_cells = run.chunk(images[start:stop], start, None if coarse is None else coarse[start:stop])
+            skip = 0 if start == 0 else 1  # the chunk's anchor is the previous chunk's last frame, already there
+            ovoxels += part[skip:]
+            cells += part_cells[skip:]
 
         clock = time.perf_counter()
         meshes = [ovoxel_to_mesh(v) for v in ovoxels]
-        timings["meshing"] = time.perf_counter() - clock
+        run.timings["meshing"] = time.perf_counter() - clock
 
-        f = images.shape[0]
         empty = [i for i, mesh in enumerate(meshes) if len(mesh.faces) == 0]
         warnings = (
             [f"nothing was generated for frame(s) {', '.join(map(str, empty))}: their meshes are empty"]
@@ -265,10 +253,12 @@ class Helix4DPipeline:
             "seed": sampling.seed,
             "window": sampling.window,
             "anchor": sampling.anchor,
+            "chunk": sampling.chunk,
+            "chunks": [list(c) for c in chunks],
             "frames": f,
             "steps": {k: run.sampler(k).steps for k in STAGES},
             "cfg": {k: run.sampler(k).cfg_strength for k in STAGES},
-            "seconds": timings,
+            "seconds": run.timings,
             "model_preset": self.config.preset,
             "model_trained": self.config.trained,
             "empty_frames": empty,
@@ -281,7 +271,7 @@ class Helix4DPipeline:
             1.0,
             images,
             metadata,
-            coarse=[c.cpu().numpy() for c in coarse],
+            coarse=[c.cpu().numpy() for c in cells],
         )
 
     @torch.no_grad()
@@ -334,11 +324,62 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 class _Run:
-    """One generation: sampling settings, seed and progress shared by the three stages."""
+    """One generation: sampling settings, seed, progress and timings shared by the three stages and every chunk,
+    and the anchors a chunk hands to the next (per noise stream, the clean latent of its last frame)."""
 
-    def __init__(self, pipe: Helix4DPipeline, sampling: SamplingOptions, progress: Progress | None) -> None:
-        """`sampling` checked, its window resolved."""
+    def __init__(
+        self, pipe: Helix4DPipeline, sampling: SamplingOptions, progress: Progress | None, frames: int
+    ) -> None:
+        """`sampling` checked, its window resolved; `frames` in the whole clip."""
         self.pipe, self.sampling, self.progress, self.device = pipe, sampling, progress, pipe.device
+        self.frames = frames
+        self.first = 0  # the clip's number of the current chunk's frame 0
+        self.anchors: dict[str, Tensor] = {}  # stream -> (n_0, C) the current chunk's frame 0, clean (as sampled)
+        self.last: dict[str, Tensor] = {}  # stream -> the current chunk's last frame, the next chunk's anchor
+        self.counters: dict[str, _StepCounter] = {}
+        self.timings: dict[str, float] = {}
+
+    def chunk(self, images: np.ndarray, first: int, coarse: list[Tensor] | None) -> tuple[list[OVoxel], list[Tensor]]:
+        """O-Voxels and latent voxels of frames first..first+len(images)-1, the first of them the anchor (from
+        the previous chunk when first > 0); `coarse` replaces stage 1 (see `Helix4DPipeline.generate`)."""
+        pipe, self.first = self.pipe, first
+        with self._timed("encode_images"):
+            pixels = torch.from_numpy(images).to(self.device)  # (F, 4, S, S)
+            with pipe.using("image_encoder"):
+                cond = pipe.image_encoder(pixels)  # (F, L, C)
+            cond_ss = cond
+            if coarse is None and "ss_image_encoder" in pipe.components:
+                with pipe.using("ss_image_encoder"):
+                    cond_ss = pipe.components["ss_image_encoder"](pixels)  # (F, L, C) stage 1's own tokens
+        with self._timed("ss"):
+            if coarse is None:
+                with pipe.using("ss_vae"):
+                    coarse = self.sparse_structure(cond_ss)  # per frame (n_f, 3) coarse voxels
+        with self._timed("geometry"):
+            coarse, geo_latent = self.geometry(cond, coarse)
+        with self._timed("material"):
+            mat_latent = self.material(cond, coarse, geo_latent)
+        with self._timed("decode"):
+            ovoxels = pipe.decode_latents(
+                coarse,
+                self.normalise("geometry", geo_latent, inverse=True),
+                self.normalise("material", mat_latent, inverse=True),
+            )
+        self.anchors, self.last = self.last, {}
+        return ovoxels, coarse
+
+    @contextmanager
+    def _timed(self, name: str) -> Iterator[None]:
+        """Seconds spent in the block, added to `timings[name]` (summed over chunks)."""
+        clock = time.perf_counter()
+        yield
+        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - clock
+
+    def counter(self, stream: str, steps: int) -> _StepCounter:
+        """The progress of one noise stream over the whole clip: `steps` per frame."""
+        if stream not in self.counters:
+            self.counters[stream] = _StepCounter(self.progress, f"stage {stream}", steps * self.frames)
+        return self.counters[stream]
 
     def sampler(self, stage: str) -> SamplerConfig:
         s = self.pipe.config.sampling[stage]
@@ -402,23 +443,24 @@ class _Run:
     def _sample(
         self, stage: str, flow: FlowTransformer, coords: list[Tensor], cond: Tensor, extra: Tensor | None, stream: str
     ) -> Tensor:
-        """Frame 0 through the static model alone (the anchor), then, in temporal mode, frames 1..F-1 jointly with
-        the anchor's cached keys/values; in per-frame mode every frame as frame 0 of its own clip."""
+        """Frame 0 through the static model alone (the anchor; or as the previous chunk left it), then, in temporal
+        mode, frames 1..F-1 jointly with the anchor's cached keys/values; in per-frame mode every frame as frame 0
+        of its own clip."""
         config, frames, window = self.sampler(stage), len(coords), self.sampling.window
-        noise = frame_noise(coords, flow.config.in_channels, self.sampling.seed, stream).to(self.device)
+        noise = frame_noise(coords, flow.config.in_channels, self.sampling.seed, stream, self.first).to(self.device)
         sizes = [c.shape[0] for c in coords]
         rows = [slice(a, b) for a, b in itertools.pairwise(np.cumsum([0, *sizes]).tolist())]
         given = [extra[r] if extra is not None else None for r in rows]  # per frame
-        steps = _StepCounter(self.progress, f"stage {stream}", config.steps * frames)
+        steps = self.counter(stream, config.steps)
 
         def static(f: int) -> Tensor:
             tokens = SparseTensor.from_frames([coords[f].to(self.device)], [noise[rows[f]]])  # frame index 0
             velocity = _velocity(flow, tokens, cond[f : f + 1], given[f], FrameAttention(window, self.sampling.anchor))
             return sample(velocity, noise[rows[f]], config, on_step=lambda _: steps.advance(1))
 
-        first = static(0)
+        first = self.anchors[stream] if stream in self.anchors else static(0)
         if self.sampling.mode == "per-frame" or frames == 1:
-            return torch.cat([first, *(static(f) for f in range(1, frames))])
+            return self._hand_on(stream, torch.cat([first, *(static(f) for f in range(1, frames))]), rows[-1])
         tokens = SparseTensor.of_sequence(coords, noise)
         rest = tokens.select_frames(list(range(1, frames)))
         if self.sampling.anchor:
@@ -431,7 +473,12 @@ class _Run:
         else:
             velocity = _velocity_without_anchor(flow, tokens, first, cond, extra, window)
         others = sample(velocity, rest.feats, config, on_step=lambda _: steps.advance(frames - 1), groups=sizes[1:])
-        return torch.cat([first, others])
+        return self._hand_on(stream, torch.cat([first, others]), rows[-1])
+
+    def _hand_on(self, stream: str, latent: Tensor, last: slice) -> Tensor:
+        """`latent` unchanged; its `last` rows (the chunk's last frame) kept as the next chunk's anchor."""
+        self.last[stream] = latent[last]
+        return latent
 
 
 class _StepCounter:

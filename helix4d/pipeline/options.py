@@ -17,7 +17,7 @@ from helix4d.errors import InputError
 from helix4d.export import DEFAULT_FORMATS, FORMATS
 from helix4d.export.alembic import require_alembic
 from helix4d.io.matting import MattingOptions, check_matting
-from helix4d.settings import TEXTURE_SIZE, check_settings
+from helix4d.settings import CHUNK, TEXTURE_SIZE, check_settings
 
 
 @dataclass(frozen=True)
@@ -30,11 +30,18 @@ class SamplingOptions:
     window: int | None = None  # temporal window radius r (frames attend to f-r..f+r and to the anchor)
     mode: str = "temporal"  # 'temporal' (Helix4D) or 'per-frame' (the static model on every frame)
     anchor: bool = True  # frame 0 as the cached anchor (False: the "no anchor" ablation)
+    # frames per chunk, the anchor included: a longer clip is generated chunk by chunk, each chunk anchored on the
+    # previous chunk's last (clean) frame, so memory stays bounded; 0: one anchor (frame 0) for the whole clip
+    chunk: int = CHUNK
 
     def checked(self, names: Mapping[str, str] | None = None) -> SamplingOptions:
         """These options normalised (16.0 -> 16), or an InputError that names a setting as `names` spell it."""
-        values = {key: getattr(self, key) for key in ("seed", "steps", "cfg", "window", "mode")}
-        return dataclasses.replace(self, **check_settings(values, names))
+        values = {key: getattr(self, key) for key in ("seed", "steps", "cfg", "window", "mode", "chunk")}
+        checked = check_settings(values, names)
+        if checked["chunk"] == 1:
+            flag = (names or {}).get("chunk", "chunk")
+            raise InputError(f"{flag} must be 0 (one anchor for the whole clip) or >= 2 (the anchor and a new frame)")
+        return dataclasses.replace(self, **checked)
 
 
 @dataclass(frozen=True)
@@ -87,7 +94,7 @@ class GenerateOptions:
         s, m = self.sampling, self.matting
         return {
             "frames": self.frames, "fps": self.fps, "start": self.start, "end": self.end,
-            "steps": s.steps, "cfg": s.cfg, "window": s.window, "seed": s.seed, "mode": s.mode,
+            "steps": s.steps, "cfg": s.cfg, "window": s.window, "seed": s.seed, "mode": s.mode, "chunk": s.chunk,
             "formats": list(self.formats), "texture_size": self.texture_size, "max_faces": self.max_faces,
             "cleanup": self.cleanup, "matting": m.method, "mask": m.mask and str(m.mask),
             "matting_model": m.model and str(m.model),

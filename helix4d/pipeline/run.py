@@ -37,6 +37,7 @@ FLAGS = {
     "window": "--window",
     "seed": "--seed",
     "mode": "--mode",
+    "chunk": "--chunk",
     "texture_size": "--texture-size",
     "max_faces": "--max-faces",
     "formats": "--formats",
