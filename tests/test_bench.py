@@ -79,3 +79,25 @@ def test_bench_help() -> None:
         assert result.exit_code == 0 and "Usage" in result.output
     bad = runner.invoke(app, ["bench", "pipeline", "--frames", "0"])
     assert isinstance(bad.exception, InputError)
+
+
+def test_matting_end_to_end_scores_clean_and_composited_clips(tmp_path) -> None:
+    from helix4d.bench.matting import end_to_end, end_to_end_table, make_clips
+
+    clips = make_clips(tmp_path / "synth", clips=1, frames=2, seed=3)
+    scores = end_to_end(clips)  # the shipped demo model
+    assert sorted(scores) == ["clean", "hand-held", "static"]
+    assert all(len(v) == 1 and 0 < v[0] < 1 for v in scores.values())
+    assert "| clean | its own alpha |" in end_to_end_table(scores)
+
+
+def test_drift_rows_score_every_block_of_a_long_clip(tmp_path) -> None:
+    from helix4d.bench.drift import drift_table, run_drift
+    from helix4d.data.build import build_synthetic
+
+    build_synthetic(tmp_path / "long", 1, frames=5, resolution=32, image_size=128, views=1, seed=4, workers=0)
+    blocks, rows = run_drift(tmp_path / "long", chunks=[0, 3], block=2, steps=2)
+    assert blocks == [(0, 2), (2, 4), (4, 5)] and [r.name for r in rows] == ["one anchor", "chunks of 3"]
+    assert all(len(block["cd_3d"]) == 1 for row in rows for block in row.blocks)
+    assert rows[0].blocks[0]["cd_3d"] != rows[1].blocks[2]["cd_3d"]
+    assert drift_table(blocks, rows).count("\n") == 3  # the header, its rule and one line per row
