@@ -19,7 +19,9 @@ from helix4d.errors import InputError
 
 MODES = ("temporal", "per-frame")
 WINDOW = 1  # temporal window radius r (frames >= 1 attend to f-r..f+r and to the anchor): new models' default
-CHUNK = 16  # frames per chunk, its anchor included: longer clips are generated chunk by chunk (helix4d.pipeline)
+# frames per chunk, its anchor included: longer clips are generated chunk by chunk (helix4d.pipeline); one anchor
+# did not drift over 64 frames (python -m helix4d.bench.drift) while each re-anchoring cost a little, so 64
+CHUNK = 64
 TEXTURE_SIZE = 512  # side of each frame's baked textures: the default of the CLI, the app and the Python API
 MATTINGS = ("auto", "alpha", "mask", "model", "u2net", "border", "none")  # helix4d.io.matting
 
