@@ -4,10 +4,10 @@
 Long clips of the procedural world (`helix4d data synth --frames 64`; ground truth: the source meshes rebuilt from
 each sequence's spec, as in the error budget) are generated in temporal mode with every `--chunks` setting (0: one
 anchor for the whole clip; N: chunks of N frames, `helix4d generate --chunk N`), and with `--per-frame` in
-per-frame mode too, the reference that cannot drift (every frame from the static model alone; about 20× slower on
-a CPU, one frame after another). The frames are scored in blocks of
-`--block` frames by our protocol, each block aligned on its own, so a row reads how much quality is lost with the
-distance from the anchor; every setting sees the same noise for the same frame.
+per-frame mode too, the reference that cannot drift (every frame from the static model alone, one after another:
+far slower on a CPU). The frames are scored in blocks of `--block` frames by our protocol, each block aligned on
+its own, so a row reads how much quality is lost with the distance from the anchor; every setting sees the same
+noise for the same frame.
 
 Run: python -m helix4d.bench.drift DATA [--chunks 0,16] [--per-frame] [--sequences 9] [--block 16] [--json F]
 """
