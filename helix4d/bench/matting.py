@@ -160,14 +160,26 @@ def composite(rgba: np.ndarray, family: str, camera: str, rng: np.random.Generat
     return rgb, np.stack(truth)
 
 
+def front_renders(sequence: Path) -> np.ndarray:
+    """(F, S, S, 4) uint8: a synthetic sequence's renders from its first view, with their exact alpha."""
+    return np.stack(
+        [np.asarray(Image.open(p).convert("RGBA")) for p in sorted((sequence / "views" / "v00").glob("*.png"))]
+    )
+
+
+def opaque_video(clip: Clip) -> Video:
+    """A composited clip as the opaque video a user's camera gives (8 fps)."""
+    rgba = np.concatenate([clip.rgb, np.full((*clip.rgb.shape[:3], 1), 255, np.uint8)], -1)  # (F, H, W, 4)
+    return Video(frames=rgba, fps=8.0, times=np.arange(len(rgba)) / 8.0, has_alpha=False, source=clip.name)
+
+
 def make_clips(root: Path, clips: int, frames: int, seed: int) -> list[Clip]:
     """`clips` synthetic sequences, each composited once per camera over its background family."""
     build_synthetic(root, clips, frames=frames, resolution=16, image_size=160, views=1, seed=seed, workers=0)
     rng = np.random.default_rng(seed)
     out = []
     for i, entry in enumerate(read_json(root / "manifest.json")["sequences"]):
-        folder = root / entry["path"] / "views" / "v00"
-        rgba = np.stack([np.asarray(Image.open(p).convert("RGBA")) for p in sorted(folder.glob("*.png"))])
+        rgba = front_renders(root / entry["path"])
         family = FAMILIES[i % len(FAMILIES)]
         for camera in ("static", "hand-held"):
             rgb, truth = composite(rgba, family, camera, rng)
@@ -189,8 +201,7 @@ def run(clips: list[Clip], model: Path | None) -> list[Row]:
     methods = ["u2net", "border"] + (["model"] if model else [])
     rows: dict[tuple[str, str], Row] = {}
     for clip in clips:
-        rgba = np.concatenate([clip.rgb, np.full((*clip.rgb.shape[:3], 1), 255, np.uint8)], -1)  # (F, H, W, 4)
-        video = Video(frames=rgba, fps=8.0, times=np.arange(len(rgba)) / 8.0, has_alpha=False, source=clip.name)
+        video = opaque_video(clip)
         for method in methods:
             options = MattingOptions(method=method, model=model if method == "model" else None)
             clock = time.perf_counter()
@@ -206,7 +217,7 @@ def run(clips: list[Clip], model: Path | None) -> list[Row]:
                 r.ious.append(iou(alpha > 0.5, clip.truth))
                 r.confidences.append(confidence)
                 r.seconds += seconds
-                r.frames += len(rgba)
+                r.frames += video.num_frames
                 r.by_family.setdefault(clip.family, []).append(r.ious[-1])
     return list(rows.values())
 
@@ -221,18 +232,15 @@ def end_to_end(clips: list[Clip], generator: Path | None = None) -> dict[str, li
 
     pipe = Helix4DPipeline.from_pretrained(generator)
     scores: dict[str, list[float]] = {}
-    for folder in dict.fromkeys(c.folder for c in clips):  # in order, once each
-        frames = len([c for c in clips if c.folder == folder][0].rgb)
-        gt, _ = ground_truth_meshes(folder, load_sequence(folder, range(frames))["ovoxels"])
-        rgba = np.stack(
-            [np.asarray(Image.open(p).convert("RGBA")) for p in sorted((folder / "views" / "v00").glob("*.png"))]
-        )
-        inputs = [("clean", rgba, MattingOptions("alpha"))]
-        for clip in (c for c in clips if c.folder == folder):
-            opaque = np.concatenate([clip.rgb, np.full((*clip.rgb.shape[:3], 1), 255, np.uint8)], -1)
-            inputs.append((clip.camera, opaque, MattingOptions("auto")))
-        for label, frames_rgba, matting in inputs:
-            video = Video(frames_rgba, 8.0, np.arange(len(frames_rgba)) / 8.0, label == "clean", str(folder))
+    by_sequence: dict[Path, list[Clip]] = {}
+    for clip in clips:
+        by_sequence.setdefault(clip.folder, []).append(clip)
+    for folder, composited in by_sequence.items():
+        gt, _ = ground_truth_meshes(folder, load_sequence(folder, range(len(composited[0].rgb)))["ovoxels"])
+        clean = front_renders(folder)
+        inputs = [("clean", Video(clean, 8.0, np.arange(len(clean)) / 8.0, True, str(folder)), MattingOptions("alpha"))]
+        inputs += [(clip.camera, opaque_video(clip), MattingOptions("auto")) for clip in composited]
+        for label, video, matting in inputs:
             asset = pipe(video, matting=matting)
             scores.setdefault(label, []).append(evaluate_sequence(asset.meshes, gt).metrics["cd_3d"])
     return scores

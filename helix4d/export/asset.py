@@ -166,8 +166,8 @@ def export_asset(
                 if k in kept:
                     frames[k] = frame
         if usd is not None:
-            files.usdc = out / "asset.usdc" if "usdc" in formats else None
-            files.usdz = out / "asset.usdz" if "usdz" in formats else None
+            files.usdc = next((p for p in usd.written if p.suffix == ".usdc"), None)
+            files.usdz = next((p for p in usd.written if p.suffix == ".usdz"), None)
         if "animated" in formats and tracked is None:
             files.animated = write_animated_glb([frames[k] for k in range(len(simple))], out / "animated.glb", fps)
         elif "animated" in formats:

@@ -199,10 +199,8 @@ class UsdFrames:
 
 
 def _textured_mode(surfaces: list[SurfaceArrays]) -> bool:
-    kinds = {s.textured is not None for s in surfaces if not s.empty}
-    if len(kinds) > 1:
-        raise InputError("USD export needs all non-empty frames textured or all vertex-coloured, not a mix")
-    return kinds == {True}
+    """Whether the non-empty frames are textured (a mix is refused by `UsdFrames.add`)."""
+    return any(s.textured is not None for s in surfaces if not s.empty)
 
 
 def _usd_st(s: SurfaceArrays) -> np.ndarray:
