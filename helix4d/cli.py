@@ -310,6 +310,13 @@ def generate_command(
     matting: str = typer.Option("auto", "--matting", help=MATTING_HELP),
     mask: Optional[Path] = typer.Option(None, "--mask", help=MASK_HELP),
     matting_model: Optional[Path] = typer.Option(None, "--matting-model", help=MATTING_MODEL_HELP),
+    stabilise: bool = typer.Option(
+        True,
+        "--stabilise/--no-stabilise",
+        help="Undo a hand-held camera's motion (measured on the background) before the crop, so the result moves "
+        "as the object did, not as the camera shook (default on; a camera that follows the object keeps its "
+        "framing).",
+    ),
 ) -> None:
     """Turn a video into a 4D asset: textured per-frame GLB, an animated GLB, USD and a preview, in OUT.
 
@@ -329,7 +336,7 @@ def generate_command(
         start=start,
         end=end,
         sampling=SamplingOptions(seed=seed, steps=steps, cfg=cfg, window=window, mode=mode, chunk=chunk),
-        matting=MattingOptions(matting, mask, matting_model),
+        matting=MattingOptions(matting, mask, matting_model, stabilise=stabilise),
         formats=tuple(f.strip() for f in formats.split(",") if f.strip()),
         texture_size=texture_size,
         max_faces=max_faces,

@@ -299,3 +299,47 @@ def test_an_onnx_file_is_a_model_of_u2nets_interface() -> None:
     video = clip_of(rgb)
     own = estimate_matte("model", video, MattingOptions("model", model=bundled_u2net())).alpha
     np.testing.assert_allclose(own, estimate_matte("u2net", video, MattingOptions("u2net")).alpha, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------- a hand-held camera
+
+
+def ball_centres(images: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """(F, 2) x, y of the ball's centre in source pixels, from preprocessed (F, 4, S, S) images cut at `box`."""
+    size, (x0, y0, x1, y1) = images.shape[-1], box
+    centres = []
+    for alpha in images[:, 3]:
+        ys, xs = np.nonzero(alpha > 0.5)
+        centres.append([x0 + (xs.mean() + 0.5) * (x1 - x0) / size, y0 + (ys.mean() + 0.5) * (y1 - y0) / size])
+    return np.array(centres) - 0.5
+
+
+@pytest.mark.parametrize("stabilise", [True, False])
+def test_a_shaking_camera_is_undone_before_the_crop(tmp_path, stabilise) -> None:
+    from helix4d.io.preprocess import preprocess_frames
+
+    rgb, truth = ball_clip(5, shake=3)  # the ball moves 8 px right a frame in the scene; the camera 3 px up-right
+    write_masks(truth.astype(np.float32), tmp_path)
+    cond = preprocess_frames(clip_of(rgb), size=64, matting=MattingOptions(mask=tmp_path, stabilise=stabilise))
+    centres = ball_centres(cond.images, cond.box)
+    t = np.arange(5)
+    in_scene = np.stack([45 + 8 * t, np.full(5, 48)], 1)  # where the first frame's camera sees the ball
+    in_frames = np.stack([45 + 5 * t, 48 + 3 * t], 1)  # where each frame shows it
+    np.testing.assert_allclose(centres, in_scene if stabilise else in_frames, atol=1.0)
+    assert cond.stabilised is stabilise and cond.matte.warnings == []
+
+
+def test_a_camera_that_follows_the_object_keeps_its_framing(tmp_path) -> None:
+    from helix4d.io.preprocess import preprocess_frames
+
+    h, w, frames, step = 96, 128, 8, 12
+    plate = cluttered(h, w + step * frames, np.random.default_rng(3))
+    yy, xx = np.mgrid[0:h, 0:w]
+    ball = (xx - 64) ** 2 + (yy - 48) ** 2 < 18**2  # the camera pans with the ball: it stays in the middle
+    rgb = np.stack([np.where(ball[..., None], [0.9, 0.15, 0.12], plate[:, step * t : step * t + w]) for t in range(frames)])
+    truth = np.broadcast_to(ball, (frames, h, w))
+    write_masks(truth.astype(np.float32), tmp_path)
+    video = clip_of((rgb * 255 + 0.5).astype(np.uint8))
+    cond = preprocess_frames(video, size=64, matting=MattingOptions(mask=tmp_path))
+    assert not cond.stabilised and any("follows the object" in w for w in cond.matte.warnings)
+    np.testing.assert_allclose(ball_centres(cond.images, cond.box), np.full((frames, 2), [63.5, 47.5]), atol=1.0)

@@ -83,6 +83,20 @@ def camera_motion(rgb: np.ndarray, masks: np.ndarray) -> np.ndarray:
     return np.stack([m[:2] for m in to_first]).astype(np.float32)
 
 
+def clip_camera_motion(rgb: np.ndarray, alpha: np.ndarray, side: int = CleanupConfig.side) -> np.ndarray:
+    """`camera_motion` of full-size frames (F, H, W, 3) uint8 with matte (F, H, W) float32, measured on a working
+    copy at most `side` pixels long: (F, 2, 3) float32 maps from each frame's pixels to the first frame's."""
+    h, w = alpha.shape[1:]
+    scale = min(1.0, side / max(h, w))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))  # (w, h) for OpenCV
+    small_rgb = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in rgb])
+    masks = np.stack([cv2.resize(a, size, interpolation=cv2.INTER_AREA) > 0.5 for a in alpha])
+    to_small = np.diag([size[0] / w, size[1] / h, 1.0])  # full-size pixels -> working pixels
+    small = camera_motion(small_rgb, masks).astype(np.float64)  # (F, 2, 3) in working pixels
+    full = [(np.linalg.inv(to_small) @ np.vstack([m, [0, 0, 1]]) @ to_small)[:2] for m in small]
+    return np.stack(full).astype(np.float32)
+
+
 def motion(rgb: np.ndarray, to_first: np.ndarray) -> np.ndarray:
     """(F, H, W) float32 RGB distance of each frame from the clip's background plate (the per-pixel median of the
     frames aligned by `to_first`, carried back into each frame)."""

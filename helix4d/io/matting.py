@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from helix4d.errors import BackendUnavailableError, InputError
-from helix4d.io.cleanup import CleanupConfig, clean_matte
+from helix4d.io.cleanup import CleanupConfig, clean_matte, clip_camera_motion
 from helix4d.io.masks import read_masks
 from helix4d.io.segment import OnnxSegmenter, TransformersSegmenter, bundled_u2net, check_model_folder
 from helix4d.io.video import Video
@@ -52,6 +52,7 @@ class MattingOptions:
     device: str | None = None  # where a transformers segmentation model runs (None: the pipeline's, else CPU)
     threshold: float = 30.0  # border matte: RGB distance (0-255) from the background colour that is foreground
     cleanup: CleanupConfig = CleanupConfig()
+    stabilise: bool = True  # measure the camera's motion against the background, so the crop can undo it
 
 
 @dataclass
@@ -74,6 +75,9 @@ class Matte:
     confidence: float | None  # module docstring; None for `none`
     warnings: list[str] = field(default_factory=list)
     background_colour: tuple[int, int, int] | None = None  # the border matte's estimate
+    # (F, 2, 3) float32 maps from each frame's pixels to the first frame's, measured on the background; None where
+    # the camera stood still, the video has no background (its own alpha) or stabilisation was off
+    camera: np.ndarray | None = None
 
     def summary(self) -> dict:
         """What `result.json` records about the matte."""
@@ -107,7 +111,27 @@ def check_matting(options: MattingOptions, names: dict[str, str] | None = None) 
 
 
 def compute_matte(video: Video, options: MattingOptions = MattingOptions()) -> Matte:
-    """The clip's matte by `options` (module docstring for the order, the clean-up and the confidence)."""
+    """The clip's matte by `options` (module docstring for the order, the clean-up and the confidence), with the
+    camera's motion where the video shows a background (`Matte.camera`)."""
+    matte = _matte(video, options)
+    if options.stabilise and matte.method in ("mask", *ESTIMATED) and len(matte.alpha) > 1:
+        camera = clip_camera_motion(video.frames[..., :3], matte.alpha, options.cleanup.side)
+        matte.camera = camera if camera_shift(camera, video.frames.shape[1:3]) > STILL_CAMERA else None
+    return matte
+
+
+STILL_CAMERA = 0.5  # pixels: a camera whose frame corners all move less than this stood still
+
+
+def camera_shift(camera: np.ndarray, shape: tuple[int, int]) -> float:
+    """The farthest any corner of an (H, W) frame moves under the (F, 2, 3) maps `camera`, in pixels."""
+    h, w = shape
+    corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float64)  # (4, 3)
+    moved = np.einsum("fij,cj->fci", camera.astype(np.float64), corners)  # (F, 4, 2)
+    return float(np.linalg.norm(moved - corners[None, :, :2], axis=-1).max())
+
+
+def _matte(video: Video, options: MattingOptions) -> Matte:
     check_matting(options)
     method = options.method
     if method == "auto" and video.has_alpha or method == "alpha":

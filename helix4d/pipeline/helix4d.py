@@ -182,6 +182,7 @@ class Helix4DPipeline:
         asset.metadata["matte"] = cond.matte.summary()
         asset.metadata["object_box"] = list(cond.object_box)  # (x0, y0, x1, y1) in the decoded frames
         asset.metadata["crop_box"] = list(cond.box)  # the square the condition images were cut from
+        asset.metadata["stabilised"] = cond.stabilised  # boxes in the first frame's pixels, its camera's motion undone
         asset.metadata["warnings"][:0] = cond.matte.warnings
         return asset
 

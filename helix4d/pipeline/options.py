@@ -97,5 +97,5 @@ class GenerateOptions:
             "steps": s.steps, "cfg": s.cfg, "window": s.window, "seed": s.seed, "mode": s.mode, "chunk": s.chunk,
             "formats": list(self.formats), "texture_size": self.texture_size, "max_faces": self.max_faces,
             "cleanup": self.cleanup, "matting": m.method, "mask": m.mask and str(m.mask),
-            "matting_model": m.model and str(m.model),
+            "matting_model": m.model and str(m.model), "stabilise": m.stabilise,
         }  # fmt: skip
