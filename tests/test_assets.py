@@ -20,7 +20,7 @@ from helix4d.export.cleanup import (
     taubin_smooth,
 )
 from helix4d.export.segments import Segment, SegmentConfig, topology_segments, topology_signature
-from helix4d.export.tracking import TrackingConfig, track_clip
+from helix4d.export.tracking import TrackingConfig, track_clip, track_segment
 from helix4d.ovoxel import set_vertex_pbr, vertex_pbr
 
 
@@ -138,6 +138,14 @@ def test_segments_cut_where_parts_appear_and_ignore_blips():
     assert topology_signature(touching).parts == 1 and topology_signature(touching, gap=0.0).parts == 2
 
 
+def test_specks_do_not_cut_a_segment():
+    body = spheres(0.0, radius=0.2)
+    speck = merged(body, coloured(trimesh.creation.icosphere(1, radius=0.015).apply_translation([0.4, 0, 0])))
+    clip = [body, body, speck, speck, body, body]  # a speck of 0.6 % of the body's area, for two frames
+    assert [s.start for s in topology_segments(clip)] == [0]
+    assert [s.start for s in topology_segments(clip, SegmentConfig(min_part=0.0))] == [0, 2, 4]
+
+
 def test_euler_characteristic_cuts_manifold_frames_only():
     sphere, torus = coloured(trimesh.creation.icosphere(2, radius=0.2)), coloured(trimesh.creation.torus(0.2, 0.06))
     assert topology_signature(sphere).euler == 2 and topology_signature(torus).euler == 0
@@ -171,6 +179,22 @@ def test_tracking_moves_one_vertex_set_through_a_segment():
     assert max(segment.cd) <= 1.0 / 32  # each tracked frame lies on that frame's own surface
     last = segment.mesh(4)
     assert np.array_equal(last.faces, clip[0].faces) and last.bounds[1, 0] > clip[0].bounds[1, 0] + 0.05
+
+
+def bumpy(frame: int, subdivisions: int) -> trimesh.Trimesh:
+    """A sphere with bumps of 3 % of its radius that change from frame to frame, as a generated frame's do."""
+    mesh = trimesh.creation.icosphere(subdivisions, radius=0.25)
+    k = np.random.default_rng(frame).normal(size=(2, 3)) * 6
+    mesh.vertices = mesh.vertices * (1.0 + 0.12 * np.sin(mesh.vertices @ k[0]) * np.cos(mesh.vertices @ k[1]))[:, None]
+    return coloured(mesh)
+
+
+def test_refinement_follows_each_frames_own_bumps():
+    clip = [bumpy(k, 3 if k % 2 == 0 else 4) for k in range(4)]
+    tight = dict(iterations=30, samples=500, max_cd=0.004)  # the graph alone cannot follow bumps this closely
+    assert track_segment(clip, TrackingConfig(refine=0, **tight)).stop == 2
+    refined = track_segment(clip, TrackingConfig(**tight))
+    assert refined.stop == 4 and max(refined.cd) < 0.003
 
 
 def test_tracking_gives_the_same_vertices_on_any_number_of_threads():

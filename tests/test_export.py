@@ -103,15 +103,22 @@ def assert_valid(validate, *paths: Path) -> None:
 
 
 def accessor_reader(gltf: pygltflib.GLTF2):
-    """Callable(accessor index) -> (count, width) float32 array of a loaded GLB's binary chunk."""
+    """Callable(accessor index) -> (count, width) float32 array of a loaded GLB's binary chunk (float32 or, as
+    KHR_mesh_quantization stores morph targets, normalised BYTE / SHORT with a byte stride)."""
     blob = gltf.binary_blob()
+    kinds = {pygltflib.FLOAT: (np.float32, 1.0), pygltflib.SHORT: (np.int16, 32767.0), pygltflib.BYTE: (np.int8, 127.0)}
 
     def read(index: int) -> np.ndarray:
         acc = gltf.accessors[index]
         view = gltf.bufferViews[acc.bufferView]
         width = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}[acc.type]
-        data = np.frombuffer(blob, np.float32, acc.count * width, view.byteOffset + (acc.byteOffset or 0))
-        return data.reshape(acc.count, width)
+        dtype, one = kinds[acc.componentType]
+        stride = (view.byteStride or width * np.dtype(dtype).itemsize) // np.dtype(dtype).itemsize
+        start = view.byteOffset + (acc.byteOffset or 0)
+        data = np.frombuffer(blob, dtype, (acc.count - 1) * stride + width, start)
+        rows = np.lib.stride_tricks.as_strided(data, (acc.count, width), (stride * data.itemsize, data.itemsize))
+        values = rows.astype(np.float32)
+        return np.maximum(values / one, -1.0) if acc.normalized else values
 
     return read
 
@@ -272,6 +279,27 @@ def test_morph_target_glb_plays_a_tracked_segment(tmp_path, gltf_validator):
     assert times.tolist() == pytest.approx([0.0, 1 / FPS, 2 / FPS, 3 / FPS])
     assert np.array_equal(values.reshape(4, 3), np.eye(4, 3, k=-1))  # frame k: target k - 1 alone
     assert files.animated.stat().st_size * 2.5 < legacy.animated.stat().st_size  # 4 frames: one mesh + textures
+
+
+def test_quantized_morph_targets_play_in_blender(tmp_path, gltf_validator):
+    """The morph targets are stored as normalised integers (KHR_mesh_quantization); Blender's glTF importer reads
+    them back to the tracked motion."""
+    if importlib.util.find_spec("bpy") is None:
+        pytest.skip("bpy (Blender as a Python module, the blender extra) is not installed")
+    from helix4d.data import blender
+
+    clip = stretching_clip()
+    tracking = TrackingConfig(iterations=30, samples=500)
+    files = export_asset(clip, tmp_path, FPS, formats={"animated"}, texture_size=None, tracking=tracking)
+    assert_valid(gltf_validator, files.animated)
+    gltf = pygltflib.GLTF2().load(str(files.animated))
+    assert gltf.extensionsRequired == ["KHR_mesh_quantization"]
+    target = gltf.meshes[0].primitives[0].targets[-1]
+    assert gltf.accessors[target["POSITION"]].componentType == pygltflib.SHORT
+    asset = blender.import_animated(files.animated, frames=len(clip))
+    width = [np.ptp(m.vertices[:, 0]) / np.ptp(m.vertices[:, 2]) for m in asset.meshes]  # x over z: scale-free
+    expected = [np.ptp(m.vertices[:, 0]) / np.ptp(m.vertices[:, 2]) for m in clip]
+    assert width[-1] == pytest.approx(expected[-1], rel=0.05) and width[0] == pytest.approx(expected[0], rel=0.05)
 
 
 _BLENDER_ABC = """

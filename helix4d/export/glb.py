@@ -5,6 +5,10 @@ Materials are glTF metallic-roughness PBR, double-sided (O-Voxel meshes may be o
   metallic / roughness factors = the mean of the vertex values (glTF has no per-vertex metallic / roughness);
 - textured frames: TEXCOORD_0 + baseColorTexture (sRGB RGBA) + metallicRoughnessTexture (G roughness, B metallic).
 alphaMode is BLEND when any alpha < 1, else OPAQUE. An empty frame (no faces) becomes a node without a mesh.
+Morph targets are most of an animated file, so their displacements are stored as normalised integers
+(KHR_mesh_quantization, read by three.js, Blender and the Khronos validator): positions as 16-bit (1/32767 of the
+unit cube, far below a voxel), normals as 8-bit (1/127: under half a degree); a target whose displacement leaves
+[-1, 1] (a normal that turned by more than 90 degrees) stays float32, so nothing is clamped.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from helix4d.ovoxel.attributes import srgb_to_linear
 
 _TYPES = {1: "SCALAR", 2: "VEC2", 3: "VEC3", 4: "VEC4"}
 _LINEAR, _LINEAR_MIPMAP_LINEAR, _CLAMP = 9729, 9987, 33071  # CLAMP_TO_EDGE
+_NORMALISED = {gl.BYTE: (np.int8, 127), gl.SHORT: (np.int16, 32767)}  # componentType -> (dtype, value of 1.0)
+QUANTIZATION = "KHR_mesh_quantization"
 
 
 class GltfBuilder:
@@ -31,6 +37,7 @@ class GltfBuilder:
         self.gltf = gl.GLTF2(asset=gl.Asset(version="2.0", generator="helix4d"), scene=0, scenes=[gl.Scene(nodes=[])])
         self._blob = bytearray()
         self._sampler: int | None = None
+        self._quantized = False
 
     # --- buffers -------------------------------------------------------------------------------------------------
     def buffer_view(self, data: bytes, target: int | None = None) -> int:
@@ -57,6 +64,29 @@ class GltfBuilder:
             acc.min, acc.max = flat.min(axis=0).tolist(), flat.max(axis=0).tolist()
         self.gltf.accessors.append(acc)
         return len(self.gltf.accessors) - 1
+
+    def normalised_accessor(self, array: np.ndarray, component: int, bounds: bool = False) -> int:
+        """Vertex accessor over (N, 3) float values in [-1, 1] stored as normalised `component` (gl.BYTE or
+        gl.SHORT) integers, each element padded to 4 bytes as glTF requires; needs KHR_mesh_quantization."""
+        dtype, one = _NORMALISED[component]
+        values = np.round(np.clip(array, -1.0, 1.0) * one).astype(dtype)  # (N, 3)
+        padded = np.zeros((len(values), 4), dtype)  # 4 components of 1 or 2 bytes: 4- or 8-byte elements
+        padded[:, :3] = values
+        view = self.buffer_view(padded.tobytes(), gl.ARRAY_BUFFER)
+        self.gltf.bufferViews[view].byteStride = padded.strides[0]
+        acc = gl.Accessor(bufferView=view, componentType=component, normalized=True, count=len(values), type="VEC3")
+        if bounds:  # in the stored integers, as the specification asks of normalised accessors
+            acc.min, acc.max = values.min(axis=0).tolist(), values.max(axis=0).tolist()
+        self.gltf.accessors.append(acc)
+        self._quantized = True
+        return len(self.gltf.accessors) - 1
+
+    def displacement(self, array: np.ndarray, component: int, bounds: bool = False) -> int:
+        """A morph target's (N, 3) displacements: normalised `component` integers where they fit in [-1, 1],
+        float32 otherwise (module docstring)."""
+        if len(array) and np.abs(array).max() <= 1.0:
+            return self.normalised_accessor(array, component, bounds)
+        return self.accessor(array, gl.ARRAY_BUFFER, bounds=bounds)
 
     def texture(self, png: bytes) -> int:
         if self._sampler is None:
@@ -95,8 +125,8 @@ class GltfBuilder:
         if morph is not None:
             primitive.targets = [
                 {
-                    "POSITION": self.accessor(dp, gl.ARRAY_BUFFER, bounds=True),
-                    "NORMAL": self.accessor(dn, gl.ARRAY_BUFFER),
+                    "POSITION": self.displacement(dp, gl.SHORT, bounds=True),
+                    "NORMAL": self.displacement(dn, gl.BYTE),
                 }
                 for dp, dn in zip(*morph)
             ]
@@ -115,6 +145,8 @@ class GltfBuilder:
         """The GLB container: 12-byte header, JSON chunk, and a BIN chunk unless there is no binary data."""
         self._blob.extend(b"\0" * (-len(self._blob) % 4))
         self.gltf.buffers = [gl.Buffer(byteLength=len(self._blob))] if self._blob else []
+        if self._quantized:
+            self.gltf.extensionsUsed = self.gltf.extensionsRequired = [QUANTIZATION]
         text = self.gltf.gltf_to_json(separators=(",", ":"), indent=None).encode("utf-8")
         chunks = [(text + b" " * (-len(text) % 4), b"JSON")]
         if self._blob:

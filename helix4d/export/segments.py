@@ -3,9 +3,12 @@
 Inside a segment one vertex set can move through every frame (`helix4d.export.tracking`); a split, a merge, a hole
 opening or closing starts a new segment. A frame's topology is its `TopologySignature`:
 
-- parts: connected components, where components closer than `gap` count as one part. This is the geometric check
-  that keeps noise from cutting: two lobes that are about to split, or touch through one stray voxel, are the same
-  part until a real gap opens between them;
+- parts: connected components, where components closer than `gap` count as one part, and components of less than
+  `min_part` of the largest one's area do not count. These are the geometric checks that keep noise from cutting:
+  two lobes that are about to split, or touch through one stray voxel, are the same part until a real gap opens
+  between them, and a generated frame's specks come and go from frame to frame (on the shipped examples a frame
+  holds up to 8 of 0.5-5 % of the object's area). Tracking still holds every frame to the per-frame mesh within
+  its Chamfer bound, so a part that matters and is missed cuts there;
 - euler: the Euler characteristic V - E + F, used only when the frame is a 2-manifold (every edge has at most two
   faces). A generated dual mesh is rarely manifold, and its χ then changes with every speck of noise; such frames
   are compared by their parts alone, and a change that the parts miss shows up as a tracking failure instead.
@@ -31,15 +34,20 @@ from helix4d.export.cleanup import vertex_components
 @dataclass(frozen=True)
 class SegmentConfig:
     """gap: distance (unit-cube units) below which two components count as one part (1.5 voxels at R = 32).
+    min_part: components with less than this share of the largest component's area are not parts.
     blip_frames: a change after which the old signature returns within this many frames is noise (0: every change
     cuts)."""
 
     gap: float = 1.5 / 32
+    min_part: float = 0.05
     blip_frames: int = 1
 
     def __post_init__(self) -> None:
-        if self.gap < 0.0 or self.blip_frames < 0:
-            raise InputError(f"need gap >= 0 and blip_frames >= 0, got {self.gap}, {self.blip_frames}")
+        if self.gap < 0.0 or self.blip_frames < 0 or not 0.0 <= self.min_part < 1.0:
+            raise InputError(
+                f"need gap >= 0, 0 <= min_part < 1 and blip_frames >= 0, got {self.gap}, {self.min_part}, "
+                f"{self.blip_frames}"
+            )
 
 
 @dataclass(frozen=True)
@@ -69,16 +77,24 @@ class Segment:
         return range(self.start, self.stop)
 
 
-def topology_signature(mesh: trimesh.Trimesh, gap: float = SegmentConfig.gap) -> TopologySignature:
-    """The topology of one frame (see the module docstring); an empty frame has no parts."""
+def topology_signature(
+    mesh: trimesh.Trimesh, gap: float = SegmentConfig.gap, min_part: float = SegmentConfig.min_part
+) -> TopologySignature:
+    """The topology of one frame (see the module docstring), of its components of at least `min_part` of the
+    largest one's area; an empty frame has no parts."""
     if len(mesh.faces) == 0:
         return TopologySignature(0, None)
     _, labels = vertex_components(mesh)
-    used = np.unique(np.asarray(mesh.faces))
+    faces = np.asarray(mesh.faces)
+    face_label = labels[faces[:, 0]]  # (F,)
+    area = np.bincount(face_label, weights=mesh.area_faces, minlength=labels.max() + 1)  # per component
+    faces = faces[area[face_label] >= min_part * area.max()]  # the parts' faces
+    used = np.unique(faces)
     parts = _merge_close(np.asarray(mesh.vertices)[used], labels[used], gap)
-    _, edge_faces = np.unique(np.sort(mesh.edges, axis=1), axis=0, return_counts=True)
+    edges = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
+    _, edge_faces = np.unique(edges, axis=0, return_counts=True)
     manifold = bool((edge_faces <= 2).all())
-    euler = len(used) - len(edge_faces) + len(mesh.faces) if manifold else None
+    euler = len(used) - len(edge_faces) + len(faces) if manifold else None
     return TopologySignature(parts, euler)
 
 
@@ -87,7 +103,7 @@ def topology_segments(meshes: Sequence[trimesh.Trimesh], config: SegmentConfig =
     frames); the segments cover all frames in order."""
     if len(meshes) == 0:
         raise InputError("topology_segments needs at least one frame")
-    signatures = [topology_signature(m, config.gap) for m in meshes]
+    signatures = [topology_signature(m, config.gap, config.min_part) for m in meshes]
     segments, start = [], 0
     current = signatures[0]
     for k in range(1, len(signatures)):

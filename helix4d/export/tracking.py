@@ -8,8 +8,14 @@ on the template (farthest points), each with a rotation (axis-angle) and a trans
     E = chamfer²(deformed vertices, target samples) + rigidity · Σ_edges |R_a (g_b - g_a) + g_a + t_a - (g_b + t_b)|²
 
 where the second term is as-rigid-as-possible between neighbouring nodes, so the surface moves as a whole instead
-of each vertex snapping to the nearest target point. Frame k starts from frame k-1's solution, so a segment is
-tracked in order. Where the tracked mesh ends up farther than `max_cd` (`mesh_chamfer`: the mean vertex-to-surface
+of each vertex snapping to the nearest target point; the data term reads at most `samples` of the template's
+vertices (all of them move), so a large mesh costs no more to fit than a small one. Frame k starts from frame k-1's
+solution, so a segment is tracked in order. The graph moves the surface as a whole but cannot follow a generated
+frame's own bumps, a voxel high, that change from frame to frame; `refine` steps then pull every vertex onto the
+frame's surface (its closest point), the pull smoothed over the template's edges (`smoothing` rounds of neighbour
+averaging), so the detail follows while the triangles keep their shape, and at most `max_cd` long, so only detail
+is pulled: a shape the graph could not reach is not faked by collapsing the template onto it. These displacements are per frame and do
+not carry to the next frame's start. Where the tracked mesh ends up farther than `max_cd` (`mesh_chamfer`: the mean vertex-to-surface
 distances both ways, summed) from the frame's own mesh, tracking has failed: the segment is cut there and the frame's
 own mesh starts a new one (the per-frame fallback). The fit runs with PyTorch's deterministic algorithms: the
 gradients of the node gathers are otherwise summed in a thread-dependent order, and the same clip came out as
@@ -25,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import trimesh
+from scipy import sparse
 from scipy.spatial import cKDTree
 
 from helix4d.errors import InputError
@@ -36,8 +43,10 @@ from helix4d.export.segments import Segment
 class TrackingConfig:
     """nodes / neighbours: the deformation graph's size and each vertex's (and node's) neighbour count;
     iterations, learning_rate: Adam steps per frame; samples: points drawn on each target surface;
-    rigidity: weight of the as-rigid-as-possible term; max_cd: the largest Chamfer distance (unit-cube units)
-    between tracked and per-frame mesh that still counts as tracked (1/R: one voxel at R = 32)."""
+    rigidity: weight of the as-rigid-as-possible term; refine / smoothing: closest-point steps per frame after the
+    graph fit and the neighbour-averaging rounds of each step's pull (module docstring); max_cd: the largest
+    Chamfer distance (unit-cube units) between tracked and per-frame mesh that still counts as tracked (1/R: one
+    voxel at R = 32)."""
 
     nodes: int = 96
     neighbours: int = 4
@@ -45,12 +54,16 @@ class TrackingConfig:
     learning_rate: float = 0.01
     samples: int = 2000
     rigidity: float = 1.0
+    refine: int = 2
+    smoothing: int = 3
     max_cd: float = 1.0 / 32
     seed: int = 0
 
     def __post_init__(self) -> None:
         if min(self.nodes, self.neighbours, self.iterations, self.samples) < 1 or self.max_cd <= 0.0:
             raise InputError("tracking needs nodes, neighbours, iterations, samples >= 1 and max_cd > 0")
+        if min(self.refine, self.smoothing) < 0:
+            raise InputError("tracking needs refine, smoothing >= 0")
 
 
 @dataclass
@@ -102,12 +115,14 @@ def track_segment(meshes: Sequence[trimesh.Trimesh], config: TrackingConfig = Tr
     if len(template.faces) == 0 or len(meshes) == 1:
         return TrackedSegment(0, template, np.stack(positions), cds)
     graph = _DeformationGraph(vertices, config)
+    smooth = _neighbour_mean(template)
     for target in meshes[1:]:
         if len(target.faces) == 0:
             break
         points = _surface_points(target, config.samples, config.seed)
         with _deterministic():
             moved = graph.fit(points, config)  # (V, 3)
+        moved = _refine(moved, SurfaceQuery(target), smooth, config)
         cd = mesh_chamfer(_with_vertices(template, moved), target)
         if cd > config.max_cd:
             graph.undo()
@@ -115,6 +130,28 @@ def track_segment(meshes: Sequence[trimesh.Trimesh], config: TrackingConfig = Tr
         positions.append(moved.astype(np.float32))
         cds.append(cd)
     return TrackedSegment(0, template, np.stack(positions), cds)
+
+
+def _refine(moved: np.ndarray, target: SurfaceQuery, smooth: sparse.csr_matrix, config: TrackingConfig) -> np.ndarray:
+    """(V, 3) vertices pulled onto the target surface in `config.refine` steps, each pull smoothed by `smooth`
+    (the neighbour mean) `config.smoothing` times, so neighbouring vertices move alike, and cut to `config.max_cd`."""
+    for _ in range(config.refine):
+        pull = target.closest(moved)[0] - moved  # (V, 3)
+        for _ in range(config.smoothing):
+            pull = 0.5 * (pull + smooth @ pull)
+        length = np.linalg.norm(pull, axis=1, keepdims=True)
+        moved = moved + pull * np.minimum(1.0, config.max_cd / np.maximum(length, 1e-12))
+    return moved
+
+
+def _neighbour_mean(mesh: trimesh.Trimesh) -> sparse.csr_matrix:
+    """(V, V) sparse: row v averages v's neighbours along the mesh's edges (a vertex without any keeps itself)."""
+    n = len(mesh.vertices)
+    edges = np.asarray(mesh.edges_unique, dtype=np.int64).reshape(-1, 2)
+    rows, cols = np.concatenate([edges[:, 0], edges[:, 1], np.arange(n)]), np.concatenate([edges[:, 1], edges[:, 0], np.arange(n)])
+    weights = np.concatenate([np.ones(2 * len(edges)), np.full(n, 1e-6)])  # the self-loop only counts when alone
+    adjacency = sparse.csr_matrix((weights, (rows, cols)), shape=(n, n))
+    return sparse.diags(1.0 / np.asarray(adjacency.sum(axis=1)).ravel()) @ adjacency
 
 
 @contextmanager
@@ -147,16 +184,22 @@ class _DeformationGraph:
         self.index = torch.from_numpy(idx[:, :k]).long()  # (V, k)
         self.weight = torch.from_numpy(weight).float()  # (V, k)
         self.pairs = torch.from_numpy(pairs).long()  # (P, 2) node graph edges
+        rng = np.random.default_rng(config.seed)
+        probe = np.sort(rng.permutation(len(vertices))[: config.samples])  # the vertices the data term reads
+        self.probe = torch.from_numpy(probe).long()  # (P,)
         self.rotation = torch.zeros(len(nodes), 3)  # (N, 3) axis-angle
         self.translation = torch.zeros(len(nodes), 3)  # (N, 3)
         self._previous = (self.rotation.clone(), self.translation.clone())
 
-    def deform(self, rotation: torch.Tensor, translation: torch.Tensor) -> torch.Tensor:
-        """(V, 3) deformed vertices for node parameters (N, 3), (N, 3)."""
-        r = _rodrigues(rotation)[self.index]  # (V, k, 3, 3)
-        g = self.nodes[self.index]  # (V, k, 3)
-        local = torch.einsum("vkij,vkj->vki", r, self.vertices[:, None] - g) + g + translation[self.index]
-        return (self.weight[..., None] * local).sum(1)  # (V, 3)
+    def deform(self, rotation: torch.Tensor, translation: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """(V, 3) deformed vertices (or those of `rows` only) for node parameters (N, 3), (N, 3)."""
+        index, weight, vertices = self.index, self.weight, self.vertices
+        if rows is not None:
+            index, weight, vertices = index[rows], weight[rows], vertices[rows]
+        r = _rodrigues(rotation)[index]  # (V, k, 3, 3)
+        g = self.nodes[index]  # (V, k, 3)
+        local = torch.einsum("vkij,vkj->vki", r, vertices[:, None] - g) + g + translation[index]
+        return (weight[..., None] * local).sum(1)  # (V, 3)
 
     def fit(self, points: np.ndarray, config: TrackingConfig) -> np.ndarray:
         """Fit the graph to target `points` (M, 3), starting from the current parameters; returns (V, 3)."""
@@ -168,8 +211,8 @@ class _DeformationGraph:
         a, b = self.pairs[:, 0], self.pairs[:, 1]
         for _ in range(config.iterations):
             optimiser.zero_grad()
-            moved = self.deform(rotation, translation)  # (V, 3)
-            d2 = torch.cdist(moved, target).square()  # (V, M)
+            moved = self.deform(rotation, translation, self.probe)  # (P, 3)
+            d2 = torch.cdist(moved, target).square()  # (P, M)
             data = d2.min(dim=1).values.mean() + d2.min(dim=0).values.mean()
             r = _rodrigues(rotation)
             predicted = torch.einsum("pij,pj->pi", r[a], self.nodes[b] - self.nodes[a]) + self.nodes[a] + translation[a]
