@@ -336,7 +336,9 @@ def test_a_camera_that_follows_the_object_keeps_its_framing(tmp_path) -> None:
     plate = cluttered(h, w + step * frames, np.random.default_rng(3))
     yy, xx = np.mgrid[0:h, 0:w]
     ball = (xx - 64) ** 2 + (yy - 48) ** 2 < 18**2  # the camera pans with the ball: it stays in the middle
-    rgb = np.stack([np.where(ball[..., None], [0.9, 0.15, 0.12], plate[:, step * t : step * t + w]) for t in range(frames)])
+    rgb = np.stack(
+        [np.where(ball[..., None], [0.9, 0.15, 0.12], plate[:, step * t : step * t + w]) for t in range(frames)]
+    )
     truth = np.broadcast_to(ball, (frames, h, w))
     write_masks(truth.astype(np.float32), tmp_path)
     video = clip_of((rgb * 255 + 0.5).astype(np.uint8))

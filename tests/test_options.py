@@ -20,7 +20,7 @@ def test_checked_normalises_and_keeps_the_defaults() -> None:
     assert GenerateOptions().checked().texture_size == TEXTURE_SIZE
     assert set(GenerateOptions().settings()) == {
         "frames", "fps", "start", "end", "steps", "cfg", "window", "seed", "mode", "chunk", "formats", "texture_size",
-        "max_faces", "cleanup", "matting", "mask", "matting_model",
+        "max_faces", "cleanup", "matting", "mask", "matting_model", "stabilise",
     }  # fmt: skip
 
 

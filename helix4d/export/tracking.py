@@ -14,10 +14,11 @@ solution, so a segment is tracked in order. The graph moves the surface as a who
 frame's own bumps, a voxel high, that change from frame to frame; `refine` steps then pull every vertex onto the
 frame's surface (its closest point), the pull smoothed over the template's edges (`smoothing` rounds of neighbour
 averaging), so the detail follows while the triangles keep their shape, and at most `max_cd` long, so only detail
-is pulled: a shape the graph could not reach is not faked by collapsing the template onto it. These displacements are per frame and do
-not carry to the next frame's start. Where the tracked mesh ends up farther than `max_cd` (`mesh_chamfer`: the mean vertex-to-surface
-distances both ways, summed) from the frame's own mesh, tracking has failed: the segment is cut there and the frame's
-own mesh starts a new one (the per-frame fallback). The fit runs with PyTorch's deterministic algorithms: the
+is pulled: a shape the graph could not reach is not faked by collapsing the template onto it. These displacements
+are per frame and do not carry to the next frame's start. Where the tracked mesh ends up farther than `max_cd`
+(`mesh_chamfer`: the mean vertex-to-surface distances both ways, summed) from the frame's own mesh, tracking has
+failed: the segment is cut there and the frame's own mesh starts a new one (the per-frame fallback). The fit runs
+with PyTorch's deterministic algorithms: the
 gradients of the node gathers are otherwise summed in a thread-dependent order, and the same clip came out as
 different segments from one run to the next on two threads.
 """
@@ -148,7 +149,10 @@ def _neighbour_mean(mesh: trimesh.Trimesh) -> sparse.csr_matrix:
     """(V, V) sparse: row v averages v's neighbours along the mesh's edges (a vertex without any keeps itself)."""
     n = len(mesh.vertices)
     edges = np.asarray(mesh.edges_unique, dtype=np.int64).reshape(-1, 2)
-    rows, cols = np.concatenate([edges[:, 0], edges[:, 1], np.arange(n)]), np.concatenate([edges[:, 1], edges[:, 0], np.arange(n)])
+    rows, cols = (
+        np.concatenate([edges[:, 0], edges[:, 1], np.arange(n)]),
+        np.concatenate([edges[:, 1], edges[:, 0], np.arange(n)]),
+    )
     weights = np.concatenate([np.ones(2 * len(edges)), np.full(n, 1e-6)])  # the self-loop only counts when alone
     adjacency = sparse.csr_matrix((weights, (rows, cols)), shape=(n, n))
     return sparse.diags(1.0 / np.asarray(adjacency.sum(axis=1)).ravel()) @ adjacency
@@ -191,7 +195,9 @@ class _DeformationGraph:
         self.translation = torch.zeros(len(nodes), 3)  # (N, 3)
         self._previous = (self.rotation.clone(), self.translation.clone())
 
-    def deform(self, rotation: torch.Tensor, translation: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+    def deform(
+        self, rotation: torch.Tensor, translation: torch.Tensor, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """(V, 3) deformed vertices (or those of `rows` only) for node parameters (N, 3), (N, 3)."""
         index, weight, vertices = self.index, self.weight, self.vertices
         if rows is not None:
