@@ -91,8 +91,7 @@ def topology_signature(
     faces = faces[area[face_label] >= min_part * area.max()]  # the parts' faces
     used = np.unique(faces)
     parts = _merge_close(np.asarray(mesh.vertices)[used], labels[used], gap)
-    edges = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
-    _, edge_faces = np.unique(edges, axis=0, return_counts=True)
+    _, edge_faces = np.unique(np.sort(trimesh.geometry.faces_to_edges(faces), axis=1), axis=0, return_counts=True)
     manifold = bool((edge_faces <= 2).all())
     euler = len(used) - len(edge_faces) + len(faces) if manifold else None
     return TopologySignature(parts, euler)

@@ -53,10 +53,7 @@ class CleanupConfig:
 def clean_matte(alpha: np.ndarray, rgb: np.ndarray, config: CleanupConfig = CleanupConfig()) -> np.ndarray:
     """(F, H, W) float32 soft matte and its frames (F, H, W, 3) uint8 -> cleaned (F, H, W) float32 matte."""
     h, w = alpha.shape[1:]
-    scale = min(1.0, config.side / max(h, w))
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))  # (w, h) for OpenCV
-    small_rgb = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in rgb])  # (F, h', w', 3)
-    masks = np.stack([cv2.resize(a, size, interpolation=cv2.INTER_AREA) > 0.5 for a in alpha])  # (F, h', w')
+    small_rgb, masks = _working_copy(rgb, alpha, config.side)
     to_first = camera_motion(small_rgb, masks)  # (F, 2, 3)
     if len(masks) > 1:
         masks = keep_moving(
@@ -87,11 +84,8 @@ def clip_camera_motion(rgb: np.ndarray, alpha: np.ndarray, side: int = CleanupCo
     """`camera_motion` of full-size frames (F, H, W, 3) uint8 with matte (F, H, W) float32, measured on a working
     copy at most `side` pixels long: (F, 2, 3) float32 maps from each frame's pixels to the first frame's."""
     h, w = alpha.shape[1:]
-    scale = min(1.0, side / max(h, w))
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))  # (w, h) for OpenCV
-    small_rgb = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in rgb])
-    masks = np.stack([cv2.resize(a, size, interpolation=cv2.INTER_AREA) > 0.5 for a in alpha])
-    to_small = np.diag([size[0] / w, size[1] / h, 1.0])  # full-size pixels -> working pixels
+    small_rgb, masks = _working_copy(rgb, alpha, side)
+    to_small = np.diag([masks.shape[2] / w, masks.shape[1] / h, 1.0])  # full-size pixels -> working pixels
     small = camera_motion(small_rgb, masks).astype(np.float64)  # (F, 2, 3) in working pixels
     full = [(np.linalg.inv(to_small) @ np.vstack([m, [0, 0, 1]]) @ to_small)[:2] for m in small]
     return np.stack(full).astype(np.float32)
@@ -190,6 +184,17 @@ def clean_regions(mask: np.ndarray, min_region: float, max_hole: float) -> np.nd
     small[0] = False
     small[np.unique(np.concatenate([holes[0], holes[-1], holes[:, 0], holes[:, -1]]))] = False
     return mask | small[holes]
+
+
+def _working_copy(rgb: np.ndarray, alpha: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frames (F, H, W, 3) uint8 and soft matte (F, H, W) at most `side` pixels long: (F, h, w, 3) uint8 frames
+    and (F, h, w) bool masks."""
+    h, w = alpha.shape[1:]
+    scale = min(1.0, side / max(h, w))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))  # (w, h) for OpenCV
+    small_rgb = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in rgb])
+    masks = np.stack([cv2.resize(a, size, interpolation=cv2.INTER_AREA) > 0.5 for a in alpha])
+    return small_rgb, masks
 
 
 def _similarity(grey: np.ndarray, previous: np.ndarray, mask: np.ndarray) -> np.ndarray | None:

@@ -99,10 +99,10 @@ def preprocess_frames(
     box = _square_box(object_box, pad_ratio)
     images = np.empty((len(frames), 4, size, size), np.float32)
     for i in range(len(frames)):
-        a = matte.alpha[i, ..., None]  # (H, W, 1)
-        rgba = np.concatenate([frames[i, ..., :3].astype(np.float32) / 255 * a, a], -1)  # (H, W, 4)
+        rgb = frames[i, ..., :3].astype(np.float32) / 255 * matte.alpha[i, ..., None]  # (H, W, 3) premultiplied
         if steady is not None:
-            rgba = steady.frame(rgba, i)  # premultiplied, so edges do not take the background's colour
+            rgb = steady.frame(rgb, i)  # premultiplied, so edges do not take the background's colour
+        rgba = np.concatenate([rgb, alpha[i, ..., None]], -1)  # (H, W, 4); alpha as the box was found on
         images[i] = _crop_resize(rgba, box, size).transpose(2, 0, 1)  # (4, size, size)
     if steady is not None:
         object_box, box = steady.to_first(object_box), steady.to_first(box)

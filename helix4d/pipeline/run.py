@@ -180,7 +180,7 @@ def matte(
     check_output_dir(out, inputs=(video, matting.mask, matting.model), overwrite=overwrite)
     clip = read_video(video, fps=fps, max_frames=frames, start=start, end=end)
     with console.status(f"matting {clip.num_frames} frames"):
-        result = compute_matte(clip, matting)
+        result = compute_matte(clip, dataclasses.replace(matting, stabilise=False))  # masks per decoded frame
     with atomic_dir(out) as tmp:
         write_masks(result.alpha, tmp)
         write_json_atomic(
