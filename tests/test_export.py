@@ -32,7 +32,7 @@ from helix4d.export import (
     write_glb,
     write_usd,
 )
-from helix4d.export.animated import frame_keys
+from helix4d.export.animated import MORPH_TOLERANCE, MorphSegment, frame_keys, write_segments_glb
 from helix4d.export.surface import surface_arrays
 from helix4d.export.tracking import TrackingConfig
 from helix4d.export.usd import usd_writer
@@ -104,14 +104,17 @@ def assert_valid(validate, *paths: Path) -> None:
 
 def accessor_reader(gltf: pygltflib.GLTF2):
     """Callable(accessor index) -> (count, width) float32 array of a loaded GLB's binary chunk (float32 or, as
-    KHR_mesh_quantization stores morph targets, normalised BYTE / SHORT with a byte stride)."""
+    KHR_mesh_quantization stores morph targets, normalised BYTE / SHORT with a byte stride; zeros without a buffer
+    view, as the specification reads them)."""
     blob = gltf.binary_blob()
     kinds = {pygltflib.FLOAT: (np.float32, 1.0), pygltflib.SHORT: (np.int16, 32767.0), pygltflib.BYTE: (np.int8, 127.0)}
 
     def read(index: int) -> np.ndarray:
         acc = gltf.accessors[index]
-        view = gltf.bufferViews[acc.bufferView]
         width = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}[acc.type]
+        if acc.bufferView is None:
+            return np.zeros((acc.count, width), np.float32)
+        view = gltf.bufferViews[acc.bufferView]
         dtype, one = kinds[acc.componentType]
         stride = (view.byteStride or width * np.dtype(dtype).itemsize) // np.dtype(dtype).itemsize
         start = view.byteOffset + (acc.byteOffset or 0)
@@ -266,19 +269,46 @@ def test_morph_target_glb_plays_a_tracked_segment(tmp_path, gltf_validator):
     read = accessor_reader(gltf)
     (mesh,) = gltf.meshes
     (primitive,) = mesh.primitives
-    assert len(primitive.targets) == 3 and mesh.weights == [0.0, 0.0, 0.0] and len(gltf.images) == 2  # one texture pair
-    base = read(primitive.attributes.POSITION)
-    last = base + read(primitive.targets[2]["POSITION"])  # frame 3 = base + target 2
-    assert last[:, 0].max() == pytest.approx(clip[3].vertices[:, 0].max(), abs=0.02)
+    assert len(primitive.targets) == 6 and mesh.weights == [0.0] * 6 and len(gltf.images) == 2  # one texture pair
     (animation,) = gltf.animations
     weights = next(c for c in animation.channels if c.target.path == "weights")
     times, values = (
         read(animation.samplers[weights.sampler].input)[:, 0],
-        read(animation.samplers[weights.sampler].output),
+        read(animation.samplers[weights.sampler].output).reshape(4, 6),
     )
     assert times.tolist() == pytest.approx([0.0, 1 / FPS, 2 / FPS, 3 / FPS])
-    assert np.array_equal(values.reshape(4, 3), np.eye(4, 3, k=-1))  # frame k: target k - 1 alone
+    assert np.array_equal(values != 0, np.eye(4, 3, k=-1).repeat(2, axis=1) != 0)  # frame k: its pair alone
+    assert values[1:, 1::2].max() == 1.0  # shading targets: weight 1; shape targets: their scale
+    base = read(primitive.attributes.POSITION)
+    shape, shading = primitive.targets[4], primitive.targets[5]  # frame 3's pair
+    last = base + values[3, 4] * read(shape["POSITION"]) + read(shading["POSITION"])
+    assert np.abs(read(shape["NORMAL"])).max() == 0 and np.abs(read(shading["POSITION"])).max() == 0
+    assert gltf.accessors[shape["NORMAL"]].bufferView is None  # a still attribute takes no bytes
+    assert last[:, 0].max() == pytest.approx(clip[3].vertices[:, 0].max(), abs=0.02)
     assert files.animated.stat().st_size * 2.5 < legacy.animated.stat().st_size  # 4 frames: one mesh + textures
+
+
+def test_morph_targets_round_each_vertex_within_the_tolerance(tmp_path):
+    """A small motion fits 8-bit shape targets, a large one needs 16 bits; both rebuild every vertex within
+    MORPH_TOLERANCE."""
+    mesh = pbr_mesh(trimesh.creation.icosphere(2, radius=0.3))
+    rng = np.random.default_rng(0)
+    small = mesh.vertices + rng.uniform(-0.004, 0.004, mesh.vertices.shape)  # |shift| well under a voxel
+    large = mesh.vertices * [3.0, 1.0, 0.7] + rng.uniform(-0.01, 0.01, mesh.vertices.shape)
+    positions = np.stack([mesh.vertices, small, large])  # (3, V, 3)
+    path = write_segments_glb([MorphSegment(0, mesh, positions)], tmp_path / "a.glb", FPS)
+    gltf = pygltflib.GLTF2().load(str(path))
+    read = accessor_reader(gltf)
+    (primitive,) = gltf.meshes[0].primitives
+    (animation,) = gltf.animations
+    weights = next(c for c in animation.channels if c.target.path == "weights")
+    values = read(animation.samplers[weights.sampler].output).reshape(3, 4)
+    components = [gltf.accessors[t["POSITION"]].componentType for t in primitive.targets[::2]]
+    assert components == [pygltflib.BYTE, pygltflib.SHORT]
+    base = read(primitive.attributes.POSITION)
+    for k, expected in ((1, small), (2, large)):
+        rebuilt = base + sum(w * read(t["POSITION"]) for w, t in zip(values[k], primitive.targets))
+        assert np.linalg.norm(rebuilt - expected, axis=1).max() <= MORPH_TOLERANCE
 
 
 def test_quantized_morph_targets_play_in_blender(tmp_path, gltf_validator):
@@ -294,8 +324,8 @@ def test_quantized_morph_targets_play_in_blender(tmp_path, gltf_validator):
     assert_valid(gltf_validator, files.animated)
     gltf = pygltflib.GLTF2().load(str(files.animated))
     assert gltf.extensionsRequired == ["KHR_mesh_quantization"]
-    target = gltf.meshes[0].primitives[0].targets[-1]
-    assert gltf.accessors[target["POSITION"]].componentType == pygltflib.SHORT
+    shape = gltf.meshes[0].primitives[0].targets[-2]
+    assert gltf.accessors[shape["POSITION"]].componentType == pygltflib.BYTE
     asset = blender.import_animated(files.animated, frames=len(clip))
     width = [np.ptp(m.vertices[:, 0]) / np.ptp(m.vertices[:, 2]) for m in asset.meshes]  # x over z: scale-free
     expected = [np.ptp(m.vertices[:, 0]) / np.ptp(m.vertices[:, 2]) for m in clip]

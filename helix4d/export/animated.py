@@ -1,13 +1,17 @@
 """One GLB that plays the whole 4D asset, although the topology may change from one segment of frames to the next.
 
 glTF morph targets need one fixed mesh, so the clip is cut into segments of one topology (`segments.py`, with
-vertices tracked through each, `tracking.py`). Each segment is one node and one mesh: its first frame, plus one
-morph target per later frame (position and normal displacements from the first frame), played by a STEP weights
-animation that turns target k on during frame k's slot. A STEP-interpolated scale animation shows a segment's node
-(scale 1) only during its slots [start / fps, stop / fps) and hides it (scale 0) the rest of the time; at the clip's
-end the last segment stays visible. Static viewers that ignore animations see frame 0 (the other nodes rest at
-scale 0). Textures belong to a segment, not to a frame, so colours do not flicker inside it, and a clip without a
-topology change is one mesh, one texture pair and F - 1 targets instead of F meshes and F texture pairs.
+vertices tracked through each, `tracking.py`). Each segment is one node and one mesh: its first frame, plus two
+morph targets per later frame, played by a STEP weights animation that turns frame k's pair on during its slot: a
+shape target (the position displacements from the first frame, scaled to [-1, 1] and stored in 8 bits, or 16 where 8
+would round a vertex by more than `MORPH_TOLERANCE`; its weight is the scale) and a shading target (the normal
+displacements, 8 bits, weight 1). One target per frame would need 16-bit positions for every frame, since a target's
+positions and normals share its weight; the pair costs 8 bytes per vertex and frame instead of 12. A
+STEP-interpolated scale animation shows a segment's node (scale 1) only during its slots [start / fps, stop / fps)
+and hides it (scale 0) the rest of the time; at the clip's end the last segment stays visible. Static viewers that
+ignore animations see frame 0 (the other nodes rest at scale 0). Textures belong to a segment, not to a frame, so
+colours do not flicker inside it, and a clip without a topology change is one mesh, one texture pair and F - 1
+targets instead of F meshes and F texture pairs.
 
 Without tracking, every frame is a segment of its own (one node per frame, no targets): the node-switching layout.
 """
@@ -25,9 +29,11 @@ import trimesh
 
 from helix4d.errors import InputError
 from helix4d.export.bake import TexturedMesh
-from helix4d.export.glb import GltfBuilder
+from helix4d.export.glb import GltfBuilder, MorphTarget
 from helix4d.export.surface import Frame, surface_arrays
 from helix4d.io.files import write_bytes_atomic
+
+MORPH_TOLERANCE = 0.125 / 32  # largest rounding of a morph target's vertex: an eighth of a voxel at R = 32
 
 
 @dataclass
@@ -77,16 +83,15 @@ def write_segments_glb(segments: Sequence[MorphSegment], path: str | os.PathLike
     nodes = []
     for segment in segments:
         name = f"frame_{segment.start:04d}" if segment.positions is None else f"frames_{segment.start:04d}"
-        morph = _morph_targets(segment) if segment.positions is not None and len(segment.positions) > 1 else None
+        moving = segment.positions is not None and len(segment.positions) > 1
+        morph, weights = _morph_targets(segment) if moving else ([], np.zeros((0, 0), np.float32))
         mesh = builder.add_mesh(segment.frame, name, morph)
         node = builder.add_node(gl.Node(name=name, mesh=mesh, scale=None if segment.start == 0 else [0.0, 0.0, 0.0]))
         nodes.append(node)
         times, visible = frame_keys(segment.start, count, fps, segment.stop)
         _channel(builder, animation, node, "scale", times, np.repeat(visible[:, None], 3, axis=1))  # (K, 3)
-        if morph is not None and mesh is not None:
-            targets = len(morph[0])
-            times = (segment.start + np.arange(targets + 1, dtype=np.float32)) / fps  # (T + 1,)
-            weights = np.eye(targets + 1, targets, k=-1, dtype=np.float32)  # row j: target j - 1 on
+        if morph and mesh is not None:
+            times = (segment.start + np.arange(len(weights), dtype=np.float32)) / fps  # (K,)
             _channel(builder, animation, node, "weights", times, weights.reshape(-1))
     builder.add_node(gl.Node(name="asset", children=nodes), root=True)
     builder.gltf.animations.append(animation)
@@ -116,21 +121,29 @@ def written_positions(segment: MorphSegment) -> list[np.ndarray]:
     return [np.asarray(moved[index], np.float32) for moved in segment.positions]
 
 
-def _morph_targets(segment: MorphSegment) -> tuple[np.ndarray, np.ndarray]:
-    """(position, normal) displacements (K - 1, V, 3) float32 of the segment's later frames from its first, on the
-    written vertices (normals are summed over the copies of a source vertex, so they stay smooth across UV seams as
-    the baked frame's own normals do)."""
+def _morph_targets(segment: MorphSegment) -> tuple[list[MorphTarget], np.ndarray]:
+    """The segment's morph targets (a shape and a shading target per later frame, module docstring) and the weights
+    (K, 2 (K - 1)) that show frame k, on the written vertices (normals are summed over the copies of a source
+    vertex, so they stay smooth across UV seams as the baked frame's own normals do)."""
     frame = segment.frame
     written = frame.mesh if isinstance(frame, TexturedMesh) else frame
     index = frame.source_vertex if isinstance(frame, TexturedMesh) else np.arange(len(written.vertices))
     base = surface_arrays(frame)
     faces = np.asarray(written.faces)
-    positions, normals = [], []
-    for at in written_positions(segment)[1:]:  # (V, 3)
+    later = written_positions(segment)[1:]
+    targets: list[MorphTarget] = []
+    weights = np.zeros((len(later) + 1, 2 * len(later)), np.float32)  # row 0: the first frame, no target on
+    for k, at in enumerate(later):  # (V, 3)
         split = np.asarray(trimesh.Trimesh(at, faces, process=False).vertex_normals, np.float64)  # (V, 3)
         summed = np.zeros((index.max() + 1, 3))
         np.add.at(summed, index, split)
         n = summed[index]
-        positions.append(at - base.positions)
-        normals.append(n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12) - base.normals)
-    return np.asarray(positions, np.float32), np.asarray(normals, np.float32)
+        shift = at - base.positions  # (V, 3)
+        scale = float(np.abs(shift).max(initial=0.0)) or 1.0
+        # rounding to 1/127 of the scale moves a vertex by at most sqrt(3)/254 of it
+        component = gl.BYTE if scale * np.sqrt(3.0) / 254.0 <= MORPH_TOLERANCE else gl.SHORT
+        targets.append(MorphTarget(position=shift / scale, position_component=component))
+        unit = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+        targets.append(MorphTarget(normal=unit - base.normals))
+        weights[k + 1, 2 * k : 2 * k + 2] = scale, 1.0
+    return targets, weights

@@ -6,15 +6,19 @@ Materials are glTF metallic-roughness PBR, double-sided (O-Voxel meshes may be o
 - textured frames: TEXCOORD_0 + baseColorTexture (sRGB RGBA) + metallicRoughnessTexture (G roughness, B metallic).
 alphaMode is BLEND when any alpha < 1, else OPAQUE. An empty frame (no faces) becomes a node without a mesh.
 Morph targets are most of an animated file, so their displacements are stored as normalised integers
-(KHR_mesh_quantization, read by three.js, Blender and the Khronos validator): positions as 16-bit (1/32767 of the
-unit cube, far below a voxel), normals as 8-bit (1/127: under half a degree); a target whose displacement leaves
-[-1, 1] (a normal that turned by more than 90 degrees) stays float32, so nothing is clamped.
+(KHR_mesh_quantization, read by three.js, Blender and the Khronos validator): positions as 8- or 16-bit (the writer
+scales each target to [-1, 1] and lets the animation's weight carry the scale, `animated.py`), normals as 8-bit
+(1/127: under half a degree); a target whose displacement leaves [-1, 1] (a normal that turned by more than 90
+degrees) stays float32, so nothing is clamped. An attribute a target does not move is an accessor without a buffer
+view (zeros by the specification, no bytes), shared by the mesh's targets.
 """
 
 from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +32,16 @@ _TYPES = {1: "SCALAR", 2: "VEC2", 3: "VEC3", 4: "VEC4"}
 _LINEAR, _LINEAR_MIPMAP_LINEAR, _CLAMP = 9729, 9987, 33071  # CLAMP_TO_EDGE
 _NORMALISED = {gl.BYTE: (np.int8, 127), gl.SHORT: (np.int16, 32767)}  # componentType -> (dtype, value of 1.0)
 QUANTIZATION = "KHR_mesh_quantization"
+
+
+@dataclass
+class MorphTarget:
+    """One morph target: (V, 3) position and normal displacements from the base mesh (None: that attribute does
+    not move), the positions stored as normalised `position_component` (gl.BYTE or gl.SHORT) where they fit."""
+
+    position: np.ndarray | None = None
+    normal: np.ndarray | None = None
+    position_component: int = gl.SHORT
 
 
 class GltfBuilder:
@@ -88,6 +102,15 @@ class GltfBuilder:
             return self.normalised_accessor(array, component, bounds)
         return self.accessor(array, gl.ARRAY_BUFFER, bounds=bounds)
 
+    def zeros(self, count: int) -> int:
+        """A (count, 3) accessor of zeros that takes no bytes (no buffer view), with the min/max a morph target's
+        POSITION needs."""
+        acc = gl.Accessor(
+            byteOffset=None, componentType=gl.FLOAT, count=count, type="VEC3", min=[0.0] * 3, max=[0.0] * 3
+        )
+        self.gltf.accessors.append(acc)
+        return len(self.gltf.accessors) - 1
+
     def texture(self, png: bytes) -> int:
         if self._sampler is None:
             sampler = gl.Sampler(magFilter=_LINEAR, minFilter=_LINEAR_MIPMAP_LINEAR, wrapS=_CLAMP, wrapT=_CLAMP)
@@ -98,11 +121,11 @@ class GltfBuilder:
         return len(self.gltf.textures) - 1
 
     # --- content ---------------------------------------------------------------------------------------------------
-    def add_mesh(self, frame: Frame, name: str, morph: tuple[np.ndarray, np.ndarray] | None = None) -> int | None:
+    def add_mesh(self, frame: Frame, name: str, morph: Sequence[MorphTarget] | None = None) -> int | None:
         """Add one frame's mesh and material; returns the glTF mesh index, or None for an empty frame.
 
-        morph: (position, normal) displacements (T, V, 3) of T morph targets from this frame's vertices; the mesh's
-        default weights are all 0 (it shows `frame` until an animation sets them)."""
+        morph: morph targets (displacements from this frame's vertices); the mesh's default weights are all 0 (it
+        shows `frame` until an animation sets them)."""
         s = surface_arrays(frame)
         if s.empty:
             return None
@@ -122,15 +145,19 @@ class GltfBuilder:
             mode=gl.TRIANGLES,
         )
         weights = None
-        if morph is not None:
+        if morph:
+            still = any(t.position is None or t.normal is None for t in morph)
+            zero = self.zeros(len(s.positions)) if still else None  # shared by every target that needs it
             primitive.targets = [
                 {
-                    "POSITION": self.displacement(dp, gl.SHORT, bounds=True),
-                    "NORMAL": self.displacement(dn, gl.BYTE),
+                    "POSITION": zero
+                    if t.position is None
+                    else self.displacement(t.position, t.position_component, bounds=True),
+                    "NORMAL": zero if t.normal is None else self.displacement(t.normal, gl.BYTE),
                 }
-                for dp, dn in zip(*morph)
+                for t in morph
             ]
-            weights = [0.0] * len(morph[0])
+            weights = [0.0] * len(morph)
         self.gltf.meshes.append(gl.Mesh(name=name, primitives=[primitive], weights=weights))
         return len(self.gltf.meshes) - 1
 
