@@ -4,6 +4,7 @@ of the real app (upload, Generate, 3D viewer, frame slider, download links; skip
 from __future__ import annotations
 
 import contextvars
+import json
 import signal
 import socket
 import subprocess
@@ -111,6 +112,7 @@ def test_layout_has_viewers_and_examples(model_dir, video, tmp_path) -> None:
         app.close()
     elem_ids = {c["props"].get("elem_id") for c in config["components"]}
     assert {"input-video", "generate", "frame-viewer", "frame-slider", "animated-viewer", "downloads"} <= elem_ids
+    assert {"background", "stabilise"} <= elem_ids  # the matte's settings
     assert any(c["type"] == "dataset" for c in config["components"])  # the examples table
     assert "model's default (25)" in str(config)  # the steps hint reads the model folder
 
@@ -121,6 +123,17 @@ def test_run_job_bakes_textures(model_dir, video, tmp_path) -> None:
     assert len(result.frames) == 2 and all(p.is_file() for p in result.downloads)
     mesh = trimesh.load(result.frames[0], force="mesh")
     assert _base_colour_texture(mesh).size == (64, 64)
+
+
+def test_run_job_uses_the_chosen_matte(model_dir, video, tmp_path) -> None:
+    model = ModelHolder(model_dir, device="cpu")
+    run_job(model, video, tmp_path / "run", frames=2, steps=1, texture_size=None, matting="border", stabilise=False)
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result["matte"]["method"] == "border" and result["matte"]["background_colour"] == [255, 255, 255]
+    assert result["settings"]["matting"] == "border" and result["settings"]["stabilise"] is False
+    with pytest.raises(InputError, match="Background must be one of"):
+        run_job(model, video, tmp_path / "bad", frames=2, steps=1, matting="magic")
+    assert not (tmp_path / "bad").exists()
 
 
 def test_model_holder_checks_the_folder_and_loads_once(model_dir, tmp_path, monkeypatch) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from helix4d.errors import ConfigError, InputError
+from helix4d.io.matting import MattingOptions
 from helix4d.io.video import read_video
 from helix4d.pipeline.folder import read_pipeline_config
 from helix4d.pipeline.helix4d import DEMO_MODEL, Helix4DPipeline, Progress, resolve_device
@@ -34,6 +35,7 @@ LABELS = {
     "mode": "Mode",
     "texture_size": "texture size",
 }  # how the app's user sees each setting, for messages
+MATTING_LABELS = {"method": "Background"}
 
 
 @dataclass
@@ -138,6 +140,8 @@ def run_job(
     seed: float = 0,
     mode: str = "temporal",
     texture_size: int | None = TEXTURE_SIZE,
+    matting: str = "auto",
+    stabilise: bool = True,
     progress: Progress | None = None,
 ) -> JobResult:
     """Generate from `video` (its first `frames` frames) and write every export format into `out_dir`.
@@ -146,7 +150,8 @@ def run_job(
     (`GenerateOptions.checked`); the asset is written by the CLI's writer (`pipeline.output.write_asset`).
 
     texture_size: side of the baked per-frame textures (from the O-Voxel's own attributes), or None for
-    vertex colours (fastest). `progress(description, done, total)` hears every stage.
+    vertex colours (fastest). `matting`: a `--matting` method; `stabilise`: undo a hand-held camera's motion before
+    the crop. `progress(description, done, total)` hears every stage.
     """
     report = progress or (lambda description, done, total: None)
     if video is None:
@@ -156,7 +161,8 @@ def run_job(
         sampling=SamplingOptions(seed=seed, steps=steps, mode=mode),
         formats=("glb", "animated", "usdz", "preview"),
         texture_size=texture_size,
-    ).checked(LABELS)
+        matting=MattingOptions(matting, stabilise=stabilise),
+    ).checked(LABELS, MATTING_LABELS)
     report("reading video", 0, 1)
     clip = read_video(video, max_frames=options.frames)
     report("loading model", 0, 1)

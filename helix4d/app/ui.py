@@ -21,6 +21,13 @@ from helix4d.settings import MODES
 
 TEXTURES = {"vertex colours (fastest)": None, "512² textures": 512, "1024² textures": 1024}
 DEFAULT_TEXTURE = "512² textures"
+BACKGROUNDS = {  # how the object is cut out of its background (`--matting`)
+    "auto (the video's alpha, else the salient-object model)": "auto",
+    "salient-object model (U²-Net)": "u2net",
+    "uniform background colour": "border",
+    "none (the whole frame is the object)": "none",
+}
+DEFAULT_BACKGROUND = next(iter(BACKGROUNDS))
 MAX_FRAMES = 64
 MAX_STEPS = 100
 VIEWER_HEIGHT = 420
@@ -56,6 +63,8 @@ class Helix4DApp:
         seed: float | None,
         mode: str,
         texture: str,
+        background: str = DEFAULT_BACKGROUND,
+        stabilise: bool = True,
         progress: gr.Progress = gr.Progress(),
     ) -> tuple:
         """The Generate button. Returns, in order: per-frame GLB paths (state), the frame slider, the first
@@ -75,6 +84,8 @@ class Helix4DApp:
                 seed=seed or 0,
                 mode=mode,
                 texture_size=TEXTURES[texture],
+                matting=BACKGROUNDS[background],
+                stabilise=stabilise,
                 progress=lambda description, done, total: progress((done, total), desc=description),
             )
             result = self.jobs.call(job) if self.jobs else job()
@@ -153,6 +164,19 @@ class Helix4DApp:
                             elem_id="texture",
                             info="Baked textures look better; colours are faster.",
                         )
+                        background = gr.Dropdown(
+                            list(BACKGROUNDS),
+                            value=DEFAULT_BACKGROUND,
+                            label="Background",
+                            elem_id="background",
+                            info="How the object is cut out of the frames.",
+                        )
+                        stabilise = gr.Checkbox(
+                            value=True,
+                            label="Undo camera shake",
+                            elem_id="stabilise",
+                            info="Map each frame into the first frame's camera before the crop (hand-held videos).",
+                        )
                     button = gr.Button("Generate", variant="primary", elem_id="generate")
                     status = gr.Markdown(elem_id="status")
                 with gr.Column(scale=2):
@@ -178,7 +202,7 @@ class Helix4DApp:
                         )
             button.click(
                 self.generate,
-                [video, frames, steps, seed, mode, texture],
+                [video, frames, steps, seed, mode, texture, background, stabilise],
                 [frame_paths, slider, frame_view, animated_view, preview, downloads, status],
             )
             slider.input(
