@@ -278,7 +278,8 @@ def test_morph_target_glb_plays_a_tracked_segment(tmp_path, gltf_validator):
     )
     assert times.tolist() == pytest.approx([0.0, 1 / FPS, 2 / FPS, 3 / FPS])
     assert np.array_equal(values != 0, np.eye(4, 3, k=-1).repeat(2, axis=1) != 0)  # frame k: its pair alone
-    assert values[1:, 1::2].max() == 1.0  # shading targets: weight 1; shape targets: their scale
+    assert 0 < values[1:, 1::2].max() <= 2.0  # shading targets: their scale too (a unit normal turns by at most 2)
+    assert {gltf.accessors[t["NORMAL"]].componentType for t in primitive.targets[1::2]} == {pygltflib.BYTE}
     base = read(primitive.attributes.POSITION)
     shape, shading = primitive.targets[4], primitive.targets[5]  # frame 3's pair
     last = base + values[3, 4] * read(shape["POSITION"]) + read(shading["POSITION"])
@@ -290,25 +291,31 @@ def test_morph_target_glb_plays_a_tracked_segment(tmp_path, gltf_validator):
 
 def test_morph_targets_round_each_vertex_within_the_tolerance(tmp_path):
     """A small motion fits 8-bit shape targets, a large one needs 16 bits; both rebuild every vertex within
-    MORPH_TOLERANCE."""
+    MORPH_TOLERANCE, and the 8-bit shading targets rebuild every normal, even one turned around, within 2 degrees."""
     mesh = pbr_mesh(trimesh.creation.icosphere(2, radius=0.3))
     rng = np.random.default_rng(0)
     small = mesh.vertices + rng.uniform(-0.004, 0.004, mesh.vertices.shape)  # |shift| well under a voxel
     large = mesh.vertices * [3.0, 1.0, 0.7] + rng.uniform(-0.01, 0.01, mesh.vertices.shape)
-    positions = np.stack([mesh.vertices, small, large])  # (3, V, 3)
+    turned = mesh.vertices * [-1.0, 1.0, -1.0]  # half a turn about y: normals turn by up to 180 degrees
+    positions = np.stack([mesh.vertices, small, large, turned])  # (4, V, 3)
     path = write_segments_glb([MorphSegment(0, mesh, positions)], tmp_path / "a.glb", FPS)
     gltf = pygltflib.GLTF2().load(str(path))
     read = accessor_reader(gltf)
     (primitive,) = gltf.meshes[0].primitives
     (animation,) = gltf.animations
     weights = next(c for c in animation.channels if c.target.path == "weights")
-    values = read(animation.samplers[weights.sampler].output).reshape(3, 4)
+    values = read(animation.samplers[weights.sampler].output).reshape(4, 6)
     components = [gltf.accessors[t["POSITION"]].componentType for t in primitive.targets[::2]]
-    assert components == [pygltflib.BYTE, pygltflib.SHORT]
-    base = read(primitive.attributes.POSITION)
-    for k, expected in ((1, small), (2, large)):
+    assert components == [pygltflib.BYTE, pygltflib.SHORT, pygltflib.SHORT]
+    assert {gltf.accessors[t["NORMAL"]].componentType for t in primitive.targets[1::2]} == {pygltflib.BYTE}
+    base, base_normals = read(primitive.attributes.POSITION), read(primitive.attributes.NORMAL)
+    for k, expected in ((1, small), (2, large), (3, turned)):
         rebuilt = base + sum(w * read(t["POSITION"]) for w, t in zip(values[k], primitive.targets))
         assert np.linalg.norm(rebuilt - expected, axis=1).max() <= MORPH_TOLERANCE
+        normals = base_normals + sum(w * read(t["NORMAL"]) for w, t in zip(values[k], primitive.targets))
+        normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+        truth = trimesh.Trimesh(expected, mesh.faces, process=False).vertex_normals
+        assert np.degrees(np.arccos(np.clip((normals * truth).sum(1), -1, 1))).max() < 2.0
 
 
 def test_quantized_morph_targets_play_in_blender(tmp_path, gltf_validator):

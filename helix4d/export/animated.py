@@ -5,12 +5,12 @@ vertices tracked through each, `tracking.py`). Each segment is one node and one 
 morph targets per later frame, played by a STEP weights animation that turns frame k's pair on during its slot: a
 shape target (the position displacements from the first frame, scaled to [-1, 1] and stored in 8 bits, or 16 where 8
 would round a vertex by more than `MORPH_TOLERANCE`; its weight is the scale) and a shading target (the normal
-displacements, 8 bits, weight 1). One target per frame would need 16-bit positions for every frame, since a target's
-positions and normals share its weight; the pair costs 8 bytes per vertex and frame instead of 12. A
-STEP-interpolated scale animation shows a segment's node (scale 1) only during its slots [start / fps, stop / fps)
-and hides it (scale 0) the rest of the time; at the clip's end the last segment stays visible. Static viewers that
-ignore animations see frame 0 (the other nodes rest at scale 0). Textures belong to a segment, not to a frame, so
-colours do not flicker inside it, and a clip without a topology change is one mesh, one texture pair and F - 1
+displacements, scaled the same way and stored in 8 bits). One target per frame would need 16-bit positions for every
+frame, since a target's positions and normals share its weight; the pair costs 8 bytes per vertex and frame instead
+of 12. A STEP-interpolated scale animation shows a segment's node (scale 1) only during its slots [start / fps, stop
+/ fps) and hides it (scale 0) the rest of the time; at the clip's end the last segment stays visible. Static viewers
+that ignore animations see frame 0 (the other nodes rest at scale 0). Textures belong to a segment, not to a frame,
+so colours do not flicker inside it, and a clip without a topology change is one mesh, one texture pair and F - 1
 targets instead of F meshes and F texture pairs.
 
 Without tracking, every frame is a segment of its own (one node per frame, no targets): the node-switching layout.
@@ -143,7 +143,8 @@ def _morph_targets(segment: MorphSegment) -> tuple[list[MorphTarget], np.ndarray
         # rounding to 1/127 of the scale moves a vertex by at most sqrt(3)/254 of it
         component = gl.BYTE if scale * np.sqrt(3.0) / 254.0 <= MORPH_TOLERANCE else gl.SHORT
         targets.append(MorphTarget(position=shift / scale, position_component=component))
-        unit = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
-        targets.append(MorphTarget(normal=unit - base.normals))
-        weights[k + 1, 2 * k : 2 * k + 2] = scale, 1.0
+        turn = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12) - base.normals  # (V, 3) in [-2, 2]
+        turn_scale = float(np.abs(turn).max(initial=0.0)) or 1.0  # a normal that turned past 90° leaves [-1, 1]
+        targets.append(MorphTarget(normal=turn / turn_scale))
+        weights[k + 1, 2 * k : 2 * k + 2] = scale, turn_scale
     return targets, weights

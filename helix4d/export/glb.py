@@ -6,11 +6,10 @@ Materials are glTF metallic-roughness PBR, double-sided (O-Voxel meshes may be o
 - textured frames: TEXCOORD_0 + baseColorTexture (sRGB RGBA) + metallicRoughnessTexture (G roughness, B metallic).
 alphaMode is BLEND when any alpha < 1, else OPAQUE. An empty frame (no faces) becomes a node without a mesh.
 Morph targets are most of an animated file, so their displacements are stored as normalised integers
-(KHR_mesh_quantization, read by three.js, Blender and the Khronos validator): positions as 8- or 16-bit (the writer
-scales each target to [-1, 1] and lets the animation's weight carry the scale, `animated.py`), normals as 8-bit
-(1/127: under half a degree); a target whose displacement leaves [-1, 1] (a normal that turned by more than 90
-degrees) stays float32, so nothing is clamped. An attribute a target does not move is an accessor without a buffer
-view (zeros by the specification, no bytes), shared by the mesh's targets.
+(KHR_mesh_quantization, read by three.js, Blender and the Khronos validator): positions as 8- or 16-bit, normals as
+8-bit (the writer scales each target to [-1, 1] and lets the animation's weight carry the scale, `animated.py`); a
+target whose displacement leaves [-1, 1] stays float32, so nothing is clamped. An attribute a target does not move
+is an accessor without a buffer view (zeros by the specification, no bytes), shared by the mesh's targets.
 """
 
 from __future__ import annotations
