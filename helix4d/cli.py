@@ -645,7 +645,9 @@ def eval_budget_command(
     steps: int = typer.Option(12, "--steps", help="Sampling steps per stage."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed (the same noise for every row)."),
     rows: str = typer.Option(
-        "ceiling,vae,stages_2_3,temporal,per_frame", "--rows", help="Comma-separated rows to compute (all by default)."
+        "ceiling,vae,stages_2_3,temporal,cleaned,per_frame",
+        "--rows",
+        help="Comma-separated rows to compute (all by default).",
     ),
     points: Optional[int] = typer.Option(None, "--points", help="Surface samples per frame (default: the protocol's)."),
     json_out: Optional[Path] = typer.Option(
