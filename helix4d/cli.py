@@ -235,12 +235,22 @@ def model_encode_latents(
     only: str = typer.Option(
         "ss,geometry,material", "--only", help="Stages to (re-)encode, e.g. 'material' after retraining that VAE."
     ),
+    stats: str = typer.Option(
+        "auto",
+        "--stats",
+        help="Latent statistics: 'measure' them into the model's pipeline.json, 'keep' the model's, or 'auto': "
+        "keep them once a flow was trained on them (continuing a trained model on new data), else measure.",
+    ),
 ) -> None:
     """Pre-encode a dataset with the model's VAEs (flow training reads these) and store latent statistics."""
-    from helix4d.train.latents import encode_dataset
+    from helix4d.pipeline.folder import read_pipeline_config
+    from helix4d.train.latents import encode_dataset, measures_stats
 
-    stats = encode_dataset(model, data, out, device, only=tuple(s.strip() for s in only.split(",") if s.strip()))
-    typer.echo(f"encoded latents to {out}; stats written to {model / 'pipeline.json'} ({', '.join(stats)})")
+    stages = tuple(s.strip() for s in only.split(",") if s.strip())
+    encoded = encode_dataset(model, data, out, device, only=stages, stats=stats)
+    measured = measures_stats(read_pipeline_config(model), stages, stats)
+    said = f"stats written to {model / 'pipeline.json'}" if measured else "the model's latent statistics kept"
+    typer.echo(f"encoded latents to {out}; {said} ({', '.join(encoded)})")
 
 
 @app.command("generate")

@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from helix4d.data.build import build_synthetic
+from helix4d.errors import InputError
 from helix4d.pipeline import SamplingOptions
 from helix4d.pipeline.config import preset
 from helix4d.pipeline.folder import init_model_folder
@@ -183,6 +184,28 @@ def test_encoding_skips_a_sequence_with_no_visible_object_and_resumes(workspace:
     assert json.loads((tmp_path / "latents" / "index.json").read_text())["sequences"] == index["sequences"]
     assert torch.equal(torch.load(first, weights_only=True)["geometry"], record["geometry"])
     assert json.loads((model / "pipeline.json").read_text())["latent_stats"] == stats
+
+
+def test_encoding_new_data_keeps_a_trained_models_latent_statistics(workspace: Path, tmp_path: Path) -> None:
+    """Once a flow is trained on them the statistics stay (a new dataset must not shift the normalisation the flows
+    learnt); re-encoding one stage after retraining its VAE, or --stats measure, measures them again."""
+    model = tmp_path / "model"
+    shutil.copytree(workspace / "model", model)
+    pipeline = json.loads((model / "pipeline.json").read_text())
+    pipeline["trained"] = True
+    for stage in pipeline["latent_stats"].values():
+        stage["mean"] = [0.25] * len(stage["mean"])  # as measured on some other data
+    (model / "pipeline.json").write_text(json.dumps(pipeline))
+    stats = lambda: json.loads((model / "pipeline.json").read_text())["latent_stats"]  # noqa: E731
+    kept = encode_dataset(model, workspace / "data", tmp_path / "a")
+    assert stats() == pipeline["latent_stats"] and kept["geometry"].mean == [0.25] * len(kept["geometry"].mean)
+    encode_dataset(model, workspace / "data", tmp_path / "a", only=("material",))
+    assert stats()["material"]["mean"] != pipeline["latent_stats"]["material"]["mean"]
+    assert stats()["geometry"] == pipeline["latent_stats"]["geometry"]
+    encode_dataset(model, workspace / "data", tmp_path / "b", stats="measure")
+    assert stats()["geometry"]["mean"] != pipeline["latent_stats"]["geometry"]["mean"]
+    with pytest.raises(InputError, match="stats must be one of"):
+        encode_dataset(model, workspace / "data", tmp_path / "c", stats="fresh")
 
 
 @pytest.mark.parametrize(

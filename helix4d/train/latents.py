@@ -20,7 +20,7 @@ from helix4d.data.layout import OVOXELS, load_ovoxels
 from helix4d.errors import InputError
 from helix4d.io.files import check_output_dir, write_json_atomic
 from helix4d.pipeline.architecture import LatentEncoders, architecture_of
-from helix4d.pipeline.config import LatentStats
+from helix4d.pipeline.config import LatentStats, PipelineConfig
 from helix4d.pipeline.folder import read_pipeline_config
 from helix4d.sparse import frame_coords
 from helix4d.train.checkpoint import atomic_save
@@ -29,22 +29,40 @@ INDEX = "index.json"
 
 
 STAGES = ("ss", "geometry", "material")
+STATS_MODES = ("auto", "measure", "keep")
+
+
+def measures_stats(pipeline: PipelineConfig, only: tuple[str, ...], stats: str) -> bool:
+    """Whether `encode_dataset` measures the latent statistics (its `stats` rule) or keeps the model's."""
+    return stats == "measure" or (stats == "auto" and not (pipeline.trained and set(only) == set(STAGES)))
 
 
 @torch.no_grad()
 def encode_dataset(
-    model: Path, data: Path, out: Path, device: str = "cpu", only: tuple[str, ...] = STAGES
+    model: Path,
+    data: Path,
+    out: Path,
+    device: str = "cpu",
+    only: tuple[str, ...] = STAGES,
+    stats: str = "auto",
 ) -> dict[str, LatentStats]:
-    """Encode every sequence of `data` with the VAEs of `model`; returns (and saves) the latent statistics.
+    """Encode every sequence of `data` with the VAEs of `model`; returns the encoded stages' latent statistics.
 
     `only` re-encodes a subset of stages into existing latents (after retraining one VAE): the other stages'
     latents and statistics are kept. An interrupted encode (no index.json yet) continues where it stopped: rerun
     it with the same model and data. A sequence whose condition images show no object is skipped with a warning
     and listed in index.json's "skipped".
+
+    stats: 'measure' writes the encoded stages' statistics into the model's pipeline.json; 'keep' leaves the
+    model's; 'auto' keeps them once a flow has been trained on them (pipeline.json "trained": continuing a trained
+    model on new data must not shift the normalisation its flows learnt) unless `only` names a subset (a retrained
+    VAE's new latent space), and measures them otherwise.
     """
     unknown = set(only) - set(STAGES)
     if unknown or not only:
         raise InputError(f"stages to encode must be among {', '.join(STAGES)}, got {', '.join(only) or 'none'}")
+    if stats not in STATS_MODES:
+        raise InputError(f"stats must be one of {', '.join(STATS_MODES)}, got {stats!r}")
     check_output_dir(out, inputs=(model, data), reuse=is_latents_folder)
     if set(only) != set(STAGES) and not (out / INDEX).is_file():
         raise InputError(f"{out} holds no latents to update; encode every stage first")
@@ -58,6 +76,7 @@ def encode_dataset(
         )
     out.mkdir(parents=True, exist_ok=True)
     fresh = set(only) == set(STAGES)
+    measure = measures_stats(pipeline, only, stats)
     resuming = fresh and not (out / INDEX).is_file()  # no index yet: an interrupted encode, whose records stay
     sums: dict[str, list[Tensor]] = {stage: [] for stage in only}
     index: list[dict] = []
@@ -90,18 +109,17 @@ def encode_dataset(
                 record = torch.load(path, weights_only=True)
                 _encode(record, load_ovoxels(data / entry["path"] / OVOXELS), only, encoders, device)
                 atomic_save(record, path)
-            for stage in only:
+            for stage in only if measure else ():
                 z = record[stage]
                 sums[stage].append(z.permute(0, 2, 3, 4, 1).reshape(-1, z.shape[1]) if stage == "ss" else z)
             index.append({"id": entry["id"], "kind": entry["kind"], "frames": record["ss"].shape[0]})
-    stats = dict(pipeline.latent_stats)
-    for stage, parts in sums.items():
-        x = torch.cat(parts)
-        stats[stage] = LatentStats(x.mean(0).tolist(), x.std(0).clamp(min=1e-3).tolist())
     write_json_atomic(out / INDEX, {"model": str(model), "data": str(data), "sequences": index, "skipped": skipped})
-    pipeline.latent_stats = stats
-    write_json_atomic(model / "pipeline.json", pipeline.to_dict())
-    return stats
+    if measure:
+        for stage, parts in sums.items():
+            x = torch.cat(parts)
+            pipeline.latent_stats[stage] = LatentStats(x.mean(0).tolist(), x.std(0).clamp(min=1e-3).tolist())
+        write_json_atomic(model / "pipeline.json", pipeline.to_dict())
+    return {stage: pipeline.latent_stats[stage] for stage in only}
 
 
 def is_latents_folder(folder: Path) -> bool:
