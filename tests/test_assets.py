@@ -82,7 +82,7 @@ def test_taubin_smoothing_removes_noise_without_shrinking():
 
 def test_open_sheets_stay_open_and_keep_their_outline():
     sheet = grid_sheet()
-    clean = clean_mesh(sheet)
+    clean = clean_mesh(sheet, CleanupConfig(smooth_iterations=10))  # smoothing too: rims move along themselves
     assert len(boundary_edges(clean)) == len(boundary_edges(sheet)) == 48  # the outline is not capped
     assert np.allclose(clean.bounds, sheet.bounds, atol=0.01)  # rim vertices slide along the rim only
     assert np.allclose(clean.vertices[:, 2], 0.0)

@@ -1,9 +1,11 @@
-"""Surface clean-up at export: drop floaters, close small holes of closed surfaces, Taubin-smooth the vertices.
+"""Surface clean-up at export: drop floaters, close small holes of closed surfaces, optionally Taubin-smooth.
 
 Dual contouring of a generated O-Voxel leaves three kinds of blemish: specks (tiny components where the model set a
 few stray voxels), pinholes (a missing crossing flag leaves a quad out, so a rim of a few edges opens in a surface
 that is otherwise closed) and a staircase bumpiness (each dual vertex sits somewhere in its voxel). `clean_mesh`
-removes them in that order, and keeps what the O-Voxel format is there to keep:
+removes them in that order (the smoothing only when asked: on held-out outputs of the demo model any smoothing
+raised CD-3D, 2 passes by 0.0014 and 10 by 0.0022, while dropping floaters and capping holes lowered it by 0.001),
+and keeps what the O-Voxel format is there to keep:
 
 - separate parts and inner surfaces: only components far smaller (by area) than the largest are floaters;
 - open sheets: a rim is capped (by a fan around its centroid, up to `max_hole_edges` edges) only where it is a
@@ -34,14 +36,15 @@ class CleanupConfig:
     max_hole_edges: rims of at most this many edges are capped where they are holes (see `fill_small_holes`).
     open_ratio: a rim whose centroid lies closer than this × its radius to the surface is an open outline, kept.
     pinhole_edges: rims of at most this many edges are capped without the open-outline test.
-    smooth_iterations: Taubin λ|μ passes (0: no smoothing); smooth_lambda > 0 smooths, smooth_mu < -λ inflates
-    back (|μ| slightly above λ so that the pass band is 1/λ + 1/μ ≈ 0.1 and the shape does not shrink)."""
+    smooth_iterations: Taubin λ|μ passes (0, the default: none, module docstring); smooth_lambda > 0 smooths,
+    smooth_mu < -λ inflates back (|μ| slightly above λ so that the pass band is 1/λ + 1/μ ≈ 0.1 and the shape does
+    not shrink)."""
 
     floater_ratio: float = 0.005
     max_hole_edges: int = 64
     open_ratio: float = 0.5
     pinhole_edges: int = 12
-    smooth_iterations: int = 10
+    smooth_iterations: int = 0
     smooth_lambda: float = 0.5
     smooth_mu: float = -0.53
 
@@ -61,7 +64,7 @@ class CleanupConfig:
 
 
 def clean_mesh(mesh: trimesh.Trimesh, config: CleanupConfig = CleanupConfig()) -> trimesh.Trimesh:
-    """A cleaned copy of `mesh` (floaters removed, small holes of closed parts capped, Taubin-smoothed)."""
+    """A cleaned copy of `mesh` (floaters removed, small holes of closed parts capped, Taubin-smoothed if asked)."""
     if not isinstance(mesh, trimesh.Trimesh):
         raise InputError(f"clean-up needs trimesh.Trimesh frames, got {type(mesh).__name__}")
     if len(mesh.faces) == 0:
