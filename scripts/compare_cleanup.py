@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from compare_examples import tile  # this folder is on sys.path when run as a script
 from PIL import Image
 
 from helix4d.data.dataset import SequenceDataset, load_sequence
@@ -27,14 +28,6 @@ from helix4d.render import Renderer
 from helix4d.render.camera import orbit_cameras
 
 SIZE = 192
-
-
-def tile(rgba: np.ndarray) -> Image.Image:
-    """RGBA (H, W, 4) over white, resized to a SIZE square."""
-    image = Image.fromarray(rgba, "RGBA")
-    white = Image.new("RGBA", image.size, (255, 255, 255, 255))
-    white.alpha_composite(image)
-    return white.convert("RGB").resize((SIZE, SIZE), Image.LANCZOS)
 
 
 def main() -> None:
@@ -62,8 +55,8 @@ def main() -> None:
         raw = ovoxel_to_mesh(asset.ovoxels[args.frame])
         clean = clean_mesh(raw)
         image = (sample["images"][args.frame].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        renders = [tile(renderer.render([m], c, background=(0, 0, 0, 0))) for m in (raw, clean) for c in views]
-        rows.append([tile(image), *renders])
+        renders = [tile(renderer.render([m], c, background=(0, 0, 0, 0)), SIZE) for m in (raw, clean) for c in views]
+        rows.append([tile(image, SIZE), *renders])
         print(f"{entry['id']} frame {args.frame}: rims {boundary_edge_count(raw)} -> {boundary_edge_count(clean)}")
     sheet = Image.new("RGB", (SIZE * len(rows[0]), SIZE * len(rows)), "white")
     for i, tiles in enumerate(rows):

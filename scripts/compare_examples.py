@@ -22,12 +22,12 @@ from helix4d.render import Renderer, front_camera
 SIZE = 160
 
 
-def tile(rgba: np.ndarray) -> Image.Image:
-    """RGBA (H, W, 4) over white, resized to a SIZE square."""
+def tile(rgba: np.ndarray, size: int = SIZE) -> Image.Image:
+    """RGBA (H, W, 4) over white, resized to a `size` square."""
     image = Image.fromarray(rgba, "RGBA")
     white = Image.new("RGBA", image.size, (255, 255, 255, 255))
     white.alpha_composite(image)
-    return white.convert("RGB").resize((SIZE, SIZE), Image.LANCZOS)
+    return white.convert("RGB").resize((size, size), Image.LANCZOS)
 
 
 def row(video: Path, result: Path, renderer: Renderer, columns: int = 4) -> list[Image.Image]:

@@ -121,6 +121,12 @@ def written_positions(segment: MorphSegment) -> list[np.ndarray]:
     return [np.asarray(moved[index], np.float32) for moved in segment.positions]
 
 
+def _unit_scaled(values: np.ndarray) -> tuple[np.ndarray, float]:
+    """`values` divided by their largest magnitude (1 for all zeros), so they fit [-1, 1], and that scale."""
+    scale = float(np.abs(values).max(initial=0.0)) or 1.0
+    return values / scale, scale
+
+
 def _morph_targets(segment: MorphSegment) -> tuple[list[MorphTarget], np.ndarray]:
     """The segment's morph targets (a shape and a shading target per later frame, module docstring) and the weights
     (K, 2 (K - 1)) that show frame k, on the written vertices (normals are summed over the copies of a source
@@ -138,13 +144,12 @@ def _morph_targets(segment: MorphSegment) -> tuple[list[MorphTarget], np.ndarray
         summed = np.zeros((index.max() + 1, 3))
         np.add.at(summed, index, split)
         n = summed[index]
-        shift = at - base.positions  # (V, 3)
-        scale = float(np.abs(shift).max(initial=0.0)) or 1.0
+        shift, scale = _unit_scaled(at - base.positions)  # (V, 3)
         # rounding to 1/127 of the scale moves a vertex by at most sqrt(3)/254 of it
         component = gl.BYTE if scale * np.sqrt(3.0) / 254.0 <= MORPH_TOLERANCE else gl.SHORT
-        targets.append(MorphTarget(position=shift / scale, position_component=component))
-        turn = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12) - base.normals  # (V, 3) in [-2, 2]
-        turn_scale = float(np.abs(turn).max(initial=0.0)) or 1.0  # a normal that turned past 90° leaves [-1, 1]
-        targets.append(MorphTarget(normal=turn / turn_scale))
+        targets.append(MorphTarget(position=shift, position_component=component))
+        # a unit normal's turn lies in [-2, 2]: one that turned past 90° would leave [-1, 1] unscaled
+        turn, turn_scale = _unit_scaled(n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12) - base.normals)
+        targets.append(MorphTarget(normal=turn))
         weights[k + 1, 2 * k : 2 * k + 2] = scale, turn_scale
     return targets, weights

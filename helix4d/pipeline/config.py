@@ -94,12 +94,14 @@ def preset(name: str) -> ModelPreset:
         res, img, enc_dim, flow = 16, 32, 32, dict(dim=32, depth=2, heads=2)
         vae_ch, ss = (8, 16), SSVAEConfig(resolution=8, latent_channels=4, channels=(8,))
         latent, enc = 4, ImageEncoderConfig(image_size=img, dim=enc_dim, grid=4, depth=1, heads=2)
+        guidance: dict[str, float] = {}  # stage -> cfg_strength where it is not SamplerConfig's
     elif name == "demo":
         # Sized to train on a 2-core CPU within a working session: O-Voxels at 32³, latent tokens on the 8³
         # coarse grid (≈ 100 per frame), 4-block flows of width 128 (head dim 64, the Trellis2 RoPE layout).
         res, img, enc_dim, flow = 32, 128, 128, dict(dim=128, depth=4, heads=2)
         vae_ch, ss = (16, 32, 64), SSVAEConfig(resolution=8, latent_channels=8, channels=(32,))
         latent, enc = 8, ImageEncoderConfig(image_size=img, dim=enc_dim, grid=8, depth=2, heads=4)
+        guidance = {"geometry": 1.0}  # the held-out budget: geometry guidance off keeps more surface (F@0.02 +0.03)
     else:
         raise ConfigError(f"unknown preset {name!r}; choose 'tiny' or 'demo'")
     if res // 2 ** (len(vae_ch) - 1) != ss.resolution:
@@ -121,9 +123,8 @@ def preset(name: str) -> ModelPreset:
         "material_flow": FlowConfig(in_channels=latent, extra_channels=latent, cond_dim=enc_dim, **flow),
     }
     identity = lambda c: LatentStats([0.0] * c, [1.0] * c)  # noqa: E731
-    sampling = {k: SamplerConfig() for k in ("ss", "geometry", "material")}
-    if name == "demo":  # the demo model's held-out budget: geometry guidance off keeps more surface (F@0.02 +0.03)
-        sampling["geometry"] = SamplerConfig(cfg_strength=1.0)
+    default = SamplerConfig().cfg_strength
+    sampling = {k: SamplerConfig(cfg_strength=guidance.get(k, default)) for k in ("ss", "geometry", "material")}
     pipeline = PipelineConfig(
         preset=name,
         resolution=res,
