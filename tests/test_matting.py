@@ -84,6 +84,34 @@ def test_u2net_finds_the_ball_on_clutter() -> None:
     assert border.confidence < 0.5 and any("not one plain colour" in w for w in border.warnings)
 
 
+def plain_clip(frames: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Two shaded balls over a white backdrop, one standing still and one moving away (a split, filmed as the shipped
+    examples are), with a little sensor noise: frames (F, 96, 128, 3) uint8 and true masks (F, 96, 128) bool."""
+    h, w = 96, 128
+    yy, xx = np.mgrid[0:h, 0:w]
+    rng = np.random.default_rng(0)
+    rgb, truth = [], []
+    for t in range(frames):
+        image, inside = np.ones((h, w, 3)), np.zeros((h, w), bool)
+        for cx, colour in ((40, (0.9, 0.15, 0.12)), (70 + 8 * t, (0.1, 0.4, 0.3))):
+            r2 = ((xx - cx) ** 2 + (yy - 48) ** 2) / 14.0**2
+            ball = r2 < 1
+            shade = np.sqrt(np.clip(1 - r2, 0, 1))[..., None]
+            image = np.where(ball[..., None], np.array(colour) * (0.4 + 0.6 * shade), image)
+            inside |= ball
+        rgb.append(np.clip(image + rng.normal(0, 0.004, image.shape), 0, 1))
+        truth.append(inside)
+    return (np.stack(rgb) * 255 + 0.5).astype(np.uint8), np.stack(truth)
+
+
+def test_auto_takes_the_border_matte_on_a_plain_backdrop() -> None:
+    rgb, truth = plain_clip()
+    matte = compute_matte(clip_of(rgb))
+    assert matte.method == "border" and matte.confidence > 0.9
+    assert all(iou(a > 0.5, t) > 0.9 for a, t in zip(matte.alpha, truth))  # both balls, the still one too
+    assert matte.camera is None  # nothing to track on a backdrop: the camera counts as still
+
+
 def test_bad_options_are_refused(tmp_path) -> None:
     (tmp_path / "broken.onnx").write_bytes(b"not a model")
     cases = [
@@ -134,6 +162,16 @@ def test_camera_motion_is_measured_on_the_background() -> None:
     to_first = camera_motion(rgb, truth)  # frame t is the first shifted by (-3t, +3t): its pixel p is p + (3t, -3t)
     np.testing.assert_allclose(to_first[:, :, 2], [[3 * t, -3 * t] for t in range(4)], atol=0.5)
     np.testing.assert_allclose(to_first[:, :, :2], np.broadcast_to(np.eye(2), (4, 2, 2)), atol=0.02)
+
+
+def test_a_cluster_of_corners_is_not_taken_for_the_camera() -> None:
+    rgb, truth = plain_clip()
+    rng = np.random.default_rng(1)
+    patch = (rng.random((12, 12, 3)) * 255).astype(np.uint8)  # a textured part the matte missed, moving 5 px/frame
+    for t in range(len(rgb)):
+        rgb[t, 70:82, 10 + 5 * t : 22 + 5 * t] = patch
+    to_first = camera_motion(rgb, truth)
+    np.testing.assert_allclose(to_first, np.broadcast_to(np.eye(3)[:2], (len(rgb), 2, 3)), atol=1e-6)
 
 
 @pytest.mark.parametrize(("lost", "instead"), [(2, "nothing"), (0, "nothing"), (2, "a still patch")])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 
+import cv2
 import pytest
 import torch
 
@@ -38,12 +39,15 @@ def test_idle_cores_sees_a_busy_process() -> None:
 
 
 def test_share_threads_follows_idle_cores_and_respects_omp_num_threads(monkeypatch: pytest.MonkeyPatch) -> None:
-    before = torch.get_num_threads()
+    before, before_cv2 = torch.get_num_threads(), cv2.getNumThreads()
     try:
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        monkeypatch.setenv("LP_NUM_THREADS", "")  # recorded, so that the value share_threads sets is undone
+        monkeypatch.delenv("LP_NUM_THREADS")
         monkeypatch.setattr(threads, "DEFAULT_THREADS", 4)
         monkeypatch.setattr(threads, "idle_cores", lambda: 0.2)  # every core busy: still one thread
-        assert threads.share_threads() == 1 == torch.get_num_threads()
+        assert threads.share_threads() == 1 == torch.get_num_threads() == cv2.getNumThreads()
+        assert os.environ["LP_NUM_THREADS"] == "1"  # the preview's rasteriser takes the same share
         monkeypatch.setattr(threads, "idle_cores", lambda: 2.6)
         assert threads.share_threads() == 3
         monkeypatch.setattr(threads, "idle_cores", lambda: 16.0)  # never more than the machine's default
@@ -52,5 +56,7 @@ def test_share_threads_follows_idle_cores_and_respects_omp_num_threads(monkeypat
         monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the user's choice stands
         monkeypatch.setattr(threads, "idle_cores", lambda: 0.0)
         assert threads.share_threads() == 2 == torch.get_num_threads()
+        assert cv2.getNumThreads() == 2
     finally:
         torch.set_num_threads(before)
+        cv2.setNumThreads(before_cv2)

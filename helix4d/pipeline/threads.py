@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 
+import cv2
 import torch
 
 SAMPLE_S = 0.25
@@ -38,13 +39,20 @@ def _cpu_times() -> list[int]:
 
 
 def share_threads() -> int:
-    """Set and return the intra-op thread count for this process: the user's choice when OMP_NUM_THREADS is set,
-    else the idle cores now (rounded, at least 1, at most PyTorch's default for the machine)."""
-    if os.environ.get("OMP_NUM_THREADS", "").strip():
-        return torch.get_num_threads()
-    free = idle_cores()
-    if free is None:
-        return torch.get_num_threads()
-    threads = max(1, min(DEFAULT_THREADS, int(free + 0.5)))
+    """Set and return the thread count for this process (PyTorch's intra-op pool and `share_other_pools`): the
+    user's choice when OMP_NUM_THREADS is set, else the idle cores now (rounded, at least 1, at most PyTorch's
+    default for the machine)."""
+    free = None if os.environ.get("OMP_NUM_THREADS", "").strip() else idle_cores()
+    threads = torch.get_num_threads() if free is None else max(1, min(DEFAULT_THREADS, int(free + 0.5)))
     torch.set_num_threads(threads)
+    share_other_pools(threads)
     return threads
+
+
+def share_other_pools(threads: int) -> None:
+    """Give OpenCV's pool (the matte clean-up, the camera measurement, the crop) and Mesa llvmpipe's rasteriser
+    (the preview, texture baking) the same share: both wait for their slowest thread as PyTorch's pool does, and
+    by default they take every core. llvmpipe reads LP_NUM_THREADS when the first OpenGL context is made, and a
+    value the user set is kept."""
+    cv2.setNumThreads(threads)
+    os.environ.setdefault("LP_NUM_THREADS", str(threads))
