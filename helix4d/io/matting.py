@@ -118,8 +118,9 @@ def compute_matte(video: Video, options: MattingOptions = MattingOptions()) -> M
     camera's motion where the video shows a textured background (`Matte.camera`). A plain backdrop has nothing to
     track but codec ringing around the object, which moves with it (measured: 6.5 px of "camera" shift on the
     still-camera flag example), so there the camera counts as still."""
-    matte = _matte(video, options)
-    measurable = matte.method in ("mask", *ESTIMATED) and not plain_backdrop(video, options.threshold)
+    plain = plain_backdrop(video, options.threshold)
+    matte = _matte(video, options, plain)
+    measurable = matte.method in ("mask", *ESTIMATED) and not plain
     if options.stabilise and measurable and len(matte.alpha) > 1:
         camera = clip_camera_motion(video.frames[..., :3], matte.alpha, options.cleanup.side)
         matte.camera = camera if camera_shift(camera, video.frames.shape[1:3]) > STILL_CAMERA else None
@@ -137,7 +138,8 @@ def camera_shift(camera: np.ndarray, shape: tuple[int, int]) -> float:
     return float(np.linalg.norm(moved - corners[None, :, :2], axis=-1).max())
 
 
-def _matte(video: Video, options: MattingOptions) -> Matte:
+def _matte(video: Video, options: MattingOptions, plain: bool) -> Matte:
+    """The matte by `options`; `plain`: the clip is on a plain backdrop (`plain_backdrop`), which orders `auto`."""
     check_matting(options)
     method = options.method
     if method == "auto" and video.has_alpha or method == "alpha":
@@ -152,7 +154,7 @@ def _matte(video: Video, options: MattingOptions) -> Matte:
         return Matte(np.ones(video.frames.shape[:3], np.float32), "none", None)
     if method != "auto":
         return _estimated(method, video, options)
-    candidates, tried = _auto_estimates(options, video), []
+    candidates, tried = _auto_estimates(options, plain), []
     for candidate in candidates[:-1]:
         matte = _estimated(candidate, video, options)
         if (matte.alpha > 0.5).any():
@@ -230,9 +232,8 @@ def plain_backdrop(video: Video, threshold: float = 30.0) -> bool:
     return border_colour(video.frames[..., :3], threshold)[1] >= PLAIN_BORDER
 
 
-def _auto_estimates(options: MattingOptions, video: Video) -> list[str]:
-    """`auto`'s estimated mattes, in order, among those available (module docstring)."""
-    plain = plain_backdrop(video, options.threshold)
+def _auto_estimates(options: MattingOptions, plain: bool) -> list[str]:
+    """`auto`'s estimated mattes, in order, among those available (module docstring); `plain`: a plain backdrop."""
     return [
         m
         for m, ok in (
