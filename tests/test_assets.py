@@ -218,3 +218,19 @@ def test_tracking_falls_back_where_the_fit_fails():
     tracked = track_clip(clip, [Segment(0, 3, topology_signature(clip[0]))], TrackingConfig(iterations=10, samples=500))
     assert [(t.start, t.stop) for t in tracked] == [(0, 2), (2, 3)]  # the box could not be reached: own mesh
     assert len(tracked[1].template.vertices) == len(box.vertices)
+
+
+def test_deformation_graph_blends_its_nodes_as_embedded_deformation_does():
+    """The blend-matrix form equals the textbook sum over each vertex's nodes: Σ_k w_k (R_k (v - g_k) + g_k + t_k)."""
+    from helix4d.export.tracking import _DeformationGraph, _rodrigues
+
+    vertices = np.asarray(stretched(1, 2).vertices)
+    graph = _DeformationGraph(vertices, TrackingConfig(nodes=12))
+    rotation, translation = torch.randn(12, 3, generator=torch.Generator().manual_seed(0)) * 0.3, torch.randn(12, 3)
+    r, g, v = _rodrigues(rotation), graph.nodes, graph.vertices
+    weight, index = graph.blend.topk(TrackingConfig().neighbours, dim=1)
+    local = torch.einsum("vkij,vkj->vki", r[index], v[:, None] - g[index]) + g[index] + translation[index]
+    expected = (weight[..., None] * local).sum(1)
+    assert torch.allclose(graph.deform(rotation, translation), expected, atol=1e-5)
+    rows = torch.tensor([0, 5, 7])
+    assert torch.allclose(graph.deform(rotation, translation, rows), expected[rows], atol=1e-5)

@@ -183,10 +183,11 @@ class _DeformationGraph:
         _, edges = cKDTree(nodes).query(nodes, k=min(k + 1, len(nodes)))
         edges = np.asarray(edges).reshape(len(nodes), -1)
         pairs = np.stack([np.repeat(np.arange(len(nodes)), edges.shape[1] - 1), edges[:, 1:].reshape(-1)], 1)
+        blend = np.zeros((len(vertices), len(nodes)))  # (V, N): vertex v's weight of node n (k nonzeros a row)
+        np.put_along_axis(blend, idx[:, :k], weight, axis=1)
         self.vertices = torch.from_numpy(vertices).float()  # (V, 3)
         self.nodes = torch.from_numpy(nodes).float()  # (N, 3)
-        self.index = torch.from_numpy(idx[:, :k]).long()  # (V, k)
-        self.weight = torch.from_numpy(weight).float()  # (V, k)
+        self.blend = torch.from_numpy(blend).float()  # (V, N)
         self.pairs = torch.from_numpy(pairs).long()  # (P, 2) node graph edges
         rng = np.random.default_rng(config.seed)
         probe = np.sort(rng.permutation(len(vertices))[: config.samples])  # the vertices the data term reads
@@ -198,19 +199,22 @@ class _DeformationGraph:
     def deform(
         self, rotation: torch.Tensor, translation: torch.Tensor, rows: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """(V, 3) deformed vertices (or those of `rows` only) for node parameters (N, 3), (N, 3)."""
-        index, weight, vertices = self.index, self.weight, self.vertices
-        if rows is not None:
-            index, weight, vertices = index[rows], weight[rows], vertices[rows]
-        r = _rodrigues(rotation)[index]  # (V, k, 3, 3)
-        g = self.nodes[index]  # (V, k, 3)
-        local = torch.einsum("vkij,vkj->vki", r, vertices[:, None] - g) + g + translation[index]
-        return (weight[..., None] * local).sum(1)  # (V, 3)
+        """(V, 3) deformed vertices (or those of `rows` only) for node parameters (N, 3), (N, 3).
+
+        Σ_n w_vn (R_n (v - g_n) + g_n + t_n) is written as blend-matrix products, (Σ_n w_vn R_n) v + Σ_n w_vn (g_n +
+        t_n - R_n g_n): the same sum without per-vertex gathers, whose gradients (index accumulation) cost most of
+        the fit's time."""
+        blend, vertices = (self.blend, self.vertices) if rows is None else (self.blend[rows], self.vertices[rows])
+        r = _rodrigues(rotation)  # (N, 3, 3)
+        offset = self.nodes + translation - torch.einsum("nij,nj->ni", r, self.nodes)  # (N, 3)
+        mixed = (blend @ r.reshape(-1, 9)).view(-1, 3, 3)  # (V, 3, 3)
+        return torch.einsum("vij,vj->vi", mixed, vertices) + blend @ offset
 
     def fit(self, points: np.ndarray, config: TrackingConfig) -> np.ndarray:
         """Fit the graph to target `points` (M, 3), starting from the current parameters; returns (V, 3)."""
         self._previous = (self.rotation.clone(), self.translation.clone())
         target = torch.from_numpy(points).float()  # (M, 3)
+        target_tree = cKDTree(points)
         rotation = self.rotation.clone().requires_grad_(True)
         translation = self.translation.clone().requires_grad_(True)
         optimiser = torch.optim.Adam([rotation, translation], lr=config.learning_rate)
@@ -218,8 +222,13 @@ class _DeformationGraph:
         for _ in range(config.iterations):
             optimiser.zero_grad()
             moved = self.deform(rotation, translation, self.probe)  # (P, 3)
-            d2 = torch.cdist(moved, target).square()  # (P, M)
-            data = d2.min(dim=1).values.mean() + d2.min(dim=0).values.mean()
+            # chamfer²: each side's squared distance to its nearest point on the other. The nearest points are
+            # found without gradients (exact, by k-d trees); the gradient of a min is that of the pair it picks.
+            fixed = moved.detach().double().numpy()
+            to_target = torch.from_numpy(target_tree.query(fixed)[1])  # (P,)
+            to_moved = torch.from_numpy(cKDTree(fixed).query(points)[1])  # (M,)
+            ahead = (moved - target[to_target]).square().sum(1).mean()
+            data = ahead + (moved[to_moved] - target).square().sum(1).mean()
             r = _rodrigues(rotation)
             predicted = torch.einsum("pij,pj->pi", r[a], self.nodes[b] - self.nodes[a]) + self.nodes[a] + translation[a]
             rigid = (predicted - self.nodes[b] - translation[b]).square().sum(1).mean()
