@@ -5,8 +5,8 @@
 
 Every video is generated once with `helix4d generate`'s defaults (textured, clean-up on, the shipped model); the
 same meshes are then exported as `animated.glb` twice: with topology segments and tracking (the default) and
-with `tracking=None`. Prints one Markdown row per video: segments, the largest tracked-to-per-frame CD, both
-sizes and their ratio (the README's table).
+with `tracking=None`. Prints one Markdown row per video: segments and the frames where they are cut, the largest
+tracked-to-per-frame CD, both sizes and their ratio (the README's table).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from helix4d.export.tracking import TrackingConfig
 from helix4d.pipeline import Helix4DPipeline, SamplingOptions
 
 
-def sizes(pipe: Helix4DPipeline, video: Path, work: Path) -> tuple[int, float, float, float]:
-    """(segments, largest CD, tracked MB, node-switching MB) for one video."""
+def sizes(pipe: Helix4DPipeline, video: Path, work: Path) -> tuple[list[int], float, float, float]:
+    """(the frames where a segment starts, largest CD, tracked MB, node-switching MB) for one video."""
     asset = pipe(str(video), SamplingOptions(seed=0))
     samplers = [ovoxel_sampler(v) if len(v) else None for v in asset.ovoxels]
 
@@ -39,18 +39,31 @@ def sizes(pipe: Helix4DPipeline, video: Path, work: Path) -> tuple[int, float, f
 
     tracked, nodes = export("tracked", TrackingConfig()), export("nodes", None)
     largest = max((s.max_cd for s in tracked.segments), default=0.0)
-    return len(tracked.segments), largest, tracked.animated.stat().st_size / 1e6, nodes.animated.stat().st_size / 1e6
+    return (
+        [s.start for s in tracked.segments],
+        largest,
+        tracked.animated.stat().st_size / 1e6,
+        nodes.animated.stat().st_size / 1e6,
+    )
 
 
 def main(videos: list[str]) -> None:
     pipe = Helix4DPipeline.from_pretrained()
-    print("| video | segments | largest CD to the per-frame mesh | animated GLB | node-switching | smaller by |")
-    print("|---|---|---|---|---|---|")
+    columns = [
+        "video",
+        "segments (cut at frames)",
+        "largest CD to the per-frame mesh",
+        "animated GLB",
+        "node-switching",
+    ]
+    print("| " + " | ".join([*columns, "smaller by"]) + " |\n" + "|---" * (len(columns) + 1) + "|")
     with tempfile.TemporaryDirectory() as work:
         for video in map(Path, videos):
-            count, largest, tracked, nodes = sizes(pipe, video, Path(work))
+            starts, largest, tracked, nodes = sizes(pipe, video, Path(work))
             name = video.stem if video.stem != "video" else video.parent.name
-            print(f"| {name} | {count} | {largest:.3f} | {tracked:.1f} MB | {nodes:.1f} MB | {nodes / tracked:.1f}× |")
+            cuts = f" ({', '.join(map(str, starts[1:]))})" if len(starts) > 1 else ""
+            row = [name, f"{len(starts)}{cuts}", f"{largest:.3f}", f"{tracked:.1f} MB", f"{nodes:.1f} MB"]
+            print("| " + " | ".join([*row, f"{nodes / tracked:.1f}×"]) + " |")
 
 
 if __name__ == "__main__":
