@@ -198,7 +198,7 @@ def test_refinement_follows_each_frames_own_bumps():
 
 
 def test_tracking_gives_the_same_vertices_on_any_number_of_threads():
-    clip = [stretched(k, 4) for k in range(2)]  # enough vertices for the gathers' gradients to be split over threads
+    clip = [stretched(k, 4) for k in range(2)]  # enough vertices for the fit's sums to be split over threads
     config = TrackingConfig(iterations=20, samples=500)
     threads = torch.get_num_threads()
     try:
@@ -209,7 +209,6 @@ def test_tracking_gives_the_same_vertices_on_any_number_of_threads():
     finally:
         torch.set_num_threads(threads)
     assert all(np.array_equal(runs[0], r) for r in runs[1:])
-    assert not torch.are_deterministic_algorithms_enabled()  # the caller's setting is left as it was
 
 
 def test_tracking_falls_back_where_the_fit_fails():

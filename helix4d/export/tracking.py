@@ -17,16 +17,14 @@ averaging), so the detail follows while the triangles keep their shape, and at m
 is pulled: a shape the graph could not reach is not faked by collapsing the template onto it. These displacements
 are per frame and do not carry to the next frame's start. Where the tracked mesh ends up farther than `max_cd`
 (`mesh_chamfer`: the mean vertex-to-surface distances both ways, summed) from the frame's own mesh, tracking has
-failed: the segment is cut there and the frame's own mesh starts a new one (the per-frame fallback). The fit runs
-with PyTorch's deterministic algorithms: the
-gradients of the node gathers are otherwise summed in a thread-dependent order, and the same clip came out as
-different segments from one run to the next on two threads.
+failed: the segment is cut there and the frame's own mesh starts a new one (the per-frame fallback). The fit has
+no per-vertex gathers (the blend is a matrix product): their gradients were summed in a thread-dependent order, and
+the same clip came out as different segments from one run to the next on two threads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -121,8 +119,7 @@ def track_segment(meshes: Sequence[trimesh.Trimesh], config: TrackingConfig = Tr
         if len(target.faces) == 0:
             break
         points = _surface_points(target, config.samples, config.seed)
-        with _deterministic():
-            moved = graph.fit(points, config)  # (V, 3)
+        moved = graph.fit(points, config)  # (V, 3)
         moved = _refine(moved, SurfaceQuery(target), smooth, config)
         cd = mesh_chamfer(_with_vertices(template, moved), target)
         if cd > config.max_cd:
@@ -156,17 +153,6 @@ def _neighbour_mean(mesh: trimesh.Trimesh) -> sparse.csr_matrix:
     weights = np.concatenate([np.ones(2 * len(edges)), np.full(n, 1e-6)])  # the self-loop only counts when alone
     adjacency = sparse.csr_matrix((weights, (rows, cols)), shape=(n, n))
     return sparse.diags(1.0 / np.asarray(adjacency.sum(axis=1)).ravel()) @ adjacency
-
-
-@contextmanager
-def _deterministic() -> Iterator[None]:
-    """PyTorch's deterministic algorithms for the block (the caller's setting restored after)."""
-    before = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(before)
 
 
 class _DeformationGraph:
