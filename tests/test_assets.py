@@ -20,7 +20,7 @@ from helix4d.export.cleanup import (
     taubin_smooth,
 )
 from helix4d.export.segments import Segment, SegmentConfig, topology_segments, topology_signature
-from helix4d.export.tracking import TrackingConfig, track_clip, track_segment
+from helix4d.export.tracking import TrackingConfig, _DeformationGraph, _rodrigues, track_clip, track_segment
 from helix4d.ovoxel import set_vertex_pbr, vertex_pbr
 
 
@@ -221,8 +221,6 @@ def test_tracking_falls_back_where_the_fit_fails():
 
 def test_deformation_graph_blends_its_nodes_as_embedded_deformation_does():
     """The blend-matrix form equals the textbook sum over each vertex's nodes: Σ_k w_k (R_k (v - g_k) + g_k + t_k)."""
-    from helix4d.export.tracking import _DeformationGraph, _rodrigues
-
     vertices = np.asarray(stretched(1, 2).vertices)
     graph = _DeformationGraph(vertices, TrackingConfig(nodes=12))
     rotation, translation = torch.randn(12, 3, generator=torch.Generator().manual_seed(0)) * 0.3, torch.randn(12, 3)
