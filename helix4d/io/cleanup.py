@@ -43,7 +43,7 @@ class CleanupConfig:
     motion_threshold: float = 30.0  # RGB distance (0-255) from the background plate that counts as moved
     keep_moving: float = 0.3  # regions moving less than this fraction of the most moving one are dropped
     still: float = 0.15  # ... unless no region has more than this fraction of moved pixels
-    grabcut_band: float = 0.03  # "probably background" band around the matte, as a fraction of the working side
+    grabcut_band: float = 0.015  # "probably background" band around the matte, as a fraction of the working side
     grabcut_iterations: int = 3  # 0: no GrabCut
     lost_area: float = 0.3  # a frame under this fraction of the median matte area is seeded from the previous one
     min_region: float = 0.02  # regions smaller than this fraction of the frame's largest are dropped
