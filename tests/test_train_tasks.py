@@ -225,3 +225,29 @@ def test_task_options_are_typed(workspace: Path, options: dict, message: str) ->
         resolve_task("flow")(config)
     with pytest.raises(ConfigError, match="needs 'model'"):
         resolve_task("flow")(TrainConfig(task="flow", task_options={"stage": "ss"}))
+
+
+def test_flow_training_can_select_the_canonical_half_of_a_mixed_draw(workspace: Path, tmp_path: Path) -> None:
+    """`looks: canonical` keeps exactly the sequences whose meta.json records the canonical look."""
+    from helix4d.data import layout
+    from helix4d.data.look import Look, canonical_sequences
+    from helix4d.errors import ConfigError
+    from helix4d.train.tasks import LatentClips
+
+    data = tmp_path / "mixed"
+    build_synthetic(
+        data, count=4, seed=5, frames=2, resolution=16, image_size=32, views=1, workers=0, progress=False, look="mixed"
+    )
+    metas = {e["id"]: layout.read_json(data / e["path"] / layout.META) for e in layout.read_manifest(data)["sequences"]}
+    canonical = {i for i, meta in metas.items() if Look.from_dict(meta["look"]) == Look()}
+    assert 0 < len(canonical) < len(metas)  # this draw holds both halves
+    assert canonical_sequences(data) == canonical
+    model = tmp_path / "model"
+    shutil.copytree(workspace / "model", model)
+    encode_dataset(model, data, tmp_path / "latents")
+    every = LatentClips(tmp_path / "latents", 1, seed=0)
+    chosen = LatentClips(tmp_path / "latents", 1, seed=0, looks="canonical")
+    assert {s["id"] for s in every.sequences} == set(metas)
+    assert {s["id"] for s in chosen.sequences} == canonical and len(chosen) == 2 * len(canonical)
+    with pytest.raises(ConfigError, match="must be 'all' or 'canonical'"):
+        LatentClips(tmp_path / "latents", 1, seed=0, looks="random")

@@ -29,7 +29,8 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 
 from helix4d.data import layout
-from helix4d.errors import ConfigError
+from helix4d.data.look import canonical_sequences
+from helix4d.errors import ConfigError, InputError
 from helix4d.io.files import atomic_dir, write_json_atomic
 from helix4d.models.flow import FlowTransformer
 from helix4d.models.image_encoder import ImageEncoder, OccupancyProbe
@@ -79,7 +80,9 @@ class FlowOptions:
     """`flow` task options. stage: ss | geometry | material; temporal: train only the temporal self-attention
     copies on clips of clip_frames (repeats clips per sequence and epoch); train_image_encoder (static only: the
     encoder this stage reads); window: the attention radius (default: the model's); cond_drop: the share of
-    frames whose condition is dropped (for classifier-free guidance)."""
+    frames whose condition is dropped (for classifier-free guidance); looks: 'all' sequences, or only those of the
+    'canonical' look (as the encoded dataset's meta.json records it: polishing a `--look mixed` run on its
+    canonical half)."""
 
     model: str
     stage: str = "ss"
@@ -90,6 +93,7 @@ class FlowOptions:
     train_image_encoder: bool = False
     window: int | None = None
     cond_drop: float = 0.1
+    looks: str = "all"
 
 
 def task_options(config: TrainConfig, cls: type[Any]) -> Any:
@@ -236,14 +240,20 @@ class LatentClips(Dataset):
     """Clips of pre-encoded sequences. Static training (clip_frames = 1) indexes every (sequence, frame); temporal
     training draws one clip start per (sequence, index) from a seeded RNG, so item i is a function of i alone."""
 
-    def __init__(self, root: Path, clip_frames: int, seed: int, repeats: int = 1) -> None:
+    def __init__(self, root: Path, clip_frames: int, seed: int, repeats: int = 1, looks: str = "all") -> None:
         index_path = root / INDEX
         if not index_path.is_file():
             raise ConfigError(f"{root} holds no encoded latents; run `helix4d model encode-latents` first")
         self.root, self.clip_frames, self.seed = root, clip_frames, seed
-        self.sequences = [s for s in json.loads(index_path.read_text())["sequences"] if s["frames"] >= clip_frames]
+        index = json.loads(index_path.read_text())
+        self.sequences = [s for s in index["sequences"] if s["frames"] >= clip_frames]
+        if looks != "all":
+            kept = _sequences_of_look(Path(index["data"]), looks)
+            self.sequences = [s for s in self.sequences if s["id"] in kept]
         if not self.sequences:
-            raise ConfigError(f"no sequence in {root} has {clip_frames} frames")
+            raise ConfigError(
+                f"no sequence in {root} has {clip_frames} frames" + ("" if looks == "all" else f" and the {looks} look")
+            )
         self.ends = np.cumsum([s["frames"] if clip_frames == 1 else repeats for s in self.sequences])
 
     def __len__(self) -> int:
@@ -267,6 +277,16 @@ class LatentClips(Dataset):
             "geometry": [record["geometry"][m] for m in rows],
             "material": [record["material"][m] for m in rows],
         }
+
+
+def _sequences_of_look(data: Path, looks: str) -> set[str]:
+    """Ids of the encoded dataset's sequences seen with `looks` (only 'canonical' is selectable)."""
+    if looks != "canonical":
+        raise ConfigError(f"task_options.looks must be 'all' or 'canonical', got {looks!r}")
+    try:
+        return canonical_sequences(data)
+    except InputError as exc:
+        raise ConfigError(f"selecting looks reads the dataset the latents were encoded from: {exc}") from None
 
 
 @lru_cache(maxsize=4096)
@@ -393,7 +413,7 @@ class FlowTask(Task):
         return params + list(model.encoder.parameters()) if self.train_encoder else params
 
     def dataset(self) -> Dataset:
-        return LatentClips(self.latents, self.clip_frames, self.config.seed, self.options.repeats)
+        return LatentClips(self.latents, self.clip_frames, self.config.seed, self.options.repeats, self.options.looks)
 
     def collate(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return batch
