@@ -16,7 +16,6 @@ from __future__ import annotations
 import colorsys
 import dataclasses
 import io
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,15 @@ import numpy as np
 import trimesh
 from PIL import Image, ImageFilter
 
-from helix4d.data.layout import CONDITION_ELEVATION_DEG, CONDITION_FOV_DEG, LOOKS, META, fit_radius, read_manifest
+from helix4d.data.layout import (
+    CONDITION_ELEVATION_DEG,
+    CONDITION_FOV_DEG,
+    LOOKS,
+    META,
+    fit_radius,
+    read_json,
+    read_manifest,
+)
 from helix4d.errors import InputError
 from helix4d.render.camera import Camera
 from helix4d.render.renderer import Lighting
@@ -253,11 +260,11 @@ def look_for(kind: str, seed: int) -> Look:
 
 def canonical_sequences(root: Path) -> set[str]:
     """Ids of the sequences of the dataset at `root` seen with the canonical look (as their meta.json records it;
-    a sequence without a look record was built before looks were drawn, so it is canonical). Training on a
-    `--look mixed` draw can then weight or select its canonical half."""
+    a sequence without a look record was built before looks were drawn, so it is canonical): flow training on a
+    `--look mixed` draw selects its canonical half with these."""
     ids = set()
     for entry in read_manifest(root)["sequences"]:
-        meta = json.loads((root / entry["path"] / META).read_text())
+        meta = read_json(root / entry["path"] / META)
         if "look" not in meta or Look.from_dict(meta["look"]) == Look():
             ids.add(entry["id"])
     return ids
