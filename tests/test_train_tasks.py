@@ -154,6 +154,33 @@ def test_image_encoder_task_can_start_a_fresh_deeper_encoder(workspace: Path) ->
         _run(root, "bad", "image_encoder", 1, latents=latents, encoder={"layers": 3})
 
 
+def test_flow_task_can_start_a_fresh_wider_flow(workspace: Path) -> None:
+    """`task_options.flow` trains a fresh flow of another shape in static training and writes its config; the
+    temporal fine-tune and the stage's fixed channels refuse it."""
+    from helix4d.errors import ConfigError
+    from helix4d.pipeline.folder import load_component
+
+    root = workspace / "wider"
+    shutil.copytree(workspace / "model", root / "model")
+    (root / "data").symlink_to(workspace / "data")
+    if not (workspace / "latents").is_dir():
+        encode_dataset(workspace / "model", workspace / "data", workspace / "latents")
+    latents = str(workspace / "latents")
+    losses = _run(root, "wide", "flow", 3, stage="ss", latents=latents, flow={"dim": 48, "depth": 3, "heads": 2})
+    assert len(losses) == 3 and all(np.isfinite(losses))
+    flow, config = load_component("ss_flow", root / "model" / "ss_flow")
+    assert (config.dim, config.depth) == (48, 3) and len(flow.blocks) == 3
+    pipe = Helix4DPipeline.from_pretrained(root / "model")
+    images = np.random.default_rng(0).random((2, 4, 32, 32), dtype=np.float32)
+    assert pipe.generate(images, SamplingOptions(steps=2)).num_frames == 2  # the folder generates with it
+    with pytest.raises(ConfigError, match="only static training"):
+        _run(root, "bad", "flow", 1, stage="ss", latents=latents, temporal=True, flow={"dim": 64})
+    with pytest.raises(ConfigError, match="cannot change cond_dim"):
+        _run(root, "bad", "flow", 1, stage="ss", latents=latents, flow={"cond_dim": 64})
+    with pytest.raises(ConfigError, match="task_options.flow"):
+        _run(root, "bad", "flow", 1, stage="ss", latents=latents, flow={"width": 64})
+
+
 def test_encoding_skips_a_sequence_with_no_visible_object_and_resumes(workspace: Path, tmp_path: Path) -> None:
     """One sequence whose renders show nothing (alpha 0 everywhere) is skipped with its reason instead of ending
     the run; an interrupted encode (no index.json yet) keeps what it wrote and gives the same latents."""

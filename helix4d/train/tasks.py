@@ -82,7 +82,8 @@ class FlowOptions:
     encoder this stage reads); window: the attention radius (default: the model's); cond_drop: the share of
     frames whose condition is dropped (for classifier-free guidance); looks: 'all' sequences, or only those of the
     'canonical' look (as the encoded dataset's meta.json records it: polishing a `--look mixed` run on its
-    canonical half)."""
+    canonical half); flow (static only, FlowConfig fields): a fresh flow of that shape instead, e.g. a wider one
+    (its channels and cond_dim stay the stage's)."""
 
     model: str
     stage: str = "ss"
@@ -94,6 +95,22 @@ class FlowOptions:
     window: int | None = None
     cond_drop: float = 0.1
     looks: str = "all"
+    flow: dict[str, Any] | None = None
+
+
+FIXED_FLOW_FIELDS = ("in_channels", "extra_channels", "cond_dim")  # set by the stage's latents and its encoder
+
+
+def fresh_of_shape(config: Any, shape: dict[str, Any] | None, option: str) -> Any | None:
+    """`config` with the fields of `shape` replaced, or None when that changes nothing (keep the trained weights):
+    how a task option asks for a fresh component of another shape."""
+    if not shape:
+        return None
+    try:
+        fresh = dataclasses.replace(config, **shape)
+    except TypeError as exc:
+        raise ConfigError(f"task_options.{option}: {exc}") from None
+    return None if fresh == config else fresh
 
 
 def task_options(config: TrainConfig, cls: type[Any]) -> Any:
@@ -396,6 +413,14 @@ class FlowTask(Task):
                 f"train_image_encoder is not possible with {pipeline.architecture} weights: its image "
                 "encoder stays frozen"
             )
+        fresh = fresh_of_shape(self.flow_config, self.options.flow, "flow")
+        if fresh is not None:
+            if self.temporal:
+                raise ConfigError("task_options.flow starts a fresh flow, which only static training can do")
+            changed = [f for f in FIXED_FLOW_FIELDS if getattr(fresh, f) != getattr(self.flow_config, f)]
+            if changed:
+                raise ConfigError(f"task_options.flow cannot change {', '.join(changed)}: the stage sets them")
+            flow, self.flow_config = FlowTransformer(fresh), fresh
         if self.temporal:
             init_temporal_from_base(flow)  # the temporal copies start as the trained static weights
         window = pipeline.window if self.options.window is None else self.options.window
@@ -469,14 +494,9 @@ class ImageEncoderTask(Task):
     def build_model(self) -> nn.Module:
         start = stage1_encoder_name(self.model_folder)  # continue stage 1's encoder, or start from the shared one
         encoder, self.encoder_config = load_component(start, self.model_folder / start)
-        shape = self.options.encoder
-        if shape:
-            try:
-                fresh = dataclasses.replace(self.encoder_config, **shape)
-            except TypeError as exc:
-                raise ConfigError(f"task_options.encoder: {exc}") from None
-            if fresh != self.encoder_config:
-                encoder, self.encoder_config = ImageEncoder(fresh), fresh
+        fresh = fresh_of_shape(self.encoder_config, self.options.encoder, "encoder")
+        if fresh is not None:
+            encoder, self.encoder_config = ImageEncoder(fresh), fresh
         ss = read_component_config("ss_vae", self.model_folder / "ss_vae")
         self.resolution = ss.resolution
         probe = OccupancyProbe(
