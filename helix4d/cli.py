@@ -296,8 +296,9 @@ def generate_command(
     formats: str = typer.Option(
         "glb,animated,usdc,usdz,preview",
         "--formats",
-        help="What to write: any of glb (per-frame), animated (one GLB), usdc, usdz, abc (Alembic; needs "
-        "pip install 'helix4d[alembic]'), preview (mp4).",
+        help="What to write: any of glb (per-frame), animated (one GLB), rig (rigged.glb: bones and skin weights), "
+        "usdc, usdz, abc (Alembic; needs pip install 'helix4d[alembic]'), fbx (the rig as asset.fbx; needs "
+        "pip install 'helix4d[blender]'), preview (mp4).",
     ),
     texture_size: int = typer.Option(
         TEXTURE_SIZE, "--texture-size", help="Baked texture side per frame; 0 = vertex colours (fast)."

@@ -104,14 +104,15 @@ def assert_valid(validate, *paths: Path) -> None:
 
 def accessor_reader(gltf: pygltflib.GLTF2):
     """Callable(accessor index) -> (count, width) float32 array of a loaded GLB's binary chunk (float32 or, as
-    KHR_mesh_quantization stores morph targets, normalised BYTE / SHORT with a byte stride; zeros without a buffer
-    view, as the specification reads them)."""
+    KHR_mesh_quantization stores morph targets, normalised BYTE / SHORT with a byte stride, or unsigned integers as
+    skins' joints are; zeros without a buffer view, as the specification reads them)."""
     blob = gltf.binary_blob()
     kinds = {pygltflib.FLOAT: (np.float32, 1.0), pygltflib.SHORT: (np.int16, 32767.0), pygltflib.BYTE: (np.int8, 127.0)}
+    kinds |= {pygltflib.UNSIGNED_BYTE: (np.uint8, 255.0), pygltflib.UNSIGNED_SHORT: (np.uint16, 65535.0)}  # JOINTS_0
 
     def read(index: int) -> np.ndarray:
         acc = gltf.accessors[index]
-        width = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}[acc.type]
+        width = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT4": 16}[acc.type]
         if acc.bufferView is None:
             return np.zeros((acc.count, width), np.float32)
         view = gltf.bufferViews[acc.bufferView]
@@ -507,7 +508,7 @@ def test_export_asset_vertex_colour_subset(tmp_path, frames):
 
 def test_export_asset_rejects_unknown_formats(tmp_path, frames):
     with pytest.raises(InputError, match="unknown export formats"):
-        export_asset(frames, tmp_path / "out", FPS, formats={"fbx"})
+        export_asset(frames, tmp_path / "out", FPS, formats={"obj"})
     assert not (tmp_path / "out").exists()
 
 

@@ -31,7 +31,7 @@ def test_checked_normalises_and_keeps_the_defaults() -> None:
         (GenerateOptions(sampling=SamplingOptions(cfg=float("nan"))), "--cfg must be a finite number"),
         (GenerateOptions(sampling=SamplingOptions(mode="fast")), "--mode must be one of temporal, per-frame"),
         (GenerateOptions(start=3.0, end=1.0), "--end (1) is before --start (3)"),
-        (GenerateOptions(formats=("glb", "fbx")), "--formats takes a comma-separated subset"),
+        (GenerateOptions(formats=("glb", "obj")), "--formats takes a comma-separated subset"),
         (GenerateOptions(matting=MattingOptions("mask")), "--matting mask needs --mask PATH"),
     ],
 )

@@ -71,40 +71,57 @@ def write_animated_glb(frames: Sequence[Frame], path: str | os.PathLike, fps: fl
 
 def write_segments_glb(segments: Sequence[MorphSegment], path: str | os.PathLike, fps: float) -> Path:
     """Write the clip as consecutive `segments` (covering frames 0..F-1 in order) into one animated .glb."""
+    check_segments(segments, fps)
+    builder = GltfBuilder()
+    count = segments[-1].stop
+    animation = gl.Animation(name="frames", channels=[], samplers=[])
+    nodes = [add_morph_segment(builder, animation, segment, count, fps) for segment in segments]
+    builder.add_node(gl.Node(name="asset", children=nodes), root=True)
+    builder.gltf.animations.append(animation)
+    return write_bytes_atomic(path, builder.to_glb())
+
+
+def check_segments(segments: Sequence[MorphSegment], fps: float) -> None:
+    """Raise `InputError` unless `segments` follow each other from frame 0 and `fps` > 0."""
     if len(segments) == 0:
         raise InputError("write_animated_glb needs at least one frame")
     if not fps > 0:
         raise InputError(f"fps must be > 0, got {fps}")
     if any(b.start != a.stop for a, b in zip(segments, segments[1:])) or segments[0].start != 0:
         raise InputError("animated GLB segments must follow each other from frame 0")
-    builder = GltfBuilder()
-    count = segments[-1].stop
-    animation = gl.Animation(name="frames", channels=[], samplers=[])
-    nodes = []
-    for segment in segments:
-        name = f"frame_{segment.start:04d}" if segment.positions is None else f"frames_{segment.start:04d}"
-        moving = segment.positions is not None and len(segment.positions) > 1
-        morph, weights = _morph_targets(segment) if moving else ([], np.zeros((0, 0), np.float32))
-        mesh = builder.add_mesh(segment.frame, name, morph)
-        node = builder.add_node(gl.Node(name=name, mesh=mesh, scale=None if segment.start == 0 else [0.0, 0.0, 0.0]))
-        nodes.append(node)
-        times, visible = frame_keys(segment.start, count, fps, segment.stop)
-        _channel(builder, animation, node, "scale", times, np.repeat(visible[:, None], 3, axis=1))  # (K, 3)
-        if morph and mesh is not None:
-            times = (segment.start + np.arange(len(weights), dtype=np.float32)) / fps  # (K,)
-            _channel(builder, animation, node, "weights", times, weights.reshape(-1))
-    builder.add_node(gl.Node(name="asset", children=nodes), root=True)
-    builder.gltf.animations.append(animation)
-    return write_bytes_atomic(path, builder.to_glb())
 
 
-def _channel(
-    builder: GltfBuilder, animation: gl.Animation, node: int, path: str, times: np.ndarray, values: np.ndarray
+def add_morph_segment(
+    builder: GltfBuilder, animation: gl.Animation, segment: MorphSegment, count: int, fps: float
+) -> int:
+    """Add one segment of a `count`-frame clip as a node (its first frame, morph targets for the later ones), shown
+    only during its frames; returns the node's index (not yet attached to a parent)."""
+    name = f"frame_{segment.start:04d}" if segment.positions is None else f"frames_{segment.start:04d}"
+    moving = segment.positions is not None and len(segment.positions) > 1
+    morph, weights = _morph_targets(segment) if moving else ([], np.zeros((0, 0), np.float32))
+    mesh = builder.add_mesh(segment.frame, name, morph)
+    node = builder.add_node(gl.Node(name=name, mesh=mesh, scale=None if segment.start == 0 else [0.0, 0.0, 0.0]))
+    times, visible = frame_keys(segment.start, count, fps, segment.stop)
+    add_channel(builder, animation, node, "scale", times, np.repeat(visible[:, None], 3, axis=1))  # (K, 3)
+    if morph and mesh is not None:
+        times = (segment.start + np.arange(len(weights), dtype=np.float32)) / fps  # (K,)
+        add_channel(builder, animation, node, "weights", times, weights.reshape(-1))
+    return node
+
+
+def add_channel(
+    builder: GltfBuilder,
+    animation: gl.Animation,
+    node: int,
+    path: str,
+    times: np.ndarray | int,
+    values: np.ndarray,
+    interpolation: str = gl.ANIM_STEP,
 ) -> None:
+    """Animate `path` of `node` by `values` at `times` (seconds, or the index of an accessor of them to share)."""
+    source = times if isinstance(times, int) else builder.accessor(times, bounds=True)
     animation.samplers.append(
-        gl.AnimationSampler(
-            input=builder.accessor(times, bounds=True), output=builder.accessor(values), interpolation=gl.ANIM_STEP
-        )
+        gl.AnimationSampler(input=source, output=builder.accessor(values), interpolation=interpolation)
     )
     animation.channels.append(
         gl.AnimationChannel(sampler=len(animation.samplers) - 1, target=gl.AnimationChannelTarget(node=node, path=path))

@@ -8,6 +8,8 @@ OUT/
   textures/asset_fNNNN_*.png  per-frame textures referenced by asset.usdc (textured mode only)
   asset.usdz                  asset.usdc + its textures in one package                      format "usdz"
   asset.abc                   Alembic cache: tracked vertices per segment, one sample a frame format "abc"
+  rigged.glb                  a skeleton and skin weights per topology segment              format "rig"
+  asset.fbx                   the rigged asset through Blender, textures embedded           format "fbx"
   preview.mp4                 input video | result (input camera, then one orbit)           format "preview"
 ```
 Textured mode (`texture_size` set, the default): each frame is simplified to `max_faces` (if given), unwrapped
@@ -15,13 +17,16 @@ with xatlas and baked into base colour + alpha and metallic-roughness textures o
 Vertex-colour mode (`texture_size=None`): files carry per-vertex colours (fast, no UVs). Before all of it, every
 frame is cleaned (`clean_mesh`: floaters removed, small holes of closed surfaces capped, Taubin-smoothed) unless
 `cleanup=None`. The animated GLB cuts the clip into topology segments and tracks one vertex set through each
-(morph targets; `animated.py`), so it holds one mesh and one texture pair per segment. Every file is written under a
-temporary name and renamed into place, so an interrupted run never leaves a half-written file.
+(morph targets; `animated.py`), so it holds one mesh and one texture pair per segment; the rigged GLB and the FBX
+fit bones and skin weights to each tracked segment (`rig.py`, `rigged.py`, `fbx.py`; docs/rig.md) and keep morph
+targets where a rig misses its budget. Every file is written under a temporary name and renamed into place, so an
+interrupted run never leaves a half-written file.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -31,12 +36,15 @@ import numpy as np
 import trimesh
 
 from helix4d.errors import InputError
-from helix4d.export.alembic import write_alembic
+from helix4d.export.alembic import require_alembic, write_alembic
 from helix4d.export.animated import MorphSegment, write_animated_glb, write_segments_glb
 from helix4d.export.bake import bake_textures
 from helix4d.export.cleanup import CleanupConfig, clean_mesh
+from helix4d.export.fbx import require_blender, write_fbx
 from helix4d.export.glb import write_glb
 from helix4d.export.preview import render_preview
+from helix4d.export.rig import Rig, RigConfig, RigReport, rig_report, rig_segments
+from helix4d.export.rigged import RiggedSegment, write_rigged_glb
 from helix4d.export.sampling import AttributeFn, mesh_sampler
 from helix4d.export.segments import SegmentConfig, topology_segments
 from helix4d.export.simplify import simplify_mesh
@@ -45,8 +53,29 @@ from helix4d.export.tracking import TrackedSegment, TrackingConfig, track_clip
 from helix4d.export.usd import UsdFrames, usd_writer
 from helix4d.settings import TEXTURE_SIZE
 
-FORMATS = ("glb", "animated", "usdc", "usdz", "abc", "preview")
-DEFAULT_FORMATS = ("glb", "animated", "usdc", "usdz", "preview")  # "abc" needs the optional alembic3d
+# format -> what it writes (the layout above); `require_formats` checks the optional extras some of them need
+FORMATS = {
+    "glb": "frames/frame_NNNN.glb, one GLB per frame",
+    "animated": "animated.glb, morph targets per topology segment",
+    "rig": "rigged.glb, bones and skin weights per topology segment",
+    "usdc": "asset.usdc",
+    "usdz": "asset.usdz",
+    "abc": "asset.abc, an Alembic cache (needs the alembic extra)",
+    "fbx": "asset.fbx, the rigged asset through Blender (needs the blender extra)",
+    "preview": "preview.mp4",
+}
+DEFAULT_FORMATS = ("glb", "animated", "usdc", "usdz", "preview")
+_EXTRAS = {"abc": require_alembic, "fbx": require_blender}
+_TRACKED = {"animated", "abc", "rig", "fbx"}  # the formats that play tracked segments
+_RIGGED = {"rig", "fbx"}
+
+
+def require_formats(formats: Collection[str]) -> None:
+    """Raise `BackendUnavailableError` when one of `formats` needs an optional extra that is not installed (before
+    any compute)."""
+    for name in formats:
+        if name in _EXTRAS:
+            _EXTRAS[name]()
 
 
 @dataclass
@@ -62,11 +91,15 @@ class SegmentReport:
 
 @dataclass
 class ExportedFiles:
-    """Paths written by `export_asset` (empty / None for formats not requested), and the animated GLB's segments."""
+    """Paths written by `export_asset` (empty / None for formats not requested), the animated GLB's segments and
+    the rigs fitted to them."""
 
     frames: list[Path] = field(default_factory=list)
     segments: list[SegmentReport] = field(default_factory=list)
+    rigs: list[RigReport] = field(default_factory=list)
     animated: Path | None = None
+    rigged: Path | None = None
+    fbx: Path | None = None
     usdc: Path | None = None
     usdz: Path | None = None
     abc: Path | None = None
@@ -115,10 +148,12 @@ def export_asset(
     cleanup: CleanupConfig | None = CleanupConfig(),
     segments: SegmentConfig = SegmentConfig(),
     tracking: TrackingConfig | None = TrackingConfig(),
+    rig: RigConfig = RigConfig(),
 ) -> ExportedFiles:
     """Write the folder layout of this module's docstring for `meshes` (one per frame, played at `fps`).
 
-    formats:       any of "glb", "animated", "usdc", "usdz", "abc" (needs alembic3d), "preview".
+    formats:       any of `FORMATS`: "glb", "animated", "rig", "usdc", "usdz", "abc" (needs alembic3d), "fbx" (needs
+                   bpy), "preview".
     attribute_fns: per frame, where to read the material for simplification and baking (e.g.
                    `ovoxel_sampler(ovoxel)` to bake the O-Voxel's own attributes); default: the mesh itself.
     input_frames:  (F_in, H, W, 3|4) uint8 input video shown beside the result in the preview.
@@ -128,10 +163,13 @@ def export_asset(
                    meshes as they are.
     segments, tracking: how the animated GLB cuts the clip into topology segments and tracks vertices through
                    each (`helix4d.export.segments`, `.tracking`); tracking=None writes one node per frame instead.
+    rig:           the rigs' bone budget (`helix4d.export.rig`); its `resolution` is the asset's O-Voxel grid R, so
+                   the budget is in voxels of that grid.
     """
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise InputError(f"unknown export formats {sorted(unknown)}: choose from {', '.join(FORMATS)}")
+    require_formats(formats)
     if len(meshes) == 0:
         raise InputError("export_asset needs at least one mesh")
     if not fps > 0:
@@ -144,15 +182,15 @@ def export_asset(
     if cleanup is not None:
         meshes = [clean_mesh(m, cleanup) for m in meshes]
 
-    if set(formats) & {"glb", "animated", "usdc", "usdz", "abc"}:
+    if set(formats) - {"preview"}:
         budgeted = [budget_frame(m, max_faces, fn) for m, fn in zip(meshes, attribute_fns or [None] * len(meshes))]
         simple = [m for m, _ in budgeted]
         tracked = None
-        if set(formats) & {"animated", "abc"} and tracking is not None:
+        if set(formats) & _TRACKED and tracking is not None:
             tracked = track_clip(simple, topology_segments(simple, segments), tracking)
             files.segments = [SegmentReport(t.start, t.stop, len(t.template.vertices), max(t.cd)) for t in tracked]
         per_frame = set(formats) & {"glb", "usdc", "usdz"}
-        animated = set(formats) & {"animated", "abc"}
+        animated = set(formats) & _TRACKED
         # the frames the animated writers need whole: each segment's first (or every frame, untracked)
         kept = set() if not animated else set(range(len(simple))) if tracked is None else {t.start for t in tracked}
         frames: dict[int, Frame] = {}
@@ -175,6 +213,16 @@ def export_asset(
         if "abc" in formats:
             morphs = _morph_segments(tracked, frames) if tracked else [MorphSegment(k, f) for k, f in frames.items()]
             files.abc = write_alembic(morphs, out / "asset.abc", fps)
+        if set(formats) & _RIGGED:
+            rigs = rig_segments(tracked, rig) if tracked else []
+            files.rigs = [rig_report(t, r, rig) for t, r in zip(tracked or [], rigs)]
+            rigged = _rigged_segments(tracked, rigs, frames, rig)
+            with tempfile.TemporaryDirectory(prefix="helix4d-rig-") as scratch:  # rigged.glb is FBX's source
+                source = out / "rigged.glb" if "rig" in formats else Path(scratch) / "rigged.glb"
+                written = write_rigged_glb(rigged, source, fps)
+                files.rigged = written if "rig" in formats else None
+                if "fbx" in formats:
+                    files.fbx = write_fbx(written, out / "asset.fbx", fps, len(simple))
     if "preview" in formats:
         files.preview = render_preview(
             meshes, input_frames, out / "preview.mp4", fps, size=preview_size, input_box=input_box
@@ -192,6 +240,24 @@ def _usd_writer(
     if "usdc" in formats:
         return usd_writer(out / "asset.usdc", fps, textured, out / "asset.usdz" if "usdz" in formats else None)
     return usd_writer(out / "asset.usdz", fps, textured)
+
+
+def _rigged_segments(
+    tracked: Sequence[TrackedSegment] | None,
+    rigs: Sequence[Rig | None],
+    frames: Mapping[int, Frame],
+    config: RigConfig,
+) -> list[RiggedSegment | MorphSegment]:
+    """The rigged writers' view of the clip: a tracked segment whose rig fits its budget is rigged, any other one
+    keeps its morph targets (untracked: one node per frame)."""
+    if tracked is None:
+        return [MorphSegment(k, frames[k]) for k in sorted(frames)]
+    return [
+        RiggedSegment(t.start, frames[t.start], r)
+        if r is not None and r.fits(config)
+        else _morph_segments([t], frames)[0]
+        for t, r in zip(tracked, rigs)
+    ]
 
 
 def _morph_segments(tracked: Sequence[TrackedSegment], frames: Mapping[int, Frame]) -> list[MorphSegment]:

@@ -27,8 +27,13 @@ from helix4d.export.surface import Frame, SurfaceArrays, surface_arrays
 from helix4d.io.files import write_bytes_atomic
 from helix4d.ovoxel.attributes import srgb_to_linear
 
-_TYPES = {1: "SCALAR", 2: "VEC2", 3: "VEC3", 4: "VEC4"}
+_TYPES = {1: "SCALAR", 2: "VEC2", 3: "VEC3", 4: "VEC4", 16: "MAT4"}
 _LINEAR, _LINEAR_MIPMAP_LINEAR, _CLAMP = 9729, 9987, 33071  # CLAMP_TO_EDGE
+_INTEGERS = {
+    np.dtype(np.uint8): gl.UNSIGNED_BYTE,
+    np.dtype(np.uint16): gl.UNSIGNED_SHORT,
+    np.dtype(np.uint32): gl.UNSIGNED_INT,
+}
 _NORMALISED = {gl.BYTE: (np.int8, 127), gl.SHORT: (np.int16, 32767)}  # componentType -> (dtype, value of 1.0)
 QUANTIZATION = "KHR_mesh_quantization"
 
@@ -61,10 +66,12 @@ class GltfBuilder:
         return len(self.gltf.bufferViews) - 1
 
     def accessor(self, array: np.ndarray, target: int | None = None, bounds: bool = False) -> int:
-        """Accessor over a float32 (N, C) or uint32 (N,) array; `bounds` adds min/max (positions, animation)."""
+        """Accessor over an (N, C) or (N,) array: uint8 / uint16 / uint32 stay integers (indices, skin joints),
+        anything else becomes float32 (a (N, 16) array: column-major 4x4 matrices); `bounds` adds min/max
+        (positions, animation)."""
         array = np.ascontiguousarray(array)
-        component = gl.UNSIGNED_INT if array.dtype == np.uint32 else gl.FLOAT
-        array = array.astype(np.uint32 if component == gl.UNSIGNED_INT else np.float32)
+        component = _INTEGERS.get(array.dtype, gl.FLOAT)
+        array = array.astype(np.float32) if component == gl.FLOAT else array
         cols = 1 if array.ndim == 1 else array.shape[1]
         acc = gl.Accessor(
             bufferView=self.buffer_view(array.tobytes(), target),

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from helix4d.errors import InputError
-from helix4d.export import DEFAULT_FORMATS, FORMATS
-from helix4d.export.alembic import require_alembic
+from helix4d.export import DEFAULT_FORMATS, FORMATS, require_formats
 from helix4d.io.matting import MattingOptions, check_matting
 from helix4d.settings import CHUNK, TEXTURE_SIZE, check_settings
 
@@ -63,7 +62,7 @@ class GenerateOptions:
     def checked(
         self, names: Mapping[str, str] | None = None, matting_names: Mapping[str, str] | None = None
     ) -> GenerateOptions:
-        """Every setting checked before any compute (formats, the Alembic extra, the matte's inputs too), named
+        """Every setting checked before any compute (formats and their extras, the matte's inputs too), named
         as the caller's user spells it (`names`: keys of `helix4d.settings.RULES`; `matting_names`: of
         `MattingOptions`)."""
         clip = {"max_frames": self.frames, "fps": self.fps, "start": self.start, "end": self.end}
@@ -75,8 +74,7 @@ class GenerateOptions:
             raise InputError(
                 f"{flag} takes a comma-separated subset of {','.join(FORMATS)}, got {','.join(self.formats)}"
             )
-        if "abc" in self.formats:
-            require_alembic()
+        require_formats(self.formats)
         check_matting(self.matting, dict(matting_names or {}))
         return dataclasses.replace(
             self,

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 
-from helix4d.export import CleanupConfig, ExportedFiles, export_asset, ovoxel_sampler
+from helix4d.export import CleanupConfig, ExportedFiles, RigConfig, export_asset, ovoxel_sampler
 from helix4d.io.files import atomic_dir, check_output_dir
 from helix4d.pipeline.helix4d import Asset4D
 from helix4d.pipeline.options import GenerateOptions
@@ -28,9 +28,10 @@ def prepare_output(out: Path, overwrite: bool, inputs: Iterable[str | Path | Non
 def write_asset(
     asset: Asset4D, out: Path, settings: dict, options: GenerateOptions = GenerateOptions(), overwrite: bool = False
 ) -> ExportedFiles:
-    """The export folder layout of `helix4d.export` (per-frame GLB, animated GLB, USD, preview: `options.formats`)
-    plus `result.json`; textures are baked from the O-Voxels' own attributes, surfaces cleaned unless
-    `options.cleanup` is off. Returns the files written, at their final place in `out`."""
+    """The export folder layout of `helix4d.export` (per-frame GLB, animated GLB, rigged GLB, USD, preview:
+    `options.formats`) plus `result.json`; textures are baked from the O-Voxels' own attributes, surfaces cleaned
+    unless `options.cleanup` is off, rigs held to the O-Voxel grid's resolution. Returns the files written, at
+    their final place in `out`."""
     prepare_output(out, overwrite, inputs=(asset.metadata.get("source"),))
     with atomic_dir(out) as tmp:
         clock = time.perf_counter()
@@ -45,6 +46,7 @@ def write_asset(
             input_frames=asset.input_frames,
             input_box=asset.metadata.get("object_box"),
             cleanup=CleanupConfig() if options.cleanup else None,
+            rig=RigConfig(resolution=asset.ovoxels[0].resolution) if asset.ovoxels else RigConfig(),
         )
         seconds = asset.metadata.setdefault("seconds", {})
         seconds["export"] = time.perf_counter() - clock
@@ -57,6 +59,7 @@ def write_asset(
             "files": sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()),
             "faces_per_frame": [int(len(m.faces)) for m in asset.meshes],
             "segments": [asdict(s) for s in files.segments],
+            "rigs": [asdict(r) for r in files.rigs],
             **asset.metadata,
         }
         (tmp / "result.json").write_text(json.dumps(result, indent=2))
