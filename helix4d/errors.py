@@ -24,3 +24,8 @@ class BackendUnavailableError(Helix4DError):
 class GenerationError(Helix4DError):
     """A generation stage produced nothing usable (no voxels in any frame, NaN/inf values): broken weights or
     settings the model cannot follow."""
+
+
+class TrainingError(Helix4DError):
+    """A training run cannot go on without producing a broken model (NaN/inf losses): it stops and installs
+    nothing."""

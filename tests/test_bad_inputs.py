@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from helix4d.cli import main
-from helix4d.io.files import atomic_dir, remove_stale_partials
+from helix4d.io.files import OUTPUT_MARKER, atomic_dir, remove_stale_partials
 from helix4d.io.video import write_video
 from helix4d.pipeline.config import COMPONENTS, preset
 from helix4d.pipeline.folder import build_component, write_model_folder
@@ -213,7 +213,10 @@ REFUSED = [
     (["generate", "clip.mp4", "-o", "{model}", "--overwrite"], ["holds the input"]),
     (["generate", "clip.mp4", "-o", "/proc/helix4d-out"], ["cannot write output folder /proc/helix4d-out"]),
     (["generate", "clip.mp4", "-o", "/proc/self/helix4d/out"], ["cannot"]),
-    (["generate", "clip.mp4", "-o", "/proc", "--overwrite"], ["mount point"]),
+    (["generate", "clip.mp4", "-o", "/proc", "--overwrite"], ["system folder"]),
+    (["generate", "clip.mp4", "-o", "/etc", "--overwrite"], ["system folder"]),
+    (["generate", "clip.mp4", "-o", "/usr/share", "--overwrite"], ["not written by helix4d"]),
+    (["generate", "clip.mp4", "-o", sys.prefix, "--overwrite"], ["Python installation"]),
     (["generate", "clip.mp4", "-o", "keep.txt/out"], ["keep.txt is not a folder"]),
     (["generate", "clip.mp4", "-o", "keep.txt", "--overwrite"], ["not a folder"]),
     (["generate", "clip.mp4", "-o", "link", "--overwrite"], ["symbolic link"]),
@@ -378,7 +381,7 @@ def test_overwrite_replaces_only_the_output_folder(tmp_path: Path) -> None:
     with atomic_dir(out) as tmp:
         (tmp / "new.txt").write_text("new")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["beside.txt", "res"]
-    assert sorted(p.name for p in out.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [OUTPUT_MARKER, "new.txt"]
 
 
 def test_stale_partials_of_a_killed_run_are_removed_and_only_those(cli, sandbox) -> None:

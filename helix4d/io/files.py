@@ -5,22 +5,41 @@ Atomic writers: a file is written under a temporary name beside its destination 
 beside it; a reader, or a user after a crash, sees the old result or the complete new one, never half of one.
 
 Output folders (`check_output_dir`): a command must not be able to delete or change anything but the folder the
-user named, whatever the flags, so the folder is checked before any compute. It may not be '.' or '..', the
-current folder, the home folder or a folder above either, the input or a folder holding it, a file, a mount point
-it would replace, or a symbolic link (refused, not followed: replacing the link's target behind the user's back is
-a surprise, and replacing the link itself loses it); it must be writable (probed now, so a read-only mount fails
-before minutes of compute); a non-empty folder is replaced only on request, or added to by a command that
-continues its own dataset or run. Partial folders left by a killed run are removed on the next run for that folder:
-only names of exactly our pattern, and never one that a running writer holds locked.
+user named, whatever the flags and whoever runs it (root included), so the folder is checked before any compute. It
+may not be '.' or '..', the current folder, the home folder, the file system's root or one of its direct children
+(/etc, /usr, /home, ...), the Python installation running us (its prefix, a virtual environment, site-packages), or
+a folder above any of these; nor the input or a folder holding it, a file, a mount point it would replace, or a
+symbolic link (refused, not followed: replacing the link's target behind the user's back is a surprise, and
+replacing the link itself loses it); it must be writable (probed now, so a read-only mount fails before minutes of
+compute). A non-empty folder is replaced only on request (`--overwrite`) and only when helix4d wrote it: every
+folder `atomic_dir` writes carries the marker file `OUTPUT_MARKER`, so a typo such as `-o ~/Documents --overwrite`
+is refused; or it is added to by a command that continues its own dataset or run.
+
+Replacing a folder is one atomic exchange of the old and the new folder (Linux `renameat2(RENAME_EXCHANGE)`), so a
+run killed at any moment leaves either the old or the new result under the user's name, and the other one in a
+hidden partial folder that the next run removes. Where the exchange is not available the old folder is moved aside
+first; if the run dies in that window, the next run puts the old folder back instead of deleting it. Swaps in one
+folder are serialised by a lock on that folder, so two `--overwrite` runs into one folder both finish (the later
+result stays) instead of one failing. Partial folders left by a killed run are removed on the next run for that
+folder: only names of exactly our pattern, never one that a running writer holds locked, never a moved-aside
+previous result that has not been replaced.
+
+Reports (`check_report_path`, `write_report`): a JSON file a command writes besides its folder (`--json`) follows
+the same rules for what it may not be or lie in (an input, a file inside an input folder, a system folder), is never
+a folder or a symbolic link, replaces only a file that is already JSON, and is written atomically.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import fcntl
 import json
 import os
 import re
 import shutil
+import site
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -30,11 +49,17 @@ from typing import Any
 from helix4d.errors import InputError
 
 _TEMP_CHARS = "[a-z0-9_]{8}"  # what tempfile puts after the prefix
+OUTPUT_MARKER = ".helix4d-output"  # in every folder atomic_dir writes: --overwrite replaces only such folders
 
 
 def partial_prefix(final: Path) -> str:
     """Name prefix of the temporary folders `atomic_dir` makes for `final` (mkdtemp appends 8 characters)."""
     return f".{final.name}.partial-"
+
+
+def previous_prefix(final: Path) -> str:
+    """Name prefix under which a swap without atomic exchange keeps the old `final` until the new one is in place."""
+    return f".{final.name}.previous-"
 
 
 @contextmanager
@@ -59,9 +84,8 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a hidden temporary folder beside `path`; it replaces `path` (and whatever was there) when the block
     ends without error and is deleted otherwise, so a failed run never leaves a half-written folder.
 
-    The temporary folder is locked while in use, so `remove_stale_partials` of another run never takes it. An old
-    `path` is first moved aside under a partial name, so a crash at any moment leaves either folder in place and
-    nothing that the next run would not clean up."""
+    The temporary folder is locked while in use, so `remove_stale_partials` of another run never takes it; it
+    receives the `OUTPUT_MARKER`; the swap is crash-safe and serialised (see the module docstring)."""
     final = Path(path)
     if final.is_symlink():
         raise InputError(f"output folder {final} is a symbolic link; name the folder it points to, or a new one")
@@ -71,23 +95,58 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield tmp
+        (tmp / OUTPUT_MARKER).write_text('{"written_by": "helix4d"}\n')
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes owner-only folders; give the usual permissions
-        old = None
-        if final.exists():
-            old = Path(tempfile.mkdtemp(prefix=partial_prefix(final), dir=final.parent))
-            os.replace(final, old)  # a folder may replace an empty folder
-        os.replace(tmp, final)
-        if old is not None:
-            shutil.rmtree(old)
+        with _swap_lock(final):
+            _swap_into_place(tmp, final)
     finally:
         os.close(lock)
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # after an exchange: the old result
+
+
+@contextmanager
+def _swap_lock(final: Path) -> Iterator[None]:
+    """An exclusive lock on the folder holding `final` for the few milliseconds of a swap (a lock on the folder
+    itself, so no lock file is left beside the user's output)."""
+    fd = os.open(final.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _swap_into_place(tmp: Path, final: Path) -> None:
+    """Put the finished folder `tmp` at `final`; the old `final`, if any, ends at `tmp` (exchange) or is deleted."""
+    if not final.exists():
+        os.rename(tmp, final)
+        return
+    if _exchange(tmp, final):
+        return
+    old = Path(tempfile.mkdtemp(prefix=previous_prefix(final), dir=final.parent))
+    os.replace(final, old)  # a folder may replace an empty folder; killed from here on, the next run restores `old`
+    os.rename(tmp, final)
+    shutil.rmtree(old)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where the system cannot."""
+    renameat2 = getattr(_LIBC, "renameat2", None) if _LIBC is not None else None
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    done = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    return done == 0  # EINVAL/ENOSYS (file system or kernel without it): fall back
+
+
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if sys.platform == "linux" else None
 
 
 def remove_stale_partials(final: str | os.PathLike) -> list[Path]:
     """Delete the partial folders that killed runs left beside `final` (exactly `.NAME.partial-XXXXXXXX`, real
     folders, not locked by a running `atomic_dir`); returns what was removed."""
     final = Path(final)
+    _restore_previous(final)
     pattern = re.compile(re.escape(partial_prefix(final)) + _TEMP_CHARS)
     try:
         entries = list(final.parent.iterdir())
@@ -111,6 +170,21 @@ def remove_stale_partials(final: str | os.PathLike) -> list[Path]:
         finally:
             os.close(lock)
     return removed
+
+
+def _restore_previous(final: Path) -> None:
+    """A run killed between moving the old `final` aside and moving the new one in left no `final`: put the old one
+    back (it is the user's last complete result); with `final` in place, moved-aside folders are stale."""
+    pattern = re.compile(re.escape(previous_prefix(final)) + _TEMP_CHARS)
+    try:
+        previous = sorted(e for e in final.parent.iterdir() if pattern.fullmatch(e.name) and e.is_dir())
+    except OSError:
+        return
+    for entry in previous:
+        if not final.exists():
+            os.rename(entry, final)
+        else:
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 @contextmanager
@@ -185,23 +259,89 @@ def check_output_dir(
     writes_inside = out.is_dir() and reuse is not None  # the command adds to the folder instead of replacing it
     if out.is_dir() and not writes_inside and os.path.ismount(out):
         raise InputError(f"output folder {out} is a mount point, which cannot be replaced; name a folder inside it")
-    if out.is_dir() and _non_empty(out) and not overwrite and not (writes_inside and reuse(out)):
-        fix = "pass --overwrite to replace it, or choose another folder" if overwrite is False else "choose another one"
-        raise InputError(f"output folder {out} is not empty; {fix}")
+    if out.is_dir() and _non_empty(out) and not (writes_inside and reuse(out)):
+        if not overwrite:
+            fix = (
+                "pass --overwrite to replace it, or choose another folder"
+                if overwrite is False
+                else "choose another one"
+            )
+            raise InputError(f"output folder {out} is not empty; {fix}")
+        if not (out / OUTPUT_MARKER).is_file():
+            raise InputError(
+                f"output folder {out} was not written by helix4d (it has no {OUTPUT_MARKER}), so --overwrite will "
+                "not replace it; choose another folder, or delete it yourself"
+            )
     remove_stale_partials(out)
     _probe_writable(out, inside=writes_inside)
     return out
 
 
 def _protected() -> list[tuple[str, Path]]:
-    """Folders no output may be or lie above, resolved: the current folder and the home folder."""
+    """Folders no output may be or lie above, resolved: the current folder, the home folder, the file system's root
+    and its direct children, and the running Python installation (prefixes, site-packages)."""
     places = []
     for what, where in (("the current folder", Path.cwd), ("your home folder", Path.home)):
         try:
             places.append((what, where().resolve()))
         except (OSError, KeyError, RuntimeError):  # a deleted current folder, no HOME and no passwd entry
             pass
+    places += [("a system folder", child) for child in _top_level_folders()]
+    python = {sys.prefix, sys.base_prefix, sys.exec_prefix, *site.getsitepackages(), site.getusersitepackages()}
+    places += [("the Python installation running helix4d", Path(p).resolve()) for p in sorted(python) if p]
     return places
+
+
+def _top_level_folders() -> list[Path]:
+    """The root and every direct child of it (/etc, /usr, /home, /tmp, ...), whether or not it exists now."""
+    root = Path(Path.cwd().anchor or "/")
+    try:
+        children = [c for c in root.iterdir() if c.is_dir()]
+    except OSError:
+        children = []
+    return [root, *(c.resolve() for c in children)]
+
+
+def check_report_path(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
+    """Refuse a report file (`--json`) that must not be written (rules in the module docstring); call it before any
+    compute. Its folder is created when the report is written."""
+    raw, report = str(path), Path(path)
+    if not raw.strip() or report.name in ("", ".", ".."):
+        raise InputError(f"report path {raw!r} is not a file name; name a file such as report.json")
+    if report.is_symlink():
+        raise InputError(f"report path {report} is a symbolic link; name the file itself, or a new one")
+    if report.is_dir():
+        raise InputError(f"report path {report} is a folder; name a file inside it, e.g. {report / 'report.json'}")
+    resolved = report.resolve()
+    for source in inputs:
+        if isinstance(source, (str, os.PathLike)) and (_holds(Path(source).resolve(), resolved)):
+            raise InputError(f"report path {report} is or lies inside the input {source}; write it elsewhere")
+    for what, place in _protected():
+        if what != "your home folder" and what != "the current folder" and resolved.parent == place:
+            raise InputError(f"report path {report} lies in {what} ({place}); write it elsewhere")
+    if len(os.fsencode(resolved)) >= 4000 or any(len(os.fsencode(p)) > 255 for p in resolved.parts):
+        raise InputError(f"report path {raw[:80]}... is longer than the file system allows; name a shorter path")
+    if report.exists() and not _is_json(report):
+        raise InputError(f"report path {report} exists and is not a JSON file; name a new file or a JSON report")
+    return report
+
+
+def write_report(path: str | os.PathLike, obj: Any, *, inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
+    """Check `path` (`check_report_path`) and write `obj` there as JSON atomically; a failing disk is one message."""
+    check_report_path(path, inputs=inputs)
+    try:
+        return write_json_atomic(path, obj)
+    except OSError as exc:
+        raise InputError(f"cannot write report {path} ({exc.strerror or exc}); free some space or name another path")
+
+
+def _is_json(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            json.load(fh)
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def _holds(folder: Path, source: Path) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import types
 import typing
 from dataclasses import MISSING, dataclass, field
@@ -19,6 +20,7 @@ from typing import Any
 from helix4d.errors import ConfigError
 
 PRECISIONS = ("fp32", "bf16")
+MAX_COUNT = 10**9  # steps, batch sizes, intervals: beyond this a number is a typo (a billion steps is years)
 DEVICES = ("auto", "cpu", "cuda")
 STRATEGIES = ("ddp", "fsdp")
 
@@ -51,6 +53,14 @@ class TrainConfig:
     strategy: str = "ddp"  # "ddp" | "fsdp" (shards parameters, gradients and optimizer state over ranks)
 
     def __post_init__(self) -> None:
+        for name in ("lr", "min_lr", "weight_decay", "grad_clip", "ema_decay"):
+            value = getattr(self, name)
+            _check(math.isfinite(value), f"{name} must be a finite number, got {value}")
+        _check(all(math.isfinite(b) for b in self.betas), f"betas must be finite numbers, got {list(self.betas)}")
+        for name in ("steps", "batch_size", "warmup_steps", "lr_decay_steps", "checkpoint_every", "log_every"):
+            value = getattr(self, name)
+            if value is not None:
+                _check(value <= MAX_COUNT, f"{name} must be at most {MAX_COUNT:,}, got {value:,}")
         _check(bool(self.task), 'task must name a task, e.g. "ss_vae"')
         _check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
         _check(self.steps > 0, f"steps must be > 0, got {self.steps}")

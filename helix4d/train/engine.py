@@ -22,7 +22,7 @@ from torch.distributed.checkpoint.state_dict import get_model_state_dict
 from torch.distributed.tensor import DTensor
 from torch.utils.data import DataLoader
 
-from helix4d.errors import ConfigError
+from helix4d.errors import ConfigError, TrainingError
 from helix4d.io.files import check_output_dir
 from helix4d.train.checkpoint import (
     FULL_STATE,
@@ -38,6 +38,8 @@ from helix4d.train.ema import EMA
 from helix4d.train.log import RunLogger, info
 from helix4d.train.sampler import GlobalBatchSampler, mix_seed
 from helix4d.train.task import Task, resolve_task
+
+NON_FINITE_PATIENCE = 3  # steps in a row with a NaN/inf loss or gradient before a run is stopped
 
 
 def train(config: TrainConfig, resume: bool = False) -> nn.Module:
@@ -106,6 +108,7 @@ def train(config: TrainConfig, resume: bool = False) -> nn.Module:
         else:
             seed_everything(mix_seed(config.seed, env.rank))
 
+        non_finite_run = 0  # consecutive steps whose loss or gradient was NaN/inf
         for step in range(sampler.start_step, config.steps):
             lr = lr_at(step, config)
             for group in optimizer.param_groups:
@@ -116,7 +119,17 @@ def train(config: TrainConfig, resume: bool = False) -> nn.Module:
                 loss, metrics = task.loss(net, batch, generator)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip or math.inf)  # 0: measure only
-            optimizer.step()
+            # A non-finite loss or gradient (the same on every rank: gradients are all-reduced) skips the update,
+            # and a run of them ends the run before anything is saved or installed: NaN weights are no model.
+            finite = bool(torch.isfinite(grad_norm.full_tensor() if isinstance(grad_norm, DTensor) else grad_norm))
+            non_finite_run = 0 if finite else non_finite_run + 1
+            if non_finite_run >= NON_FINITE_PATIENCE:
+                raise TrainingError(
+                    f"the loss or its gradient was NaN/inf for {non_finite_run} steps in a row (step {step + 1}); "
+                    "the run stops and installs nothing: lower lr, or check the data and the model folder"
+                )
+            if finite:
+                optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             if ema is not None:
                 ema.update(step)
