@@ -12,6 +12,7 @@ from rich.console import Console
 from helix4d import __version__
 from helix4d.console import labelled
 from helix4d.errors import Helix4DError, InputError
+from helix4d.io.files import check_output_dir, check_report_path, write_report
 from helix4d.settings import CHUNK, TEXTURE_SIZE, WINDOW
 
 app = typer.Typer(
@@ -651,7 +652,10 @@ def eval_budget_command(
     model: Optional[Path] = typer.Option(None, "--model", help="Model folder; default: the shipped demo model."),
     sequences: Optional[int] = typer.Option(None, "--sequences", help="Use the first N sequences (default: all)."),
     frames: Optional[int] = typer.Option(
-        None, "--frames", help="Use the first F frames of each sequence (default: all)."
+        None,
+        "--frames",
+        help="Use the first F frames of each sequence (default: all); their images are framed over the whole "
+        "sequence, as its ground truth is.",
     ),
     steps: int = typer.Option(12, "--steps", help="Sampling steps per stage."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed (the same noise for every row)."),
@@ -669,12 +673,12 @@ def eval_budget_command(
     """The error budget: the format's ceiling, the VAEs' round trip, stages 2-3 on the true coarse structure and the
     full pipeline (temporal and per-frame), per phenomenon; protocol "ours". The stage adding most error is the
     next one to train."""
-    import json
-
     from helix4d.eval.budget import run_budget
     from helix4d.eval.protocols import make_protocol
 
     chosen = [r.strip() for r in rows.split(",") if r.strip()]
+    if json_out is not None:
+        check_report_path(json_out, inputs=(dataset, model))
     with _evaluation_progress() as bar:
         task = bar.add_task("budget", total=None)
         report = run_budget(
@@ -690,8 +694,58 @@ def eval_budget_command(
             lambda what, done, total: bar.update(task, description=what, completed=done, total=total),
         )
     if json_out is not None:
-        json_out.write_text(json.dumps(report.to_json(), indent=1))
+        write_report(json_out, report.to_json(), inputs=(dataset, model))
     typer.echo(report.table())
+
+
+@eval_app.command("fit")
+def eval_fit_command(
+    dataset: Path = typer.Argument(
+        ..., help="Sequences to fit (e.g. 16: `helix4d data synth --seed 5000 --count 16 --views 1 ...`)."
+    ),
+    stage: str = typer.Option("ss", "--stage", help="'ss' (coarse structure), 'geometry' or 'material'."),
+    model: Optional[Path] = typer.Option(
+        None, "--model", help="Model folder to copy and train; default: the shipped demo model (left unchanged)."
+    ),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Training steps on the sequences (default: 800)."),
+    batch_size: Optional[int] = typer.Option(
+        None, "--batch-size", help="Training batch (default: the stage's demo batch: ss 32, geometry 16, material 16)."
+    ),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (default: 4e-4, cosine to 1e-4)."),
+    sampling_steps: Optional[int] = typer.Option(
+        None, "--sampling-steps", help="Flow steps per frame when scoring (default: 12)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Training and sampling seed."),
+    work: Optional[Path] = typer.Option(
+        None, "--work", help="Keep the trained copy, its latents and the run here (a new folder; default: removed)."
+    ),
+    json_out: Optional[Path] = typer.Option(
+        None, "--json", help="Also write the report (per sequence, per kind, the loss curve) as JSON to this file."
+    ),
+    device: str = typer.Option("cpu", "--device", help="'cpu' or 'cuda'."),
+) -> None:
+    """The fit check: train a copy of one stage briefly on DATASET and score it on those same sequences, per
+    phenomenon. A design whose stage cannot fit 16 of its own training sequences will not learn from 720."""
+    from helix4d.train.fit import FitSettings, format_fit, run_fit
+
+    given = {"steps": steps, "batch_size": batch_size, "lr": lr, "sampling_steps": sampling_steps}
+    settings = FitSettings(stage=stage, seed=seed, device=device, **{k: v for k, v in given.items() if v is not None})
+    if json_out is not None:
+        check_report_path(json_out, inputs=(dataset, model))
+    if work is not None:
+        check_output_dir(work, inputs=(dataset, model))
+    with _evaluation_progress() as bar:
+        task = bar.add_task("fit", total=None)
+        report = run_fit(
+            dataset,
+            settings,
+            model,
+            work,
+            lambda what, done, total: bar.update(task, description=what, completed=done, total=total),
+        )
+    if json_out is not None:
+        write_report(json_out, report.to_dict(), inputs=(dataset, model))
+    typer.echo(format_fit(report))
 
 
 @app.command("ablate")
@@ -702,7 +756,10 @@ def ablate_command(
     model: Optional[Path] = typer.Option(None, "--model", help="Model folder; default: the shipped demo model."),
     sequences: Optional[int] = typer.Option(None, "--sequences", help="Use the first N sequences (default: all)."),
     frames: Optional[int] = typer.Option(
-        None, "--frames", help="Use the first F frames of each sequence (default: all)."
+        None,
+        "--frames",
+        help="Use the first F frames of each sequence (default: all); their images are framed over the whole "
+        "sequence, as its ground truth is.",
     ),
     steps: Optional[int] = typer.Option(None, "--steps", help="Sampling steps per stage (default: the model's)."),
     seed: int = typer.Option(0, "--seed", help="Seed shared by every variant, so all start from the same noise."),

@@ -222,7 +222,7 @@ def run_ablation(
 ) -> AblationReport:
     """Run `variants` on the first `sequences` sequences (all by default) of a dataset, each clipped to its first
     `frames` frames (frame 0 = the anchor; all frames by default), and score them against the ground truth."""
-    from helix4d.data.dataset import SequenceDataset, load_sequence
+    from helix4d.data.dataset import SequenceDataset, clip, load_sequence
     from helix4d.ovoxel import ovoxel_to_mesh
     from helix4d.pipeline.helix4d import Helix4DPipeline
 
@@ -248,7 +248,7 @@ def run_ablation(
     total, done = len(entries) * len(variants), 0
     for entry in entries:
         count = min(frames or entry["frames"], entry["frames"])
-        sample = load_sequence(data.root / entry["path"], range(count))
+        sample = clip(load_sequence(data.root / entry["path"]), 0, count)  # framed as its whole truth (see budget)
         images = sample["images"].numpy()  # (F, 4, S, S)
         gt = [ovoxel_to_mesh(ov) for ov in sample["ovoxels"]]
         for result in results:

@@ -211,9 +211,12 @@ class Helix4DPipeline:
         *,
         progress: Progress | None = None,
         coarse: list[Tensor] | None = None,
+        geometry: Tensor | None = None,
     ) -> Asset4D:
         """images (F, 4, S, S) float32 in [0, 1] (RGB over black + alpha) -> Asset4D. `coarse` (per frame (n_f, 3)
-        voxels of the latent grid) replaces stage 1, e.g. by the true coarse structure to measure stages 2-3 alone.
+        voxels of the latent grid) replaces stage 1, e.g. by the true coarse structure to measure stages 2-3 alone;
+        `geometry` (un-normalised geometry latents (N, C) on those voxels, frames concatenated) also replaces stage
+        2, to measure stage 3 alone (one chunk only).
         A clip longer than `sampling.chunk` frames is generated chunk by chunk (`chunk_ranges`): a chunk's first
         frame is the previous chunk's last, whose clean latents of every stage are its anchor, so one chunk's tokens
         are held at a time and no frame is further from its anchor than the chunk length.
@@ -229,8 +232,10 @@ class Helix4DPipeline:
         f = images.shape[0]
         if coarse is not None and len(coarse) != f:
             raise InputError(f"coarse structure given for {len(coarse)} frames, but there are {f} images")
-        run = _Run(self, sampling, progress, f)
         chunks = chunk_ranges(f, sampling.chunk)
+        if geometry is not None and (coarse is None or len(chunks) > 1):
+            raise InputError("given geometry latents need the coarse structure they lie on and a clip of one chunk")
+        run = _Run(self, sampling, progress, f, geometry)
         ovoxels: list[OVoxel] = []
         cells: list[Tensor] = []
         for start, stop in chunks:
@@ -274,6 +279,22 @@ class Helix4DPipeline:
             metadata,
             coarse=[c.cpu().numpy() for c in cells],
         )
+
+    @torch.no_grad()
+    def coarse_structure(self, images: np.ndarray, sampling: SamplingOptions = SamplingOptions()) -> list[np.ndarray]:
+        """Stage 1 alone: per frame the (n_f, 3) occupied voxels of the latent grid, for images as `generate` takes
+        them (one chunk). Why: the fit check and stage-1 studies score the coarse structure thousands of times and
+        should not pay for stages 2-3 each time."""
+        sampling = sampling.checked()
+        if sampling.window is None:
+            sampling = dataclasses.replace(sampling, window=self.config.window)
+        pixels = torch.from_numpy(images).to(self.device)  # (F, 4, S, S)
+        name = "ss_image_encoder" if "ss_image_encoder" in self.components else "image_encoder"
+        with self.using(name):
+            cond = self.components[name](pixels)  # (F, L, C)
+        with self.using("ss_vae"):
+            coarse = _Run(self, sampling, None, images.shape[0]).sparse_structure(cond)
+        return [c.numpy() for c in coarse]
 
     @torch.no_grad()
     def decode_latents(self, coarse: list[Tensor], geometry: Tensor, material: Tensor) -> list[OVoxel]:
@@ -329,11 +350,17 @@ class _Run:
     and the anchors a chunk hands to the next (per noise stream, the clean latent of its last frame)."""
 
     def __init__(
-        self, pipe: Helix4DPipeline, sampling: SamplingOptions, progress: Progress | None, frames: int
+        self,
+        pipe: Helix4DPipeline,
+        sampling: SamplingOptions,
+        progress: Progress | None,
+        frames: int,
+        geometry: Tensor | None = None,
     ) -> None:
-        """`sampling` checked, its window resolved; `frames` in the whole clip."""
+        """`sampling` checked, its window resolved; `frames` in the whole clip; `geometry` given geometry latents
+        that replace stage 2 (see `Helix4DPipeline.generate`)."""
         self.pipe, self.sampling, self.progress, self.device = pipe, sampling, progress, pipe.device
-        self.frames = frames
+        self.frames, self.given_geometry = frames, geometry
         self.first = 0  # the clip's number of the current chunk's frame 0
         self.anchors: dict[str, Tensor] = {}  # stream -> (n_0, C) the current chunk's frame 0, clean (as sampled)
         self.last: dict[str, Tensor] = {}  # stream -> the current chunk's last frame, the next chunk's anchor
@@ -357,7 +384,10 @@ class _Run:
                 with pipe.using("ss_vae"):
                     coarse = self.sparse_structure(cond_ss)  # per frame (n_f, 3) coarse voxels
         with self._timed("geometry"):
-            coarse, geo_latent = self.geometry(cond, coarse)
+            if self.given_geometry is None:
+                coarse, geo_latent = self.geometry(cond, coarse)
+            else:
+                geo_latent = self.normalise("geometry", self.given_geometry.to(self.device))
         with self._timed("material"):
             mat_latent = self.material(cond, coarse, geo_latent)
         with self._timed("decode"):
