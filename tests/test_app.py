@@ -62,7 +62,7 @@ def ui(model_dir, tmp_path_factory):
 
 def test_generate_returns_every_file(ui, video) -> None:
     assert not ui.model.loaded
-    frames, slider, frame_glb, animated, preview, downloads, status = ui.generate(
+    frames, slider, frame_glb, animated, rigged, preview, downloads, status = ui.generate(
         str(video), 16, 1, 0, "temporal", COLOURS
     )
     assert ui.model.loaded
@@ -72,11 +72,17 @@ def test_generate_returns_every_file(ui, video) -> None:
         assert len(mesh.faces) > 0 and _base_colour_texture(mesh) is None  # vertex colours, nothing baked
     assert frame_glb == frames[0]
     assert slider.maximum == FRAMES - 1 and slider.interactive
-    assert Path(animated).read_bytes()[:4] == b"glTF"
-    assert [Path(p).name for p in downloads] == ["frames.zip", "animated.glb", "asset.usdz", "preview.mp4"]
+    assert Path(animated).read_bytes()[:4] == b"glTF" and Path(rigged).read_bytes()[:4] == b"glTF"
+    assert [Path(p).name for p in downloads] == [
+        "frames.zip",
+        "animated.glb",
+        "rigged.glb",
+        "asset.usdz",
+        "preview.mp4",
+    ]
     with zipfile.ZipFile(downloads[0]) as archive:
         assert sorted(archive.namelist()) == [Path(p).name for p in frames]
-    with zipfile.ZipFile(downloads[2]) as usdz:  # a USDZ is an uncompressed zip around the .usdc
+    with zipfile.ZipFile(downloads[3]) as usdz:  # a USDZ is an uncompressed zip around the .usdc
         assert any(name.endswith(".usdc") for name in usdz.namelist())
     assert read_video(preview).num_frames == preview_frame_count(FRAMES, FPS)
     assert status.startswith(f"{FRAMES} frames at 4 fps") and "not trained" in status
@@ -111,7 +117,8 @@ def test_layout_has_viewers_and_examples(model_dir, video, tmp_path) -> None:
     finally:
         app.close()
     elem_ids = {c["props"].get("elem_id") for c in config["components"]}
-    assert {"input-video", "generate", "frame-viewer", "frame-slider", "animated-viewer", "downloads"} <= elem_ids
+    assert {"input-video", "generate", "frame-viewer", "frame-slider", "animated-viewer", "rigged-viewer"} <= elem_ids
+    assert "downloads" in elem_ids
     assert {"background", "stabilise"} <= elem_ids  # the matte's settings
     assert any(c["type"] == "dataset" for c in config["components"])  # the examples table
     assert "model's default (25)" in str(config)  # the steps hint reads the model folder
@@ -276,6 +283,7 @@ def test_app_in_headless_chromium(model_dir, video, tmp_path) -> None:
             process.wait()
     assert result.viewer_visible
     assert result.canvas_colours > 1  # the viewer drew the mesh, not just a blank canvas
+    assert result.rigged_colours > 1  # the rigged viewer drew rigged.glb
     assert result.downloads == {name: 200 for name in EXPECTED_DOWNLOADS}
     assert result.status.startswith(f"{FRAMES} frames")
     if process.returncode == -signal.SIGKILL:  # known: in full-suite runs gradio's close sometimes hangs past 60 s

@@ -1,6 +1,7 @@
 """Rigs (`helix4d.export.rig`, `.rigged`, `.fbx`): bones and skin weights fitted to tracked segments, written as
-rigged.glb (replayed here from the file's own skin and joint animation, and checked by the Khronos validator) and
-asset.fbx (read back by Blender; skipped without bpy).
+rigged.glb (replayed here from the file's own skin and joint animation, checked by the Khronos validator and played
+by three.js in node: tests/js, installed on first use, skipped without node/npm) and asset.fbx (read back by
+Blender; skipped without bpy).
 
 The truths are the procedural world's rigid and articulated sequences (`helix4d.data.synthetic`), whose meshes keep
 one topology: every vertex's true trajectory is known, and so is the number of rigid parts.
@@ -10,9 +11,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pygltflib
@@ -25,11 +28,12 @@ from test_export import accessor_reader, assert_valid, gltf_validator, pbr_mesh,
 from helix4d.data.synthetic import build_frames, sample_scene
 from helix4d.errors import BackendUnavailableError
 from helix4d.export import RigConfig, bake_textures, export_asset, fit_rig, require_formats, write_fbx
-from helix4d.export.animated import MorphSegment
+from helix4d.export.animated import MORPH_TOLERANCE, MorphSegment
 from helix4d.export.rig import skin
 from helix4d.export.rigged import RiggedSegment, write_rigged_glb
 from helix4d.export.tracking import TrackingConfig
 
+JS_DIR = Path(__file__).parent / "js"
 R = 32  # the O-Voxel grid the budgets are written for
 FPS = 8.0
 TRACKING = TrackingConfig(iterations=20, samples=500)
@@ -125,6 +129,47 @@ def test_rigged_glb_is_valid_and_replays_the_rig(tmp_path, gltf_validator) -> No
     assert _sample(read, animation, morph_node, "scale", 8.5 / FPS).tolist() == [1.0, 1.0, 1.0]
     assert _sample(read, animation, morph_node, "scale", 3.5 / FPS).tolist() == [0.0, 0.0, 0.0]
     assert gltf.nodes[switch].scale is None and gltf.nodes[morph_node].scale == [0.0, 0.0, 0.0]  # rest: frame 0
+
+
+@pytest.fixture(scope="session")
+def three_player():
+    """Callable(path, times) -> per time, the meshes' vertices as three.js plays the GLB (tests/js/three_play.mjs);
+    skips when node/npm cannot provide three.js."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None:
+        pytest.skip("node is not installed: three.js (npm three) cannot run")
+    if not (JS_DIR / "node_modules" / "three").is_dir():
+        if npm is None:
+            pytest.skip("npm is not installed: cannot install three (npm ci --prefix tests/js)")
+        done = subprocess.run(
+            [npm, "ci", "--prefix", str(JS_DIR), "--no-audit", "--no-fund"], capture_output=True, text=True, timeout=300
+        )
+        if done.returncode != 0:
+            pytest.skip(f"npm ci --prefix tests/js failed (offline?): {done.stderr.strip()[-300:]}")
+
+    def play(path: Path, times: list[float]) -> list[dict]:
+        command = [node, str(JS_DIR / "three_play.mjs"), str(path), *map(str, times)]
+        return json.loads(subprocess.run(command, capture_output=True, text=True, timeout=120, check=True).stdout)
+
+    return play
+
+
+def test_rigged_glb_plays_in_three_js(tmp_path, three_player) -> None:
+    """three.js (GLTFLoader, AnimationMixer, SkinnedMesh) puts every vertex where the tracked one is at each frame's
+    time: the rigged segment through its bones, then the fall-back segment through its morph targets, the hidden one
+    collapsed to a point."""
+    meshes, _ = truth("articulated", 0)
+    positions = positions_of(meshes)
+    rig = fit_rig(positions[:8], np.asarray(meshes[0].faces), RigConfig(resolution=R))
+    segments = [RiggedSegment(0, meshes[0], rig), MorphSegment(8, meshes[8], positions[8:].astype(np.float32))]
+    path = write_rigged_glb(segments, tmp_path / "rigged.glb", FPS)
+    for k, frame in enumerate(three_player(path, [k / FPS for k in range(12)])):
+        shown = {m["name"]: np.asarray(m["positions"]).reshape(-1, 3) for m in frame["meshes"]}
+        assert {m["name"]: m["skinned"] for m in frame["meshes"]} == {"frames_0000": True, "frames_0008": False}
+        visible, hidden = ("frames_0000", "frames_0008") if k < 8 else ("frames_0008", "frames_0000")
+        bound = 1e-5 if k < 8 else MORPH_TOLERANCE + 1e-5  # float32 bones; 8- or 16-bit morph targets
+        assert np.abs(shown[visible] - positions[k]).max() < bound
+        assert np.ptp(shown[hidden], axis=0).max() == 0.0
 
 
 def test_export_rigs_what_fits_and_falls_back_on_the_rest(tmp_path, gltf_validator) -> None:  # noqa: F811

@@ -46,6 +46,7 @@ class JobResult:
     frames: list[Path]  # one GLB per frame
     frames_zip: Path  # the per-frame GLBs in one zip
     animated: Path  # every frame in one GLB that plays the sequence
+    rigged: Path  # the sequence as bones and skin weights (morph targets where a rig does not fit)
     usdz: Path  # time-sampled USD with its textures
     preview: Path  # input | result video
     fps: float
@@ -53,7 +54,7 @@ class JobResult:
 
     @property
     def downloads(self) -> list[Path]:
-        return [self.frames_zip, self.animated, self.usdz, self.preview]
+        return [self.frames_zip, self.animated, self.rigged, self.usdz, self.preview]
 
 
 class ModelHolder:
@@ -159,7 +160,7 @@ def run_job(
     options = GenerateOptions(
         frames=frames,
         sampling=SamplingOptions(seed=seed, steps=steps, mode=mode),
-        formats=("glb", "animated", "usdz", "preview"),
+        formats=("glb", "animated", "rig", "usdz", "preview"),
         texture_size=texture_size,
         matting=MattingOptions(matting, stabilise=stabilise),
     ).checked(LABELS, MATTING_LABELS)
@@ -174,7 +175,15 @@ def run_job(
     frames_zip = zip_files(files.frames, out_dir / "frames.zip")
     report("exporting", 1, 1)
     return JobResult(
-        out_dir, files.frames, frames_zip, files.animated, files.usdz, files.preview, asset.fps, pipe.config.trained
+        out_dir,
+        files.frames,
+        frames_zip,
+        files.animated,
+        files.rigged,
+        files.usdz,
+        files.preview,
+        asset.fps,
+        pipe.config.trained,
     )
 
 

@@ -1,8 +1,8 @@
-"""The gradio UI of `helix4d app`: a video in; per-frame and animated 3D viewers, a preview and downloads out.
+"""The gradio UI of `helix4d app`: a video in; per-frame, animated and rigged 3D viewers, a preview and downloads out.
 
 Layout: input video (+ shipped examples) and settings on the left; on the right a frame viewer scrubbed by a
-slider, a second viewer playing the animated GLB, the preview video and the files to download. Each run writes
-into its own sub-folder of a scratch folder that is removed when the app closes.
+slider, viewers playing the animated GLB and the rigged GLB, the preview video and the files to download. Each run
+writes into its own sub-folder of a scratch folder that is removed when the app closes.
 """
 
 from __future__ import annotations
@@ -68,9 +68,9 @@ class Helix4DApp:
         progress: gr.Progress = gr.Progress(),
     ) -> tuple:
         """The Generate button. Returns, in order: per-frame GLB paths (state), the frame slider, the first
-        frame's GLB, the animated GLB, the preview video, the download files and a status line. `steps` 0 means
-        the model's default. A `Helix4DError` (bad video, bad setting, broken model folder) becomes a `gr.Error`
-        message (no traceback)."""
+        frame's GLB, the animated GLB, the rigged GLB, the preview video, the download files and a status line.
+        `steps` 0 means the model's default. A `Helix4DError` (bad video, bad setting, broken model folder)
+        becomes a `gr.Error` message (no traceback)."""
         out = Path(tempfile.mkdtemp(prefix="run-", dir=self.workdir))
         started = time.perf_counter()
         try:
@@ -104,6 +104,7 @@ class Helix4DApp:
             gr.Slider(value=0, maximum=max(last, 1), interactive=last > 0),
             paths[0],
             str(result.animated),
+            str(result.rigged),
             str(result.preview),
             [str(p) for p in result.downloads],
             status,
@@ -189,6 +190,9 @@ class Helix4DApp:
                         animated_view = gr.Model3D(
                             label="Animated (plays the sequence)", height=VIEWER_HEIGHT, elem_id="animated-viewer"
                         )
+                        rigged_view = gr.Model3D(
+                            label="Rigged (bones and skin weights)", height=VIEWER_HEIGHT, elem_id="rigged-viewer"
+                        )
                     with gr.Row():
                         preview = gr.Video(
                             label="Preview: input | result",
@@ -203,7 +207,7 @@ class Helix4DApp:
             button.click(
                 self.generate,
                 [video, frames, steps, seed, mode, texture, background, stabilise],
-                [frame_paths, slider, frame_view, animated_view, preview, downloads, status],
+                [frame_paths, slider, frame_view, animated_view, rigged_view, preview, downloads, status],
             )
             slider.input(
                 self.show_frame, [slider, frame_paths], frame_view, trigger_mode="always_last", show_progress="hidden"

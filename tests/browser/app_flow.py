@@ -23,7 +23,7 @@ CHROMIUM_FLAGS = [
     "--no-first-run",
     "--enable-unsafe-swiftshader",
 ]
-EXPECTED_DOWNLOADS = ("frames.zip", "animated.glb", "asset.usdz", "preview.mp4")
+EXPECTED_DOWNLOADS = ("frames.zip", "animated.glb", "rigged.glb", "asset.usdz", "preview.mp4")
 
 
 @dataclass
@@ -32,6 +32,7 @@ class FlowResult:
 
     viewer_visible: bool
     canvas_colours: int  # distinct colours in the frame viewer's canvas (1 = blank)
+    rigged_colours: int = 0  # distinct colours in the rigged viewer's canvas, as it plays rigged.glb
     downloads: dict[str, int] = field(default_factory=dict)  # file name -> HTTP status of its link
     status: str = ""
 
@@ -48,7 +49,7 @@ def find_chromium() -> str | None:
 def drive_app(
     url: str, video: Path, screenshot: Path, steps: int | None = None, timeout_s: float = 180.0
 ) -> FlowResult:
-    """Upload `video`, set the steps, click Generate, wait for the frame viewer's canvas, save `screenshot`, then
+    """Upload `video`, set the steps, click Generate, wait for the viewers' GLBs, save `screenshot`, then
     move the frame slider to frame 1 and wait for its GLB (a TimeoutError when any step does not happen)."""
     from playwright.sync_api import sync_playwright
 
@@ -76,9 +77,10 @@ def drive_app(
             viewer.wait_for(state="visible", timeout=timeout_ms)
             links = page.locator("#downloads a[href]")
             links.nth(len(EXPECTED_DOWNLOADS) - 1).wait_for(timeout=timeout_ms)
-            _wait_until(page, lambda: {"frame_0000.glb", "animated.glb"} <= fetched, timeout_s)  # viewers' GLBs
+            _wait_until(page, lambda: {"frame_0000.glb", "animated.glb", "rigged.glb"} <= fetched, timeout_s)  # viewers
             page.wait_for_timeout(1500)  # a few rendered frames before the shot
             page.screenshot(path=str(screenshot), full_page=True)
+            rigged = _distinct_colours(page.locator("#rigged-viewer canvas").screenshot())
             scrub = page.locator("#frame-slider input[type=number]")
             scrub.fill("1")
             scrub.press("Enter")
@@ -90,6 +92,7 @@ def drive_app(
             return FlowResult(
                 viewer.is_visible(),
                 _distinct_colours(viewer.screenshot()),
+                rigged,
                 downloads,
                 page.locator("#status").inner_text(),
             )
