@@ -110,14 +110,16 @@ def test_rigged_glb_is_valid_and_replays_the_rig(tmp_path, gltf_validator) -> No
     rest = read(primitive.attributes.POSITION)  # (V', 3) the written vertices
     joints = read(primitive.attributes.JOINTS_0).astype(int)  # (V', 4)
     weights = read(primitive.attributes.WEIGHTS_0)  # (V', 4)
-    assert np.allclose(weights.sum(axis=1), 1.0, atol=1e-6) and len(skin_.joints) == rig.bones == 3
+    assert np.allclose(weights.sum(axis=1), 1.0, atol=1e-6) and len(skin_.joints) == 1 + rig.bones == 4
     unbind = read(skin_.inverseBindMatrices).reshape(-1, 4, 4).transpose(0, 2, 1)  # column-major in the file
-    switch = next(i for i, n in enumerate(gltf.nodes) if skin_.skeleton in (n.children or []))
+    switch = skin_.skeleton  # the root joint: its scale shows and hides the segment
+    assert skin_.joints[0] == switch and gltf.nodes[switch].children == skin_.joints[1:]
     for k in range(8):  # at frame k's key every written vertex is where the tracked vertex it copies is
         t = k / FPS
         assert _sample(read, animation, switch, "scale", t).tolist() == [1.0, 1.0, 1.0]
-        world = np.zeros((rig.bones, 4, 4))
-        for b, joint in enumerate(skin_.joints):
+        world = np.zeros((len(skin_.joints), 4, 4))
+        world[0] = np.eye(4)  # the root joint at rest, shown
+        for b, joint in enumerate(skin_.joints[1:], start=1):
             world[b] = np.eye(4)
             world[b, :3, :3] = Rotation.from_quat(_sample(read, animation, joint, "rotation", t)).as_matrix()
             world[b, :3, 3] = _sample(read, animation, joint, "translation", t)
@@ -228,18 +230,22 @@ bpy.ops.import_scene.fbx(filepath=sys.argv[1], anim_offset=0.0)  # keys at the f
 scene = bpy.context.scene
 armatures = [o for o in scene.objects if o.type == "ARMATURE"]
 meshes = [o for o in scene.objects if o.type == "MESH"]
-action = armatures[0].animation_data.action
 frames = []
-for f in (0, int(sys.argv[2]) - 1):
+for f in range(int(sys.argv[2])):
     scene.frame_set(f)
     depsgraph = bpy.context.evaluated_depsgraph_get()
-    evaluated = meshes[0].evaluated_get(depsgraph)
-    world = evaluated.matrix_world
-    frames.append([list(world @ v.co) for v in evaluated.data.vertices])
+    shown = {}
+    for o in meshes:
+        evaluated = o.evaluated_get(depsgraph)
+        points = [list(evaluated.matrix_world @ v.co) for v in evaluated.data.vertices]
+        if max(max(c) - min(c) for c in zip(*points)) > 1e-6:  # a hidden segment is collapsed to a point
+            shown[o.name] = points
+    frames.append(shown)
 print("RESULT" + json.dumps({
-    "bones": [len(a.data.bones) for a in armatures],
-    "deform": [[m.type for m in o.modifiers] for o in meshes],
-    "range": list(action.frame_range),
+    "bones": {a.name: [b.name for b in a.data.bones] for a in armatures},
+    "deform": {o.name: [m.type for m in o.modifiers] for o in meshes},
+    "shape_keys": {o.name: len(o.data.shape_keys.key_blocks) if o.data.shape_keys else 0 for o in meshes},
+    "range": list(armatures[0].animation_data.action.frame_range),
     "fps": scene.render.fps / scene.render.fps_base,
     "images": [i.has_data or i.packed_file is not None for i in bpy.data.images],
     "frames": frames,
@@ -248,12 +254,19 @@ print("RESULT" + json.dumps({
 
 
 def test_blender_imports_the_fbx_with_an_armature_and_its_action(tmp_path) -> None:
+    """Two rigged segments around a fall-back one: one armature, skinned meshes that follow the true motion
+    frame by frame, the fall-back segment's shape keys, each segment shown during its own frames only."""
     if importlib.util.find_spec("bpy") is None:
         pytest.skip("bpy (Blender as a Python module, the blender extra) is not installed")
     meshes, parts = truth("articulated", 0, frames=16)
     positions = positions_of(meshes)
-    rig = fit_rig(positions, np.asarray(meshes[0].faces), RigConfig(resolution=R))
-    rigged = write_rigged_glb([RiggedSegment(0, bake_textures(meshes[0], size=32), rig)], tmp_path / "r.glb", FPS)
+    faces = np.asarray(meshes[0].faces)
+    segments = [
+        RiggedSegment(0, meshes[0], fit_rig(positions[:6], faces, RigConfig(resolution=R))),
+        MorphSegment(6, meshes[6], positions[6:10].astype(np.float32)),
+        RiggedSegment(10, bake_textures(meshes[10], size=32), fit_rig(positions[10:], faces, RigConfig(resolution=R))),
+    ]
+    rigged = write_rigged_glb(segments, tmp_path / "rigged.glb", FPS)
     fbx = write_fbx(rigged, tmp_path / "asset.fbx", FPS, frames=16)
     done = subprocess.run(
         [sys.executable, "-c", _BLENDER_FBX, str(fbx), "16"], capture_output=True, text=True, timeout=300
@@ -261,10 +274,17 @@ def test_blender_imports_the_fbx_with_an_armature_and_its_action(tmp_path) -> No
     line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT")), None)
     assert line is not None, done.stderr[-2000:]
     result = json.loads(line[len("RESULT") :])
-    assert result["bones"] == [parts] and result["deform"] == [["ARMATURE"]]
+    ((_, bones),) = result["bones"].items()  # every segment's skeleton in one armature
+    assert sorted(bones) == sorted(
+        f"frames_{s:04d}_{b}" for s in (0, 10) for b in ["shown", "bone_00", "bone_01", "bone_02"]
+    )
+    assert result["deform"] == {"frames_0000": ["ARMATURE"], "frames_0006": [], "frames_0010": ["ARMATURE"]}
+    assert result["shape_keys"]["frames_0006"] > 3  # the fall-back segment: a basis and keys for its frames
     assert result["range"] == [0.0, 15.0] and result["fps"] == pytest.approx(FPS)
     assert result["images"] and all(result["images"])  # the textures came inside the file
-    for k, points in zip((0, 15), result["frames"]):  # Blender is z-up: (x, y, z) -> glTF's (x, z, -y)
-        points = np.asarray(points) @ np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
-        distance, _ = cKDTree(positions[k]).query(points)
-        assert distance.max() < 1.0 / R  # the frame's own pose: the meshes deform with the armature
+    turn = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])  # Blender's z-up -> glTF's y-up
+    for k, shown in enumerate(result["frames"]):
+        expected = "frames_0000" if k < 6 else "frames_0006" if k < 10 else "frames_0010"
+        assert list(shown) == [expected]
+        distance, _ = cKDTree(positions[k]).query(np.asarray(shown[expected]) @ turn)
+        assert distance.max() < 1.0 / R  # frame k's own pose: bones (or shape keys) move the mesh

@@ -2,15 +2,18 @@
 
 Per segment whose rig fits its budget: a skinned mesh (its first frame, with JOINTS_0 / WEIGHTS_0, up to four
 bones a vertex) on a node at the scene's root without a transform, as glTF asks of a skinned mesh (its joints
-place it), and a skeleton node holding one joint per bone. A joint rests at the centroid of the vertices its bone
-moves, so it sits inside its part in a DCC's outliner rather than at the origin; its inverse bind matrix undoes
-that translation, so the joint's world matrix times its inverse bind matrix is the rig's motion of the bone from
-the rest pose. Joint rotations and translations are keyed once a frame, LINEAR: the bones are rigid, so
-interpolating between frames (slerp, lerp) keeps them rigid. The skeleton node's scale switches the segment on
-during its frames and off (scale 0: every joint, so every vertex, collapses to one point) the rest of the time,
-as `animated.glb` switches its nodes; the skinned mesh's own node cannot carry the switch, since glTF ignores a
-skinned mesh's node transform. A segment that falls back (its rig misses the budget) is written as in
-`animated.glb`: its first frame and morph targets (`add_morph_segment`).
+place it), and a skeleton: a root joint `frames_NNNN_shown` holding one joint per bone. A bone's joint rests at
+the centroid of the vertices it moves, so it sits inside its part in a DCC rather than at the origin; its inverse
+bind matrix undoes that translation, so the joint's world matrix times its inverse bind matrix is the rig's motion
+of the bone from the rest pose. Bone rotations and translations are keyed once a frame, LINEAR: the bones are
+rigid, so interpolating between frames (slerp, lerp) keeps them rigid. The root joint's scale switches the segment
+on during its frames and off (scale 0: every joint, so every vertex, collapses to one point) the rest of the time,
+as `animated.glb` switches its nodes; the skinned mesh's own node cannot carry the switch (glTF ignores a skinned
+mesh's node transform), and the switch is a joint rather than a node above the skeleton because DCCs make the
+joints' parent an armature object, and Blender can neither import an armature object at scale 0 nor write one to
+FBX that reads back. Every segment's root joint hangs under one node, `asset`, which DCCs import as one armature.
+A segment that falls back (its rig misses the budget) is written as in `animated.glb`, at the scene's root: its
+first frame and morph targets (`add_morph_segment`).
 """
 
 from __future__ import annotations
@@ -82,13 +85,14 @@ def write_rigged_glb(segments: Sequence[RiggedSegment | MorphSegment], path: str
     builder = GltfBuilder()
     count = segments[-1].stop
     animation = gl.Animation(name="frames", channels=[], samplers=[])
-    children = []
+    skeletons = []
     for segment in segments:
         if isinstance(segment, RiggedSegment):
-            children.append(_add_rigged_segment(builder, animation, segment, count, fps))
+            skeletons.append(_add_rigged_segment(builder, animation, segment, count, fps))
         else:
-            children.append(add_morph_segment(builder, animation, segment, count, fps))
-    builder.add_node(gl.Node(name="asset", children=children), root=True)
+            builder.gltf.scenes[0].nodes.append(add_morph_segment(builder, animation, segment, count, fps))
+    if skeletons:  # one parent for every segment's root joint: DCCs import them as one armature
+        builder.add_node(gl.Node(name="asset", children=skeletons), root=True)
     builder.gltf.animations.append(animation)
     return write_bytes_atomic(path, builder.to_glb())
 
@@ -96,28 +100,28 @@ def write_rigged_glb(segments: Sequence[RiggedSegment | MorphSegment], path: str
 def _add_rigged_segment(
     builder: GltfBuilder, animation: gl.Animation, segment: RiggedSegment, count: int, fps: float
 ) -> int:
-    """Add one rigged segment (module docstring): its skinned mesh as a scene root; returns its skeleton node."""
+    """Add one rigged segment (module docstring): its skinned mesh as a scene root; returns its root joint (the
+    switch)."""
     name = f"frames_{segment.start:04d}"
     rig, frame = segment.rig, segment.frame
     keys = joint_keys(rig)
-    joints = []
+    bones = []
     for b in range(rig.bones):
         node = gl.Node(
             name=f"{name}_bone_{b:02d}",
             translation=keys.translation[0, b].tolist(),
             rotation=keys.rotation[0, b].tolist(),
         )
-        joints.append(builder.add_node(node))
-    skeleton = builder.add_node(gl.Node(name=f"{name}_skeleton", children=joints))
+        bones.append(builder.add_node(node))
     hidden = None if segment.start == 0 else [0.0, 0.0, 0.0]
-    switch = builder.add_node(gl.Node(name=f"{name}_shown", children=[skeleton], scale=hidden))
-    unbind = np.tile(np.eye(4), (rig.bones, 1, 1))  # (B, 4, 4) inverse bind matrices: translations by -c_b
-    unbind[:, :3, 3] = -keys.centres
+    switch = builder.add_node(gl.Node(name=f"{name}_shown", children=bones, scale=hidden))  # the root joint
+    unbind = np.tile(np.eye(4), (rig.bones + 1, 1, 1))  # (1 + B, 4, 4) inverse bind matrices
+    unbind[1:, :3, 3] = -keys.centres  # a bone's: the translation by -c_b; the root's: identity
     skin = gl.Skin(
         name=name,
-        inverseBindMatrices=builder.accessor(unbind.transpose(0, 2, 1).reshape(rig.bones, 16)),  # column-major
-        joints=joints,
-        skeleton=skeleton,
+        inverseBindMatrices=builder.accessor(unbind.transpose(0, 2, 1).reshape(-1, 16)),  # column-major
+        joints=[switch, *bones],
+        skeleton=switch,
     )
     builder.gltf.skins.append(skin)
     mesh = builder.add_mesh(frame, name)
@@ -132,20 +136,20 @@ def _add_rigged_segment(
     times, visible = frame_keys(segment.start, count, fps, segment.stop)
     add_channel(builder, animation, switch, "scale", times, np.repeat(visible[:, None], 3, axis=1))  # (K, 3)
     keyed = builder.accessor((segment.start + np.arange(len(rig.transforms), dtype=np.float32)) / fps, bounds=True)
-    for b, joint in enumerate(joints):
+    for b, joint in enumerate(bones):
         add_channel(builder, animation, joint, "translation", keyed, keys.translation[:, b], gl.ANIM_LINEAR)
         add_channel(builder, animation, joint, "rotation", keyed, keys.rotation[:, b], gl.ANIM_LINEAR)
     return switch
 
 
 def _influences(rig: Rig) -> tuple[np.ndarray, np.ndarray]:
-    """The rig's bones and weights as JOINTS_0 (V, 4) uint8 / uint16 and WEIGHTS_0 (V, 4) float32 (rows sum to 1
-    in float32; unused slots: joint 0, weight 0)."""
+    """The rig's bones and weights as JOINTS_0 (V, 4) uint8 / uint16 indices of the skin's joints (bone b is joint
+    b + 1) and WEIGHTS_0 (V, 4) float32 (rows sum to 1 in float32; unused slots: joint 0, weight 0)."""
     slots = min(rig.joints.shape[1], INFLUENCES)
     order = np.argsort(-rig.weights, axis=1, kind="stable")[:, :slots]  # the largest, if a rig has more
-    bone = np.zeros((len(rig.rest), INFLUENCES), np.uint8 if rig.bones <= 256 else np.uint16)
+    bone = np.zeros((len(rig.rest), INFLUENCES), np.uint8 if rig.bones < 256 else np.uint16)
     weight = np.zeros((len(rig.rest), INFLUENCES), np.float64)
-    bone[:, :slots] = np.take_along_axis(rig.joints, order, axis=1)
+    bone[:, :slots] = np.take_along_axis(rig.joints, order, axis=1) + 1  # joint 0 is the root (the switch)
     weight[:, :slots] = np.take_along_axis(rig.weights, order, axis=1)
     weight /= weight.sum(axis=1, keepdims=True)
     weight = weight.astype(np.float32)
