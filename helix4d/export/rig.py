@@ -96,9 +96,10 @@ class Rig:
 
 @dataclass
 class RigReport:
-    """What `result.json` says of one segment's rig: frames [start, stop), its bones (0 where it fell back or is
-    empty), its vertex errors against the tracked mesh (unit-cube units, and in voxels of the grid) and whether the
-    segment is written as morph targets instead."""
+    """What `result.json` says of one segment's rig: frames [start, stop), its bones and its vertex errors against
+    the tracked mesh (unit-cube units, and in voxels of the grid): the rig written, or where none fits the budget
+    the best one tried; whether the segment is written as morph targets instead (`fell_back`; an empty frame has 0
+    bones and falls back)."""
 
     start: int
     stop: int
