@@ -6,14 +6,26 @@ Voxels are addressed by `coords (N, 4) int64 = [frame, x, y, z]` with frames num
 (`SparseTensor.batch_coords`; for one sequence the same as `helix4d.sparse.frame_coords`), so convolutions never
 mix voxels of two frames, of one clip or of two.
 Weights use the TRELLIS layout `[C_out, 3, 3, 3, C_in]`.
+
+Backends of the 3×3×3 convolution (the neighbour maps are always built here, in PyTorch): "reference", the gather +
+matmul below, runs everywhere and is what the others are tested against; "ocnn", ocnn's fused Triton gather-GEMM
+kernels (`helix4d.sparse.ocnn_conv`, the `gpu` extra), which never materialise the gathered copy.
+"auto" (the default) takes ocnn for CUDA/ROCm tensors when it imports, the reference otherwise (CPU, MPS).
+`HELIX4D_SPARSE_CONV=reference` (or `ocnn`) forces one for a process, `with conv_backend("reference"):` for a block.
 """
 
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
+
+from helix4d.errors import BackendUnavailableError, InputError
+from helix4d.sparse.ocnn_conv import ocnn_submconv, ocnn_unavailable
 
 OFFSETS_3X3X3 = torch.stack(torch.meshgrid(*(torch.arange(-1, 2),) * 3, indexing="ij"), dim=-1).reshape(
     27, 3
@@ -48,6 +60,52 @@ def neighbour_map(coords: Tensor, offsets: Tensor = OFFSETS_3X3X3) -> Tensor:
     return lookup(keys_sorted, order, query).view(coords.shape[0], offsets.shape[0])
 
 
+CONV_BACKENDS = ("auto", "reference", "ocnn")
+CONV_BACKEND_ENV = "HELIX4D_SPARSE_CONV"
+_forced_backends: list[str] = []  # innermost `conv_backend` block last
+
+
+def _checked_backend(name: str, where: str) -> str:
+    if name not in CONV_BACKENDS:
+        raise InputError(f"{where} must be one of {', '.join(CONV_BACKENDS)}; got {name!r}")
+    return name
+
+
+@contextmanager
+def conv_backend(name: str) -> Iterator[None]:
+    """Run the submanifold convolutions inside the block on `name` ("auto", "reference" or "ocnn"); for
+    benchmarks and tests that compare the backends on one model."""
+    _forced_backends.append(_checked_backend(name, "the sparse convolution backend"))
+    try:
+        yield
+    finally:
+        _forced_backends.pop()
+
+
+def resolve_conv_backend(device: torch.device) -> str:
+    """The backend a convolution on `device` runs: the innermost `conv_backend` block's, else
+    $HELIX4D_SPARSE_CONV's, else "auto" (ocnn on CUDA/ROCm when it imports, else the reference)."""
+    requested = _forced_backends[-1] if _forced_backends else None
+    if requested is None:
+        requested = _checked_backend(os.environ.get(CONV_BACKEND_ENV, "auto").strip() or "auto", CONV_BACKEND_ENV)
+    if requested == "reference":
+        return requested
+    why_not = ocnn_unavailable() if device.type == "cuda" else f"ocnn's kernels need a CUDA or ROCm GPU, not {device}"
+    if requested == "ocnn" and why_not:
+        raise BackendUnavailableError(f"the ocnn sparse convolution cannot run: {why_not}; or use the reference")
+    return "reference" if why_not else "ocnn"
+
+
+def reference_submconv(feats: Tensor, weight: Tensor, bias: Tensor | None, neighbours: Tensor) -> Tensor:
+    """The reference: gather every voxel's 27 neighbours, one matmul. feats (N, C_in), weight [C_out, 3, 3, 3,
+    C_in], neighbours (N, 27) -> (N, C_out). Memory: an (N, 27·C_in) copy of the features."""
+    padded = torch.cat([feats, feats.new_zeros(1, feats.shape[1])])  # (N+1, C_in); row N is "absent"
+    idx = torch.where(neighbours < 0, feats.shape[0], neighbours)  # (N, 27)
+    gathered = padded[idx].reshape(feats.shape[0], -1)  # (N, 27·C_in)
+    out = gathered @ weight.reshape(weight.shape[0], -1).t()  # (N, C_out)
+    return out if bias is None else out + bias
+
+
 class SubMConv3d(nn.Module):
     """Submanifold 3×3×3 convolution: output voxels = input voxels; weight `[C_out, 3, 3, 3, C_in]`."""
 
@@ -58,12 +116,11 @@ class SubMConv3d(nn.Module):
         nn.init.kaiming_uniform_(self.weight.view(out_channels, -1), a=math.sqrt(5))
 
     def forward(self, feats: Tensor, neighbours: Tensor) -> Tensor:
-        """feats (N, C_in), neighbours (N, 27) from `neighbour_map` -> (N, C_out)."""
-        padded = torch.cat([feats, feats.new_zeros(1, feats.shape[1])])  # (N+1, C_in); row N is "absent"
-        idx = torch.where(neighbours < 0, feats.shape[0], neighbours)  # (N, 27)
-        gathered = padded[idx].reshape(feats.shape[0], -1)  # (N, 27·C_in)
-        out = gathered @ self.weight.reshape(self.weight.shape[0], -1).t()  # (N, C_out)
-        return out if self.bias is None else out + self.bias
+        """feats (N, C_in), neighbours (N, 27) from `neighbour_map` -> (N, C_out), on the backend
+        `resolve_conv_backend` picks for the device."""
+        if feats.shape[0] and resolve_conv_backend(feats.device) == "ocnn":
+            return ocnn_submconv(feats, self.weight, self.bias, neighbours)  # (N, C_out)
+        return reference_submconv(feats, self.weight, self.bias, neighbours)  # (N, C_out)
 
 
 def parent_index(coords: Tensor) -> tuple[Tensor, Tensor, Tensor]:
