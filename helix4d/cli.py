@@ -298,8 +298,8 @@ def generate_command(
         "glb,animated,usdc,usdz,preview",
         "--formats",
         help="What to write: any of glb (per-frame), animated (one GLB), rig (rigged.glb: bones and skin weights), "
-        "usdc, usdz, abc (Alembic; needs pip install 'helix4d[alembic]'), fbx (the rig as asset.fbx; needs "
-        "pip install 'helix4d[blender]'), preview (mp4).",
+        "usdc, usdz, abc (Alembic; needs pip install 'helix4d\\[alembic]'), fbx (the rig as asset.fbx; needs "
+        "pip install 'helix4d\\[blender]'), preview (mp4).",  # \\[: rich would read [alembic] as markup
     ),
     texture_size: int = typer.Option(
         TEXTURE_SIZE, "--texture-size", help="Baked texture side per frame; 0 = vertex colours (fast)."
@@ -332,9 +332,11 @@ def generate_command(
 ) -> None:
     """Turn a video into a 4D asset: textured per-frame GLB, an animated GLB, USD and a preview, in OUT.
 
-    A batch (several inputs, a folder of videos or a list file) writes one folder per video, skips finished ones
-    when rerun (unless --overwrite), records a failing video in OUT/batch.json and goes on, and prints a summary;
-    it exits with 2 only when every video failed. Shard a batch over processes or GPUs with
+    A batch (several inputs, folders of videos or list files) writes one folder per video (OUT/<name>; videos
+    that share a name get their suffix: OUT/clip-mp4, OUT/clip-avi), skips a video when rerun only if its folder
+    was made from the same file with the same settings (unless --overwrite), records a failing video in
+    OUT/batch.json and goes on, and prints a summary; it exits with 2 only when every video failed. Shard a batch
+    over processes or GPUs with
     `torchrun --nproc_per_node N -m helix4d.generate VIDEOS... -o OUT`.
     """
     from helix4d.io.matting import MattingOptions
@@ -413,6 +415,8 @@ def app_command(
     device: str = typer.Option("auto", "--device", help="'auto', 'cpu' or 'cuda'."),
 ) -> None:
     """Start the web app: upload a video, generate, scrub the frames in 3D, download the files."""
+    if not 1 <= port <= 65535:
+        raise InputError(f"--port must be a TCP port, 1 to 65535, got {port}")
     from helix4d.app import launch
 
     launch(model=model, host=host, port=port, share=share, device=device)

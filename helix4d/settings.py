@@ -4,7 +4,8 @@ The CLI, the Python API (`Helix4DPipeline`, `read_video`) and the web app take t
 with `check_settings` before any work, so a rule is written once and cannot drift between them. Each front end
 names a setting its own way (`--frames`, `max_frames`, "Frames"), so the caller says how its user typed it, and
 the message names exactly that. NaN and infinity are refused everywhere: `--cfg nan` would otherwise run two
-stages and end in an unrelated error deep inside the model.
+stages and end in an unrelated error deep inside the model. So are whole numbers beyond 64 bits and counts beyond
+reason (`--steps 99999999999999999999`), which would otherwise overflow inside torch or FFmpeg after minutes of work.
 """
 
 from __future__ import annotations
@@ -23,18 +24,24 @@ WINDOW = 1  # temporal window radius r (frames >= 1 attend to f-r..f+r and to th
 # did not drift over 64 frames (python -m helix4d.bench.drift) while each re-anchoring cost a little, so 64
 CHUNK = 64
 TEXTURE_SIZE = 512  # side of each frame's baked textures: the default of the CLI, the app and the Python API
+MIN_TEXTURE_SIZE = 8  # the smallest atlas the baker (helix4d.export.bake) packs charts into with their padding
+MAX_STEPS = 10_000  # sampling steps per stage: models use tens; ten thousand is hours per stage, more is a typo
+LONGEST_VIDEO = 1e7  # seconds (about 116 days): --start/--end beyond it are typos (and overflow FFmpeg's seek)
+MAX_INT = 2**63 - 1  # every whole number ends in a 64-bit integer (torch, numpy, FFmpeg)
 MATTINGS = ("auto", "alpha", "mask", "model", "u2net", "border", "none")  # helix4d.io.matting
 
 
 @dataclass(frozen=True)
 class Rule:
-    """One setting: an int or a finite float in [low, high] (`low_open`: low itself excluded), or one of
-    `choices`. Integral floats pass as ints: sliders and JSON send 16.0 for 16."""
+    """One setting: an int or a finite float in [low, high] (`low_open`: low itself excluded) or equal to one of
+    `also` (a value that switches something off, such as texture size 0), or one of `choices`. Integral floats pass
+    as ints: sliders and JSON send 16.0 for 16. Ints are held to 64 bits."""
 
     kind: type
     low: float | None = None
     high: float | None = None
     low_open: bool = False
+    also: tuple[float, ...] = ()
     choices: tuple[str, ...] = ()
     hint: str = ""  # appended to a range error: how to fix it
 
@@ -54,11 +61,17 @@ class Rule:
             value = int(value)
         else:
             value = float(value)
+        if value in self.also:
+            return value
+        shown = f"{value:g}" if isinstance(value, float) else str(value)  # an int may be too large for a float
         low_ok = self.low is None or (value > self.low if self.low_open else value >= self.low)
         if not low_ok or (self.high is not None and value > self.high):
             bound = [f"> {self.low:g}" if self.low_open else f">= {self.low:g}"] if self.low is not None else []
             bound += [f"<= {self.high:g}"] if self.high is not None else []
-            raise InputError(f"{name} must be {' and '.join(bound)}, got {value:g}{self.hint}")
+            either = "".join(f"{a:g}, or " for a in self.also)
+            raise InputError(f"{name} must be {either}{' and '.join(bound)}, got {shown}{self.hint}")
+        if isinstance(value, int) and abs(value) > MAX_INT:
+            raise InputError(f"{name} must fit in 64 bits (at most {MAX_INT} in size), got {shown}{self.hint}")
         return value
 
 
@@ -67,20 +80,20 @@ RULES: dict[str, Rule] = {
     # which frames of the video
     "max_frames": Rule(int, low=1, hint=_UNSET + " (every frame)"),
     "fps": Rule(float, low=0, low_open=True, hint=_UNSET + " (the source frame rate)"),
-    "start": Rule(float, low=0, hint=" (seconds from the start of the video)"),
-    "end": Rule(float, low=0, hint=" (seconds from the start of the video)"),
+    "start": Rule(float, low=0, high=LONGEST_VIDEO, hint=" (seconds from the start of the video)"),
+    "end": Rule(float, low=0, high=LONGEST_VIDEO, hint=" (seconds from the start of the video)"),
     "max_side": Rule(int, low=1),
     # how the object is cut out of them
     "matting": Rule(str, choices=MATTINGS),
     # sampling
-    "steps": Rule(int, low=1, hint=_UNSET + " (the model's)"),
+    "steps": Rule(int, low=1, high=MAX_STEPS, hint=_UNSET + " (the model's)"),
     "cfg": Rule(float, low=0, hint=" (1 turns guidance off)"),
     "window": Rule(int, low=0, hint=" (0: the anchor and the frame itself)"),
-    "chunk": Rule(int, low=0, hint=" (0: one anchor for the whole clip; else >= 2, the anchor and a new frame)"),
+    "chunk": Rule(int, low=2, also=(0,), hint=" (0: one anchor for the whole clip; else the anchor and new frames)"),
     "seed": Rule(int),
     "mode": Rule(str, choices=MODES),
     # export
-    "texture_size": Rule(int, low=0, high=8192, hint=" (0: vertex colours)"),
+    "texture_size": Rule(int, low=MIN_TEXTURE_SIZE, high=8192, also=(0,), hint=" (0: vertex colours)"),
     "max_faces": Rule(int, low=1),
 }
 

@@ -112,6 +112,12 @@ def sandbox(tmp_path: Path, clip_bytes: bytes, monkeypatch) -> Path:
         (work / name).mkdir()
         for i in range(count):
             _png(work / name / f"{i:04d}.png", w, h)
+    (work / "gap").mkdir()  # 3 masks for the 3 frames, but 0002 was deleted: every later mask would shift
+    for i in (0, 1, 3):
+        _png(work / "gap" / f"{i:04d}.png", 48, 48)
+    (work / "both").mkdir()  # videos and an image: neither one clip's frames nor a set of videos
+    (work / "both" / "a.mp4").write_bytes(clip_bytes)
+    _png(work / "both" / "poster.png", 48, 48)
     (work / "broken.onnx").write_bytes(b"\x08\x07not a protobuf")
     (work / "sub").mkdir()
     (work / "sub" / "clip.mp4").write_bytes(clip_bytes)
@@ -217,6 +223,10 @@ REFUSED = [
     (["generate", "clip.mp4", "-o", "/etc", "--overwrite"], ["system folder"]),
     (["generate", "clip.mp4", "-o", "/usr/share", "--overwrite"], ["not written by helix4d"]),
     (["generate", "clip.mp4", "-o", sys.prefix, "--overwrite"], ["Python installation"]),
+    (["generate", "clip.mp4", "-o", "a" * 240], ["has a name of 240 bytes", "name a shorter path"]),
+    (["generate", "clip.mp4", "-o", "/".join(["b" * 200] * 21)], ["too long for this file system"]),
+    (["matte", "clip.mp4", "-o", "a" * 250], ["has a name of 250 bytes"]),
+    (["eval", "budget", "sub", "--json", "r" * 250 + ".json"], ["report path", "has a name of 255 bytes"]),
     (["generate", "clip.mp4", "-o", "keep.txt/out"], ["keep.txt is not a folder"]),
     (["generate", "clip.mp4", "-o", "keep.txt", "--overwrite"], ["not a folder"]),
     (["generate", "clip.mp4", "-o", "link", "--overwrite"], ["symbolic link"]),
@@ -249,8 +259,19 @@ REFUSED = [
     (["generate", "clip.mp4", "-o", "out", "--start", "2", "--end", "1"], ["--end (1) is before --start (2)"]),
     (["generate", "clip.mp4", "-o", "out", "--steps", "0"], ["--steps must be >= 1"]),
     (["generate", "clip.mp4", "-o", "out", "--window", "-1"], ["--window must be >= 0"]),
-    (["generate", "clip.mp4", "-o", "out", "--texture-size", "-8"], ["--texture-size must be >= 0"]),
-    (["generate", "clip.mp4", "-o", "out", "--texture-size", "100000"], ["--texture-size must be >= 0 and <= 8192"]),
+    (["generate", "clip.mp4", "-o", "out", "--texture-size", "-8"], ["--texture-size must be 0, or >= 8"]),
+    (["generate", "clip.mp4", "-o", "out", "--texture-size", "1"], ["--texture-size must be 0, or >= 8", "got 1"]),
+    (["generate", "clip.mp4", "-o", "out", "--texture-size", "7"], ["--texture-size must be 0, or >= 8", "got 7"]),
+    (
+        ["generate", "clip.mp4", "-o", "out", "--texture-size", "100000"],
+        ["--texture-size must be 0, or >= 8 and <= 8192"],
+    ),
+    (["generate", "clip.mp4", "-o", "out", "--steps", "99999999999999999999"], ["--steps must be >= 1 and <= 10000"]),
+    (["generate", "clip.mp4", "-o", "out", "--seed", "99999999999999999999"], ["--seed must fit in 64 bits"]),
+    (["generate", "clip.mp4", "-o", "out", "--start", "1e300"], ["--start must be >= 0 and <= 1e+07"]),
+    (["generate", "clip.mp4", "-o", "out", "--chunk", "1"], ["--chunk must be 0, or >= 2, got 1"]),
+    (["app", "--port", "99999"], ["--port must be a TCP port, 1 to 65535, got 99999"]),
+    (["app", "--port", "0"], ["--port must be a TCP port"]),
     (["generate", "clip.mp4", "-o", "out", "--max-faces", "0"], ["--max-faces must be >= 1"]),
     (["generate", "clip.mp4", "-o", "out", "--mode", "sideways"], ["--mode must be one of temporal, per-frame"]),
     (["generate", "clip.mp4", "-o", "out", "--formats", "obj"], ["--formats"]),
@@ -268,6 +289,8 @@ REFUSED = [
     (["generate", "one.png", "-o", "out"], ["no foreground object"]),
     (["generate", "white", "-o", "out"], ["no foreground object"]),
     (["generate", "notes", "-o", "out"], ["notes holds neither frames", "nor videos"]),  # (a folder of videos: a batch)
+    (["generate", "both", "-o", "out"], ["both holds both videos (a.mp4) and images (poster.png)"]),
+    (["generate", "clip.mp4", "both", "-o", "out"], ["both holds both videos"]),
     (["generate", "mixed", "-o", "out"], ["differ in size", "0000.png is 32×32", "0001.png is 32×40"]),
     # model folders
     (["generate", "clip.mp4", "-o", "out", "--model", "nowhere"], ["does not exist"]),
@@ -296,6 +319,10 @@ REFUSED = [
         ["cannot read the ONNX model broken.onnx"],
     ),
     (["generate", "clip.mp4", "-o", "masks2", "--mask", "masks2", "--overwrite"], ["holds the input masks2"]),
+    (["generate", "clip.mp4", "-o", "out", "--mask", "gap"], ["gap in its numbering: 0001.png is followed by 0003"]),
+    (["matte", "clip.mp4", "-o", "out", "--mask", "gap"], ["gap in its numbering"]),
+    (["matte", "white", "-o", "out"], ["no foreground object found in any frame of white"]),  # as generate says
+    (["matte", "one.png", "-o", "out"], ["no foreground object found in any frame of one.png"]),
     (["matte", "clip.mp4", "-o", "."], ["'.'"]),
     (["matte", "clip.mp4", "-o", "sub"], ["not empty", "--overwrite"]),
     (["matte", "clip.mp4", "-o", "{cwd}", "--overwrite"], ["current folder"]),
@@ -339,6 +366,35 @@ def test_a_read_only_disk_is_refused_before_compute(cli, untouched, monkeypatch)
 
     monkeypatch.setattr(files.tempfile, "mkdtemp", read_only)
     cli("generate", "clip.mp4", "-o", "out").refused("cannot write output folder out (Read-only file system")
+
+
+def test_too_little_free_space_is_refused_before_compute(cli, untouched, monkeypatch) -> None:
+    import helix4d.io.files as files
+    import helix4d.pipeline.run as run
+
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
+    monkeypatch.setattr(run, "load_model", lambda *args: pytest.fail("the model was loaded"))
+    cli("generate", "clip.mp4", "-o", "out", "--texture-size", "512").refused(
+        "not enough free disk space for", "it needs about 1.6 MB", "has 0.0 MB free"
+    )
+
+
+@pytest.mark.parametrize("command", ["generate", "matte"])
+def test_a_disk_that_fills_up_while_writing_is_one_line_and_keeps_nothing(cli, untouched, monkeypatch, command) -> None:
+    import helix4d.pipeline.output as output
+    import helix4d.pipeline.run as run
+
+    def fill_up(folder: Path) -> None:
+        (folder / "frame_0000.glb").write_bytes(b"half a frame")  # what was written before the disk filled up
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(folder / "frame_0001.glb"))
+
+    monkeypatch.setattr(output, "export_asset", lambda meshes, folder, **kw: fill_up(folder))
+    monkeypatch.setattr(run, "write_masks", lambda alpha, folder: fill_up(folder))
+    result = cli(command, "clip.mp4", "-o", "out")
+    lines = result.err.strip().splitlines()  # generate: the progress bars of the stages that ran, then the error
+    assert result.code == 2 and "Traceback" not in result.err
+    assert [line for line in lines if line.startswith("error:")] == lines[-1:]
+    assert "the disk is full: writing out stopped (No space left on device)" in lines[-1]
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """The CLI contract: version, help on every command, and one-line errors with exit code 2."""
 
+import re
 import subprocess
 import sys
 
@@ -40,6 +41,20 @@ def test_every_command_has_help(path: tuple[str, ...]) -> None:
     result = runner.invoke(app, [*path, "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage" in result.output
+
+
+def test_help_keeps_square_brackets() -> None:
+    """rich reads `[alembic]` in a help text as markup and drops it: the install hints must print whole."""
+    result = runner.invoke(app, ["generate", "--help"], env={"COLUMNS": "400"})
+    assert "pip install 'helix4d[alembic]'" in result.output and "pip install 'helix4d[blender]'" in result.output
+    import typer.main
+
+    for path in _all_command_paths(app):
+        command = typer.main.get_command(app)
+        for name in path:
+            command = command.commands[name]
+        for text in [command.help or "", *(getattr(p, "help", None) or "" for p in command.params)]:
+            assert not re.search(r"(?<!\\)\[[a-z]", text), f"{' '.join(path)}: unescaped [ in {text!r}"
 
 
 def test_user_error_is_one_line_exit_2(monkeypatch, capsys) -> None:

@@ -206,6 +206,9 @@ def test_mask_folder_round_trip_and_refusals(tmp_path) -> None:
         Image.new("L", (50, 50)).save(tmp_path / "square" / f"{i}.png")
     with pytest.raises(InputError, match="is 50×50 but the video's frames are 128×96"):
         read_masks(tmp_path / "square", video)
+    (tmp_path / "masks" / "0001.png").rename(tmp_path / "masks" / "0003.png")  # three masks, but 0001 is missing
+    with pytest.raises(InputError, match="gap in its numbering: 0000.png is followed by 0002.png"):
+        read_masks(tmp_path / "masks", video)
 
 
 def test_mask_video_is_matched_by_time(tmp_path) -> None:

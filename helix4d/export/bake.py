@@ -22,6 +22,7 @@ from helix4d.errors import InputError
 from helix4d.export.files import png_bytes
 from helix4d.export.sampling import AttributeFn
 from helix4d.ovoxel import set_vertex_pbr, surface_attributes, vertex_pbr
+from helix4d.settings import MIN_TEXTURE_SIZE
 
 _MAX_CANDIDATES = 1 << 22  # texel candidates per rasterisation batch (bounds memory)
 _MARGIN = 1.0  # texels up to this far (pixels) outside a triangle also take its (clamped) attributes
@@ -70,8 +71,8 @@ def bake_textures(
     onto size²: the real gap shrinks by size / max(W, H) when xatlas overshoots (many small charts at a small
     size), so prefer a larger texture or a face budget for fragmented meshes.
     """
-    if size < 8:
-        raise InputError(f"texture size must be >= 8 texels, got {size}")
+    if size < MIN_TEXTURE_SIZE:  # the generate front ends refuse it up front, by helix4d.settings' table
+        raise InputError(f"texture size must be >= {MIN_TEXTURE_SIZE} texels, got {size}")
     if len(mesh.faces) == 0:
         raise InputError("cannot bake textures for a mesh with no faces")
     vmapping, faces, uv = unwrap(mesh, size, padding)

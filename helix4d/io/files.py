@@ -24,6 +24,12 @@ result stays) instead of one failing. Partial folders left by a killed run are r
 folder: only names of exactly our pattern, never one that a running writer holds locked, never a moved-aside
 previous result that has not been replaced.
 
+Paths longer than the file system takes (a name over NAME_MAX, usually 255 bytes, counting the partial folder's
+18 extra characters; a whole path over PATH_MAX, usually 4096, counting room for the files inside) are refused up
+front, as is a disk with clearly too little free space for what the command will write (`check_free_space`, given
+a low estimate); a disk that still fills up while a folder is written ends in one message, and the partial folder
+is removed, so nothing half-written is kept.
+
 Reports (`check_report_path`, `write_report`): a JSON file a command writes besides its folder (`--json`) follows
 the same rules for what it may not be or lie in (an input, a file inside an input folder, a system folder), is never
 a folder or a symbolic link, replaces only a file that is already JSON, and is written atomically.
@@ -33,6 +39,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import fcntl
 import json
 import os
@@ -50,6 +57,9 @@ from helix4d.errors import InputError
 
 _TEMP_CHARS = "[a-z0-9_]{8}"  # what tempfile puts after the prefix
 OUTPUT_MARKER = ".helix4d-output"  # in every folder atomic_dir writes: --overwrite replaces only such folders
+PARTIAL_EXTRA = len(".") + len(".partial-") + 8  # what a partial or moved-aside folder's name adds to the name
+INSIDE_ROOM = 64  # bytes of path kept free for what a command writes inside its folder (frames/frame_0000.glb, ...)
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def partial_prefix(final: Path) -> str:
@@ -94,8 +104,16 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     lock = os.open(tmp, os.O_RDONLY)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        yield tmp
-        (tmp / OUTPUT_MARKER).write_text('{"written_by": "helix4d"}\n')
+        try:
+            yield tmp
+            (tmp / OUTPUT_MARKER).write_text('{"written_by": "helix4d"}\n')
+        except OSError as exc:
+            if exc.errno not in DISK_FULL:
+                raise
+            raise InputError(
+                f"the disk is full: writing {final} stopped ({exc.strerror}) and nothing of it was kept; free some "
+                "space or name a folder on another disk"
+            ) from None
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes owner-only folders; give the usual permissions
         with _swap_lock(final):
             _swap_into_place(tmp, final)
@@ -239,6 +257,7 @@ def check_output_dir(
     raw, out = str(out), Path(out)
     if not raw.strip() or out.name in ("", ".", ".."):
         raise InputError(f"output folder {raw!r} is not allowed ('.', '..' or a root); name a new folder, e.g. out/")
+    _check_length(out, "output folder", extra_name=PARTIAL_EXTRA, extra_path=PARTIAL_EXTRA + INSIDE_ROOM)
     if out.is_symlink():
         raise InputError(
             f"output folder {out} is a symbolic link (to {os.readlink(out)}); name the folder it points "
@@ -308,6 +327,7 @@ def check_report_path(path: str | os.PathLike, *, inputs: Iterable[str | os.Path
     raw, report = str(path), Path(path)
     if not raw.strip() or report.name in ("", ".", ".."):
         raise InputError(f"report path {raw!r} is not a file name; name a file such as report.json")
+    _check_length(report, "report path", extra_name=10, extra_path=10)  # atomic_path's .NAME.XXXXXXXX
     if report.is_symlink():
         raise InputError(f"report path {report} is a symbolic link; name the file itself, or a new one")
     if report.is_dir():
@@ -319,8 +339,6 @@ def check_report_path(path: str | os.PathLike, *, inputs: Iterable[str | os.Path
     for what, place in _protected():
         if what != "your home folder" and what != "the current folder" and resolved.parent == place:
             raise InputError(f"report path {report} lies in {what} ({place}); write it elsewhere")
-    if len(os.fsencode(resolved)) >= 4000 or any(len(os.fsencode(p)) > 255 for p in resolved.parts):
-        raise InputError(f"report path {raw[:80]}... is longer than the file system allows; name a shorter path")
     if report.exists() and not _is_json(report):
         raise InputError(f"report path {report} exists and is not a JSON file; name a new file or a JSON report")
     return report
@@ -333,6 +351,71 @@ def write_report(path: str | os.PathLike, obj: Any, *, inputs: Iterable[str | os
         return write_json_atomic(path, obj)
     except OSError as exc:
         raise InputError(f"cannot write report {path} ({exc.strerror or exc}); free some space or name another path")
+
+
+def _check_length(path: Path, what: str, extra_name: int, extra_path: int) -> None:
+    """Refuse a path the file system cannot hold: a name longer than NAME_MAX (the last one with `extra_name`
+    bytes more, for the temporary name it is written under), or a whole path longer than PATH_MAX (with
+    `extra_path` bytes more, for that and the files inside); checked on the text, since the system calls that
+    would tell fail with the same error."""
+    try:
+        absolute = Path(os.path.abspath(path))
+    except OSError:  # the current folder was deleted: a relative path cannot be measured (nor written)
+        absolute = Path("/", path)
+    name_max, path_max = _limits(absolute)
+    shown = str(path) if len(str(path)) <= 80 else f"{str(path)[:60]}...{str(path)[-16:]}"
+    parts = absolute.parts[1:]
+    for i, part in enumerate(parts):
+        longest = name_max - (extra_name if i == len(parts) - 1 else 0)
+        if len(os.fsencode(part)) > longest:
+            raise InputError(
+                f"{what} {shown} has a name of {len(os.fsencode(part))} bytes, longer than this file system allows "
+                f"({longest} here); name a shorter path"
+            )
+    length = len(os.fsencode(absolute)) + extra_path
+    if length >= path_max:
+        raise InputError(
+            f"{what} {shown} is {len(os.fsencode(absolute))} bytes long, too long for this file system (it takes "
+            f"{path_max - extra_path - 1} here); name a shorter path"
+        )
+
+
+def _limits(path: Path) -> tuple[int, int]:
+    """(NAME_MAX, PATH_MAX) of the file system holding `path` (its nearest existing folder), else Linux's."""
+    existing = path
+    while existing != existing.parent:
+        try:
+            if existing.is_dir():
+                break
+        except OSError:
+            pass
+        existing = existing.parent
+    try:
+        return os.pathconf(existing, "PC_NAME_MAX"), os.pathconf(existing, "PC_PATH_MAX")
+    except (OSError, ValueError):
+        return 255, 4096
+
+
+def check_free_space(out: str | os.PathLike, need: int) -> None:
+    """Refuse before the compute when the disk that will hold `out` has less than `need` bytes free (`need`: a low
+    estimate of what will be written, so only a run that clearly cannot fit is refused)."""
+    out = Path(os.path.abspath(out))
+    folder = out.parent
+    while not folder.is_dir() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return  # the write itself will tell
+    if free < need:
+        raise InputError(
+            f"not enough free disk space for {out}: it needs about {_megabytes(need)}, {folder} has "
+            f"{_megabytes(free)} free; free some space or name a folder on another disk"
+        )
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
 
 
 def _is_json(path: Path) -> bool:

@@ -3,12 +3,14 @@
 A mask folder holds one 8-bit greyscale PNG per frame (`0000.png`, `0001.png`, ... in frame order, the frames'
 size; 255 = object), so a user can inspect or fix the masks in any image editor and pass the folder back. A mask
 *video* is matched to the clip by timestamp, so it may have the source's frame rate while the clip was sampled
-with --fps / --start / --end. Either way a mask that does not fit the clip is refused, never stretched or guessed.
+with --fps / --start / --end. Either way a mask that does not fit the clip is refused, never stretched or guessed;
+so is a folder whose numbering has a gap (0000, 0001, 0003: a deleted mask would shift every later one a frame).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,8 @@ def read_masks(path: str | os.PathLike, video: Video) -> np.ndarray:
     p = Path(path)
     h, w = video.frames.shape[1:3]
     if p.is_dir() or p.suffix.lower() in IMAGE_SUFFIXES:
+        if p.is_dir():
+            _check_numbering(p)
         masks = read_video(p, max_side=max(h, w))
         if masks.num_frames != video.num_frames:
             raise InputError(
@@ -49,6 +53,24 @@ def write_masks(alpha: np.ndarray, folder: Path) -> list[Path]:
         Image.fromarray(np.round(np.clip(a, 0, 1) * 255).astype(np.uint8), mode="L").save(path)
         paths.append(path)
     return paths
+
+
+def _check_numbering(folder: Path) -> None:
+    """Refuse a mask folder whose numbered images (a trailing number in the name: 0000.png, mask_12.png) skip a
+    number: masks are taken in order, so a missing one would give every later frame its neighbour's mask."""
+    numbered = []
+    for f in folder.iterdir():
+        found = re.search(r"(\d+)$", f.stem)
+        if f.suffix.lower() in IMAGE_SUFFIXES and found:
+            numbered.append((int(found.group(1)), f.name))
+    numbered.sort()
+    for (a, name_a), (b, name_b) in zip(numbered, numbered[1:]):
+        if b != a + 1:
+            what = "a gap" if b > a + 1 else "a repeated number"
+            raise InputError(
+                f"mask folder {folder} has {what} in its numbering: {name_a} is followed by {name_b} — give one "
+                "mask per frame, numbered without gaps (as `helix4d matte` writes them)"
+            )
 
 
 def _nearest_frames(masks: Video, video: Video, p: Path) -> np.ndarray:

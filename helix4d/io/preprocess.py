@@ -88,14 +88,7 @@ def preprocess_frames(
             steady = None
         else:
             alpha = steady_alpha
-    object_box = _union_box(alpha > 0.5)
-    if object_box is None and matte.method == "alpha":  # an exact alpha of a see-through object (clear glass)
-        object_box = _union_box(alpha > SEE_THROUGH)  # may stay below one half everywhere: frame what is seen
-    if object_box is None:
-        raise InputError(
-            f"no foreground object found in any frame of {video.source} (matte: {matte.method}) — use a video "
-            "where the object stands out, supply masks with --mask, or RGBA frames / a pre-matted video"
-        )
+    object_box = find_object(alpha, matte.method, video.source)
     box = _square_box(object_box, pad_ratio)
     images = np.empty((len(frames), 4, size, size), np.float32)
     for i in range(len(frames)):
@@ -150,6 +143,22 @@ def _follows(alpha: np.ndarray, steady_alpha: np.ndarray) -> bool:
 
 
 SEE_THROUGH = 0.05  # the least alpha that counts as the object, where a video's own alpha never reaches 0.5
+
+
+def find_object(alpha: np.ndarray, method: str, source: str) -> tuple[int, int, int, int]:
+    """The object's box over the whole clip, (x0, y0, x1, y1) end-exclusive: the union of where the (F, H, W)
+    matte `alpha` (by `method`, of the video `source`) holds the object; an InputError when it holds none in any
+    frame. `generate` and `helix4d matte` refuse such a clip alike: neither noise from the model nor all-black
+    masks would be an answer."""
+    object_box = _union_box(alpha > 0.5)
+    if object_box is None and method == "alpha":  # an exact alpha of a see-through object (clear glass)
+        object_box = _union_box(alpha > SEE_THROUGH)  # may stay below one half everywhere: frame what is seen
+    if object_box is None:
+        raise InputError(
+            f"no foreground object found in any frame of {source} (matte: {method}) — use a video "
+            "where the object stands out, supply masks with --mask, or RGBA frames / a pre-matted video"
+        )
+    return object_box
 
 
 def _union_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:

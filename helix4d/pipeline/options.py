@@ -36,11 +36,7 @@ class SamplingOptions:
     def checked(self, names: Mapping[str, str] | None = None) -> SamplingOptions:
         """These options normalised (16.0 -> 16), or an InputError that names a setting as `names` spell it."""
         values = {key: getattr(self, key) for key in ("seed", "steps", "cfg", "window", "mode", "chunk")}
-        checked = check_settings(values, names)
-        if checked["chunk"] == 1:
-            flag = (names or {}).get("chunk", "chunk")
-            raise InputError(f"{flag} must be 0 (one anchor for the whole clip) or >= 2 (the anchor and a new frame)")
-        return dataclasses.replace(self, **checked)
+        return dataclasses.replace(self, **check_settings(values, names))
 
 
 @dataclass(frozen=True)

@@ -6,22 +6,36 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from helix4d.console import labelled
-from helix4d.io.files import atomic_dir, check_output_dir, write_json_atomic
+from helix4d.errors import InputError
+from helix4d.io.files import atomic_dir, check_free_space, check_output_dir, write_json_atomic
 from helix4d.io.masks import write_masks
 from helix4d.io.matting import Matte, MattingOptions, check_matting, compute_matte
+from helix4d.io.preprocess import find_object
 from helix4d.io.video import read_video
-from helix4d.pipeline.batch import BatchItem, ItemReport, gather_reports, plan_batch, run_batch, shard
+from helix4d.pipeline.batch import (
+    BatchItem,
+    ItemReport,
+    batch_lock,
+    gather_reports,
+    plan_batch,
+    run_batch,
+    shard,
+    source_record,
+)
 from helix4d.pipeline.helix4d import DEMO_MODEL, Helix4DPipeline, resolve_device
 from helix4d.pipeline.options import GenerateOptions
-from helix4d.pipeline.output import prepare_output, write_asset
+from helix4d.pipeline.output import export_estimate, prepare_output, write_asset
 from helix4d.pipeline.threads import share_threads
 from helix4d.settings import check_settings
 
@@ -63,8 +77,10 @@ def generate(
     threads = torch.get_num_threads() if pipe else share_threads()  # a batch chose once for all its videos
     started = time.perf_counter()
     clip = read_video(video, fps=options.fps, max_frames=options.frames, start=options.start, end=options.end)
+    check_free_space(out, export_estimate(clip.num_frames, options))
     with console.status(f"matting {clip.num_frames} frames"):
         cut = compute_matte(clip, matting)  # before loading the model: a mask that does not fit fails in seconds
+    find_object(cut.alpha, cut.method, clip.source)  # and a clip without an object too
     pipe = pipe or load_model(model, device, offload)
     columns = (
         TextColumn("{task.description:<18}", markup=False),
@@ -85,8 +101,7 @@ def generate(
     _warn(asset.metadata["warnings"])
     settings = {
         "video": str(video),
-        "model": str(model) if model else "demo (shipped)",
-        **options.settings(),
+        **result_record(video, model, options),
         "device": str(pipe.device),
         "offload": pipe.offload,
         "threads": threads,
@@ -100,6 +115,16 @@ def generate(
         highlight=False,
     )
     return out
+
+
+def result_record(video: Path, model: Path | None, options: GenerateOptions) -> dict:
+    """What made a result, as result.json records it under "settings": the source video (path, size, modification
+    time), the model and the options. A batch rerun skips an output only when all of it matches."""
+    return {
+        "source": source_record(video),
+        "model": str(model) if model else "demo (shipped)",
+        **options.settings(),
+    }
 
 
 def load_model(model: Path | None, device: str, offload: bool) -> Helix4DPipeline:
@@ -127,22 +152,23 @@ def generate_batch(
     if world > 1 and device == "auto" and torch.cuda.is_available():
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count()}"
     resolve_device(device)
-    items = plan_batch(videos, out, inputs=(model or DEMO_MODEL,))
+    items = plan_batch(videos, out, inputs=(model or DEMO_MODEL,), record=lambda v: result_record(v, model, options))
     out.mkdir(parents=True, exist_ok=True)
-    share_threads()  # under torchrun, OMP_NUM_THREADS (1 unless set) is each process's share
-    pipe = load_model(model, device, offload)
+    with _one_batch_at_a_time(out, rank, world):
+        share_threads()  # under torchrun, OMP_NUM_THREADS (1 unless set) is each process's share
+        pipe = load_model(model, device, offload)
 
-    def one(item: BatchItem) -> None:
-        console.print(f"[{item.video}]", markup=False, highlight=False)
-        generate(
-            item.video, item.out, options, model=model, device=device, offload=offload, overwrite=overwrite, pipe=pipe
-        )
+        def one(item: BatchItem, replace: bool) -> None:
+            console.print(f"[{item.video}]", markup=False, highlight=False)
+            generate(
+                item.video, item.out, options, model=model, device=device, offload=offload, overwrite=replace, pipe=pipe
+            )
 
-    def note(report: ItemReport) -> None:
-        if report.status == "failed":
-            console.print(labelled("failed:", "yellow", f"{report.video}: {report.error}"), highlight=False)
+        def note(report: ItemReport) -> None:
+            if report.status == "failed":
+                console.print(labelled("failed:", "yellow", f"{report.video}: {report.error}"), highlight=False)
 
-    reports = gather_reports(run_batch(items, one, overwrite, note), out)
+        reports = gather_reports(run_batch(items, one, overwrite, note), out)
     if reports is not None:
         table = Table(
             "video",
@@ -151,15 +177,42 @@ def generate_batch(
             "output",
             title=f"{len(reports)} videos" + (f" on {world} processes" if world > 1 else ""),
         )
-        for r in reports:
+        for r in reports:  # paths and messages as Text: `[...]` in them is not markup
+            status = {"failed": f"failed: {r.error}", "done": f"done ({r.note})" if r.note else "done"}
             table.add_row(
-                r.video,
-                r.status if r.status != "failed" else f"failed: {r.error}",
+                Text(r.video),
+                Text(status.get(r.status, r.status)),
                 f"{r.seconds:.1f}" if r.status != "skipped" else "",
-                r.out,
+                Text(r.out),
             )
         console.print(table)
     return reports
+
+
+@contextmanager
+def _one_batch_at_a_time(out: Path, rank: int, world: int) -> Iterator[None]:
+    """The batch lock (`helix4d.pipeline.batch.batch_lock`), held by rank 0 for all of torchrun's processes: it
+    tells the others whether it got it, so a refused batch stops on every rank before any work."""
+    if world == 1:
+        with batch_lock(out):
+            yield
+        return
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    with ExitStack() as held:
+        refusal = [""]
+        if rank == 0:
+            try:
+                held.enter_context(batch_lock(out))
+            except InputError as exc:
+                refusal = [str(exc)]
+        dist.broadcast_object_list(refusal, src=0)
+        if refusal[0]:
+            dist.destroy_process_group()
+            raise InputError(refusal[0])
+        yield
 
 
 def matte(
@@ -181,6 +234,7 @@ def matte(
     clip = read_video(video, fps=fps, max_frames=frames, start=start, end=end)
     with console.status(f"matting {clip.num_frames} frames"):
         result = compute_matte(clip, dataclasses.replace(matting, stabilise=False))  # masks per decoded frame
+    find_object(result.alpha, result.method, clip.source)  # refused as `generate` refuses it, not all-black masks
     with atomic_dir(out) as tmp:
         write_masks(result.alpha, tmp)
         write_json_atomic(
