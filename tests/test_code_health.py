@@ -1,5 +1,5 @@
 """Habits the code keeps, checked with the tests so CI enforces them: ruff's lint and format, and the import layers
-of DESIGN §9 (pyproject.toml's import-linter contracts: nothing imports upward, no circles)."""
+of docs/design.md §9 (pyproject.toml's import-linter contracts: nothing imports upward, no circles)."""
 
 from __future__ import annotations
 

@@ -332,8 +332,8 @@ def test_add_mode_attention_output_single_frame_equals_rho_zero() -> None:
 
 
 def test_replace_mode_frame_zero_deviates_from_3d_by_the_dropped_bands_only() -> None:
-    """DESIGN §3.3 as written ('replace'): same-frame scores are frame-independent, but differ from 3D RoPE by the
-    low bands 15-20, which rotate at most 10000^(-15/21) * 63 < 0.09 rad on a 64-voxel grid."""
+    """docs/design.md §3.3 as written ('replace'): same-frame scores are frame-independent, but differ from 3D RoPE by
+    the low bands 15-20, which rotate at most 10000^(-15/21) * 63 < 0.09 rad on a 64-voxel grid."""
     rep, rope3d = RopeConfig(head_dim=128), RopeConfig(head_dim=128, time_fraction=0.0)
     pos = _frame(50, 0, seed=3)
     dev = (rope_angles(pos, rep) - rope_angles(pos, rope3d)).abs().max().item()

@@ -1,4 +1,4 @@
-"""Evaluation of 4D assets (DESIGN §8): geometry metrics on per-frame meshes of changing topology, image and
+"""Evaluation of 4D assets (docs/design.md §8): geometry metrics on per-frame meshes of changing topology, image and
 feature metrics, and the two protocols of `helix4d evaluate`.
 
     scores = evaluate_sequence(pred_meshes, gt_meshes, OursProtocol())        # or ActionBenchProtocol()

@@ -1,7 +1,7 @@
 """`helix4d ablate`: the paper's ablations, run with ONE model on a dataset folder, scored against its ground truth.
 
 Every variant generates every sequence from the same condition images with the same seed (so the same noise);
-only the variant's setting differs. The variants (DESIGN §3):
+only the variant's setting differs. The variants (docs/design.md §3):
 
 full            temporal, the model's window, anchor on, 4D RoPE: the method
 no-anchor       `anchor=False`: a plain sliding window; frame 0 (still the static result) is an ordinary window frame

@@ -1,7 +1,7 @@
 """Bring a predicted 4D sequence into the ground truth's pose and scale before distances are measured.
 
 A generator picks its own object frame (any rotation, offset and size), so a raw Chamfer distance would mostly
-measure that choice. Two ways to remove it (DESIGN §8):
+measure that choice. Two ways to remove it (docs/design.md §8):
 
 - ours (`normalisation` + `fit_sequence_alignment`): each sequence is first normalised by statistics of all
   its frames that do not depend on its orientation (centre = mean point, scale = RMS radius), then ONE rigid

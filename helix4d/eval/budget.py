@@ -1,4 +1,4 @@
-"""`helix4d eval budget DATA`: the error budget (DESIGN §12) — how much error each stage of a model adds.
+"""`helix4d eval budget DATA`: the error budget (docs/design.md §12) — how much error each stage of a model adds.
 
 On every sequence of a held-out dataset (ground truth: the source meshes, rebuilt from the recorded scene spec of
 synthetic sequences; the dataset's O-Voxels meshed for imported assets) it scores, under one protocol:

@@ -1,7 +1,7 @@
 """Distances between a predicted and a ground-truth 4D sequence of surfaces, measured on sampled points.
 
 Every measure works on point sequences (F, N, 3) sampled from per-frame meshes, so nothing assumes that two
-frames (or the prediction and the ground truth) share a topology. Definitions (DESIGN §8):
+frames (or the prediction and the ground truth) share a topology. Definitions (docs/design.md §8):
 
 - Chamfer distance: mean *unsquared* nearest-neighbour distance from A to B plus the same from B to A.
 - F-score at τ: harmonic mean of precision (share of predicted points within τ of the ground truth) and

@@ -14,7 +14,7 @@ ours (default)
     outputs and datasets, the unit cube, which the normalised units were chosen to resemble).
 
 actionbench
-    DESIGN §8 / the ActionBench reference script: `samples` points per frame (seed + frame), ICP on `icp_points`
+    docs/design.md §8 / the ActionBench reference script: `samples` points per frame (seed + frame), ICP on `icp_points`
     of them (gradient ICP, 24 axis-aligned starts, rotation + translation + per-axis scale), Chamfer with up to
     `chamfer_points` query points per side against all samples. cd_3d: every frame aligned separately, then
     averaged; cd_4d: the alignment fitted on frame 0 applied to all frames (drift is penalised). Distances in

@@ -1,4 +1,4 @@
-"""The matting chain (DESIGN §10): which matte a clip gets, the border-colour matte, and how sure it is.
+"""The matting chain (docs/design.md §10): which matte a clip gets, the border-colour matte, and how sure it is.
 
 `auto` takes the first that applies: the video's own alpha → the user's mask (`mask`) → a local segmentation
 model (`model`: a transformers folder such as BiRefNet / RMBG-2.0, or an .onnx file of U²-Net's interface) → the

@@ -35,7 +35,7 @@ class FlowConfig:
     mlp_ratio: float = 4.0
     cond_dim: int = 128  # image-encoder token width
     rope_theta: float = 10000.0
-    time_fraction: float = 0.25  # ρ of DESIGN §3.3; 0 = 3D RoPE (ablation)
+    time_fraction: float = 0.25  # ρ of docs/design.md §3.3; 0 = 3D RoPE (ablation)
     window: int = WINDOW  # window radius r when training does not name one
     rope_time_mode: str = "replace"  # "replace" | "add" (exact pretrained same-frame attention), see nn/rope.py
     shared_modulation: bool = False  # TRELLIS.2 share_mod: model-level adaLN_modulation + per-block bias

@@ -1,4 +1,4 @@
-"""Frame-windowed anchored self-attention (DESIGN §3.1) over flat per-frame tokens.
+"""Frame-windowed anchored self-attention (docs/design.md §3.1) over flat per-frame tokens.
 
 Rule, per sequence (sequences never see each other):
 - a query of frame f >= 1 attends to the keys of frames g >= 1 with |f - g| <= window, and to frame 0 (the

@@ -1,6 +1,6 @@
 """`TemporalDiTBlock`: a DiT block whose self-attention is frame-windowed, anchored and dual-weighted.
 
-Per block (DESIGN §3.2, §5), tokens are flat (N, D) with a `FrameLayout`:
+Per block (docs/design.md §3.2, §5), tokens are flat (N, D) with a `FrameLayout`:
     x = x + gate_msa * SelfAttn(modulate(norm1(x), shift_msa, scale_msa))    # window + anchor, 4D RoPE
     x = x + CrossAttn(norm2(x), cond of the token's own frame)
     x = x + gate_mlp * MLP(modulate(norm3(x), shift_mlp, scale_mlp))
@@ -63,7 +63,7 @@ class AnchorCache:
 
 @dataclass(frozen=True)
 class FrameAttention:
-    """How the frames of one flow call attend to each other (DESIGN §3.1): frame f sees the frames within
+    """How the frames of one flow call attend to each other (docs/design.md §3.1): frame f sees the frames within
     `window` of it and, with `anchor`, frame 0. `cache` holds the anchor's keys/values: filled from frame 0 when
     the tokens include it (`anchor_included`), read when they hold frames >= 1 only (sampling: the anchor is not
     recomputed at every step)."""
@@ -272,7 +272,7 @@ def init_temporal_from_base(module: nn.Module) -> None:
 
 
 def temporal_parameters(module: nn.Module) -> Iterator[nn.Parameter]:
-    """The temporal self-attention copies' parameters: the only ones trained for video (DESIGN §3.2)."""
+    """The temporal self-attention copies' parameters: the only ones trained for video (docs/design.md §3.2)."""
     for name, p in module.named_parameters():
         if "temporal_attn" in name.split("."):
             yield p

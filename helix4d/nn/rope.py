@@ -1,6 +1,6 @@
 """4D rotary position embedding: 3D RoPE on voxel coordinates with the lowest spatial bands given to time.
 
-Layout (DESIGN §3.3, the Trellis2 layout): the head dimension holds P = head_dim // 2 rotation pairs of
+Layout (docs/design.md §3.3, the Trellis2 layout): the head dimension holds P = head_dim // 2 rotation pairs of
 ADJACENT dimensions (2j, 2j+1). They are split axis-major across x, y, z with K = P // 3 bands per axis,
 ω_k = θ^(−k/K) for k = 0..K−1 (highest frequency first); the P − 3K leftover pairs are identity in 3D.
 
@@ -18,7 +18,7 @@ below π for |Δt| up to ~200 frames, so every offset in a window (|Δt| ≤ 8) 
 The rotation is block-diagonal, so ⟨R(p)q, R(p′)k⟩ depends only on p′ − p in 4D.
 
 `time_mode` says what the time pairs do with their spatial band:
-- "replace" (default, DESIGN §3.3 as written): the band stops encoding space. Same-frame attention then differs
+- "replace" (default, docs/design.md §3.3 as written): the band stops encoding space. Same-frame attention then differs
   from the pretrained 3D RoPE by the dropped bands' rotations (< 0.09 rad across a 64-voxel grid).
 - "add": the band keeps its spatial angle and the time angle is added to it (angle = ω_s·x + ω_t·t; rotations of
   one plane commute, so the rotation stays block-diagonal and relative in 4D). At t = 0, and between any two

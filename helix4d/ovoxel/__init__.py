@@ -1,4 +1,4 @@
-"""O-Voxels (DESIGN §4): sparse near-surface voxels with dual vertices, edge flags and PBR attributes.
+"""O-Voxels (docs/design.md §4): sparse near-surface voxels with dual vertices, edge flags and PBR attributes.
 
 vox = mesh_to_ovoxel(load_mesh("in.glb"), resolution=256)
 mesh = ovoxel_to_mesh(vox)            # dual contouring, per-vertex PBR

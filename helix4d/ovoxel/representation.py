@@ -1,6 +1,6 @@
 """The `OVoxel` type: a sparse set of near-surface voxels that carries a mesh's geometry and PBR material.
 
-Conventions (project-wide, DESIGN §4): the object lives in the unit cube [-0.5, 0.5]^3; voxel i of a grid of
+Conventions (project-wide, docs/design.md §4): the object lives in the unit cube [-0.5, 0.5]^3; voxel i of a grid of
 resolution R spans [-0.5 + i/R, -0.5 + (i+1)/R] on each axis, so voxel corners are the lattice points 0..R.
 The grid edge that starts at lattice point c and runs along +x (+y, +z) is shared by the 4 voxels around it;
 its crossing flag is stored on voxel c, the voxel whose min corner is c.

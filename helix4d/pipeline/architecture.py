@@ -1,4 +1,4 @@
-"""Architectures (DESIGN §9): what a model folder's components are, resolved in one place when the folder loads.
+"""Architectures (docs/design.md §9): what a model folder's components are, resolved in one place when the folder loads.
 
 An architecture is one table from component names to classes, plus the few steps that differ between
 architectures: how its components load, how new data becomes its latents (to fine-tune its flows), which image

@@ -1,6 +1,6 @@
 """Model-size presets and the pipeline's own settings, as dataclasses serialised beside the weights.
 
-A model folder (DESIGN §6) holds `pipeline.json` (a `PipelineConfig`) and one sub-folder per component with its
+A model folder (docs/design.md §6) holds `pipeline.json` (a `PipelineConfig`) and one sub-folder per component with its
 `config.json` + `model.safetensors`. `tiny` is for tests, `demo` is what ships in `helix4d/weights/demo`.
 """
 

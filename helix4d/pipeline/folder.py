@@ -1,4 +1,4 @@
-"""Model folders: `pipeline.json` + `<component>/config.json` + `<component>/model.safetensors` (DESIGN §6).
+"""Model folders: `pipeline.json` + `<component>/config.json` + `<component>/model.safetensors` (docs/design.md §6).
 
 Loading is strict: a missing, unexpected or mis-shaped tensor is listed in one clear error, never silently left
 at its random initialisation.

@@ -1,4 +1,4 @@
-"""`Helix4DPipeline`: video in, 4D asset out (DESIGN §2).
+"""`Helix4DPipeline`: video in, 4D asset out (docs/design.md §2).
 
     pipe = Helix4DPipeline.from_pretrained()          # the shipped demo model
     asset = pipe("examples/split.mp4", SamplingOptions(seed=0))  # -> Asset4D: per-frame O-Voxels and meshes

@@ -145,8 +145,9 @@ def generate_batch(
     offload: bool = False,
     overwrite: bool = False,
 ) -> list[ItemReport] | None:
-    """`generate` for every video into OUT/<name>/ with one loaded model (DESIGN: helix4d.pipeline.batch); under
-    torchrun, this process's share on its own GPU. Returns every video's report on rank 0, None elsewhere."""
+    """`generate` for every video into OUT/<name>/ with one loaded model (naming and rerun rules:
+    helix4d.pipeline.batch); under torchrun, this process's share on its own GPU. Returns every video's report on
+    rank 0, None elsewhere."""
     options = options.checked(FLAGS, MATTING_FLAGS)
     rank, world = shard()
     if world > 1 and device == "auto" and torch.cuda.is_available():

@@ -1,6 +1,6 @@
 """`SparseTensor`: per-frame voxel tokens of one or more sequences, coordinates and features kept together.
 
-Every stage of helix4d works on tokens grouped by frame (DESIGN §3.1): the dense stage 1 has all R³ voxels per
+Every stage of helix4d works on tokens grouped by frame (docs/design.md §3.1): the dense stage 1 has all R³ voxels per
 frame, the sparse stages only the occupied ones, so frames hold different numbers of tokens. Tokens are stored flat,
 sorted by sequence then frame, with one offset per frame, so attention can slice a frame without searching.
 """

@@ -9,7 +9,7 @@ it back into that folder when done (and into the run's `model/` folder), so the 
     -> flow (stage ss with the image encoder, then geometry, material), static: F = 1
     -> flow ... temporal: true                                     (only the temporal self-attention copies)
 
-Flow tasks follow DESIGN §3.2: the clip's first frame is the anchor (ground-truth latent, t = 0, never noised),
+Flow tasks follow docs/design.md §3.2: the clip's first frame is the anchor (ground-truth latent, t = 0, never noised),
 the loss covers frames >= 1 only, and condition dropout (per frame, never the anchor) enables CFG.
 """
 

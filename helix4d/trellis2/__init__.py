@@ -5,6 +5,6 @@
     # or once, to a self-contained helix4d model folder that `Helix4DPipeline.from_pretrained` loads:
     #   helix4d convert trellis2 TRELLIS.2-4B --dino dinov3-vitl16 --out helix4d-trellis2
 
-Nothing is imported here: the package sits above `helix4d.pipeline` (DESIGN §9), which loads a converted folder
+Nothing is imported here: the package sits above `helix4d.pipeline` (docs/design.md §9), which loads a converted folder
 through `helix4d.trellis2.architecture` by name, and `dino` needs the optional `transformers`.
 """

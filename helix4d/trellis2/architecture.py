@@ -1,4 +1,4 @@
-"""The `trellis2` architecture (DESIGN §9): converted TRELLIS.2 folders, as the core loads and fine-tunes them.
+"""The `trellis2` architecture (docs/design.md §9): converted TRELLIS.2 folders, as the core loads and fine-tunes them.
 
 Its components are TRELLIS.2's (`helix4d.trellis2.folder`); new data becomes its latents through TRELLIS.2's own
 encoders (`helix4d.trellis2.latents`); DINOv3 stays frozen and its VAEs are used as released, as TRELLIS.2 trains.

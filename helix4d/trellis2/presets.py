@@ -1,6 +1,6 @@
 """The `trellis2` flow presets and the reading of TRELLIS.2 checkpoint configs (`ckpts/<name>.json`).
 
-The three TRELLIS.2 flow models share one trunk (DESIGN §5; TRELLIS.2's `SparseStructureFlowModel` /
+The three TRELLIS.2 flow models share one trunk (docs/design.md §5; TRELLIS.2's `SparseStructureFlowModel` /
 `SLatFlowModel` with `share_mod`, `qk_rms_norm`, `qk_rms_norm_cross`, `pe_mode="rope"`):
 
 | stage     | checkpoint                                   | tokens                     | in → out       |
