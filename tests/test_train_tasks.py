@@ -4,6 +4,7 @@ the temporal self-attention copies, and the trained folder generates."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 from pathlib import Path
@@ -14,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from helix4d.data.build import build_synthetic
-from helix4d.errors import InputError
+from helix4d.errors import ConfigError, InputError
 from helix4d.pipeline import SamplingOptions
 from helix4d.pipeline.config import preset
 from helix4d.pipeline.folder import init_model_folder
@@ -112,6 +113,27 @@ def test_recipe_trains_every_part(workspace: Path) -> None:
     assert pipe.config.trained and "ss_image_encoder" in pipe.components
     images = np.random.default_rng(0).random((3, 4, 32, 32), dtype=np.float32)
     assert pipe.generate(images, SamplingOptions(steps=2)).num_frames == 3
+
+
+def test_stage1_only_latents_train_stage_1_and_match_a_full_encode(workspace: Path, tmp_path: Path) -> None:
+    root = workspace
+    full, ss_only = tmp_path / "full", tmp_path / "ss_only"
+    encode_dataset(root / "model", root / "data", full, stats="keep")
+    encode_dataset(root / "model", root / "data", ss_only, only=("ss",), stats="keep")
+    for path in sorted(full.glob("*.pt")):
+        a, b = torch.load(path, weights_only=True), torch.load(ss_only / path.name, weights_only=True)
+        assert "geometry" not in b and "material" not in b
+        assert torch.equal(a["coarse"], b["coarse"]) and a["coarse"].dtype == b["coarse"].dtype  # without stage 2
+        assert torch.equal(a["ss"], b["ss"]) and torch.equal(a["images"], b["images"])
+    assert json.loads((ss_only / "index.json").read_text())["stages"] == ["ss"]
+    losses = _run(root, "ss_only_flow", "flow", 3, stage="ss", latents=str(ss_only))
+    assert all(math.isfinite(x) for x in losses)
+    with pytest.raises(ConfigError, match="no geometry latents"):
+        _run(root, "geometry_on_ss_only", "flow", 1, stage="geometry", latents=str(ss_only))
+    encode_dataset(root / "model", root / "data", ss_only, only=("geometry", "material"), stats="keep")  # added later
+    assert json.loads((ss_only / "index.json").read_text())["stages"] == ["ss", "geometry", "material"]
+    with pytest.raises(InputError, match="encode 'ss'"):
+        encode_dataset(root / "model", root / "data", tmp_path / "new", only=("geometry",))
 
 
 def test_recolouring_moves_whole_frames_and_keeps_alpha() -> None:

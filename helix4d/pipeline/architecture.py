@@ -35,6 +35,10 @@ class LatentEncoders(Protocol):
     def ss(self, fine: Tensor, frames: int) -> Tensor:
         """fine voxels (N, 4) [frame, x, y, z] -> (F, C, r, r, r) stage-1 latents of the occupied coarse grid."""
 
+    def coarse(self, fine: Tensor, frames: int) -> Tensor:
+        """fine voxels (N, 4) -> (M, 4) [frame, x, y, z] the coarse voxels `geometry` puts its latents on, without
+        running it (stage-1-only latents)."""
+
     def geometry(self, ovoxels: list[OVoxel]) -> SparseTensor:
         """-> geometry latents (M, C) on the coarse voxels."""
 
@@ -111,6 +115,11 @@ class _OwnEncoders:
         levels = len(self.geo_vae.config.channels) - 1
         occ = coarse_occupancy(fine.cpu(), levels, frames, self.ss_vae.config.resolution).to(self.device)
         return self.ss_vae.encode(occ)[0]
+
+    def coarse(self, fine: Tensor, frames: int) -> Tensor:
+        levels = len(self.geo_vae.config.channels) - 1  # the geometry VAE halves the grid once per level
+        occ = coarse_occupancy(fine.cpu(), levels, frames, self.ss_vae.config.resolution)  # (F, 1, r, r, r)
+        return occ[:, 0].nonzero()  # (M, 4) int64, in the geometry encoder's (frame, x, y, z) order
 
     def geometry(self, ovoxels: list[OVoxel]) -> SparseTensor:
         feats = [v.geometry_features(oriented=True) for v in ovoxels]

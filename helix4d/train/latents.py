@@ -49,9 +49,11 @@ def encode_dataset(
     """Encode every sequence of `data` with the VAEs of `model`; returns the encoded stages' latent statistics.
 
     `only` re-encodes a subset of stages into existing latents (after retraining one VAE): the other stages'
-    latents and statistics are kept. An interrupted encode (no index.json yet) continues where it stopped: rerun
-    it with the same model and data. A sequence whose condition images show no object is skipped with a warning
-    and listed in index.json's "skipped".
+    latents and statistics are kept. A first encode may name a subset that includes 'ss': stage-1 latents alone
+    (with the true coarse voxels) cost a ninth of all three stages, so stage-1 studies on thousands of sequences
+    start in minutes; the other stages can be added later with `only`. An interrupted encode (no index.json yet)
+    continues where it stopped: rerun it with the same model and data. A sequence whose condition images show no
+    object is skipped with a warning and listed in index.json's "skipped".
 
     stats: 'measure' writes the encoded stages' statistics into the model's pipeline.json; 'keep' leaves the
     model's; 'auto' keeps them once a flow has been trained on them (pipeline.json "trained": continuing a trained
@@ -64,8 +66,9 @@ def encode_dataset(
     if stats not in STATS_MODES:
         raise InputError(f"stats must be one of {', '.join(STATS_MODES)}, got {stats!r}")
     check_output_dir(out, inputs=(model, data), reuse=is_latents_folder)
-    if set(only) != set(STAGES) and not (out / INDEX).is_file():
-        raise InputError(f"{out} holds no latents to update; encode every stage first")
+    fresh = not (out / INDEX).is_file()  # the records are (still) being made: images framed as inference does
+    if fresh and "ss" not in only:
+        raise InputError(f"{out} holds no latents to add {', '.join(only)} to; encode 'ss' (or every stage) first")
     pipeline = read_pipeline_config(model)
     encoders = architecture_of(pipeline).latent_encoders(model, pipeline, device)
     dataset = SequenceDataset(data)
@@ -75,9 +78,8 @@ def encode_dataset(
             f"the model (R={pipeline.resolution}, S={pipeline.image_size}); build the data with the model's settings"
         )
     out.mkdir(parents=True, exist_ok=True)
-    fresh = set(only) == set(STAGES)
     measure = measures_stats(pipeline, only, stats)
-    resuming = fresh and not (out / INDEX).is_file()  # no index yet: an interrupted encode, whose records stay
+    resuming = fresh  # no index yet: an interrupted encode, whose finished records stay
     sums: dict[str, list[Tensor]] = {stage: [] for stage in only}
     index: list[dict] = []
     skipped: list[dict] = [] if fresh else json.loads((out / INDEX).read_text()).get("skipped", [])
@@ -91,6 +93,10 @@ def encode_dataset(
             path = out / f"{entry['id']}.pt"
             if resuming and path.is_file():
                 record = torch.load(path, weights_only=True)
+                missing = tuple(stage for stage in only if stage not in record)  # resumed with more stages
+                if missing:
+                    _encode(record, load_ovoxels(data / entry["path"] / OVOXELS), missing, encoders, device)
+                    atomic_save(record, path)
             elif fresh:  # a fresh record: images framed as inference frames them
                 try:
                     sample = dataset[i]
@@ -113,13 +119,22 @@ def encode_dataset(
                 z = record[stage]
                 sums[stage].append(z.permute(0, 2, 3, 4, 1).reshape(-1, z.shape[1]) if stage == "ss" else z)
             index.append({"id": entry["id"], "kind": entry["kind"], "frames": record["ss"].shape[0]})
-    write_json_atomic(out / INDEX, {"model": str(model), "data": str(data), "sequences": index, "skipped": skipped})
+    stages = [s for s in STAGES if s in only or (not fresh and s in encoded_stages(out))]
+    write_json_atomic(
+        out / INDEX,
+        {"model": str(model), "data": str(data), "stages": stages, "sequences": index, "skipped": skipped},
+    )
     if measure:
         for stage, parts in sums.items():
             x = torch.cat(parts)
             pipeline.latent_stats[stage] = LatentStats(x.mean(0).tolist(), x.std(0).clamp(min=1e-3).tolist())
         write_json_atomic(model / "pipeline.json", pipeline.to_dict())
     return {stage: pipeline.latent_stats[stage] for stage in only}
+
+
+def encoded_stages(latents: Path) -> list[str]:
+    """The stages whose latents `latents` holds (folders from before stage-1-only encodes hold all three)."""
+    return json.loads((latents / INDEX).read_text()).get("stages", list(STAGES))
 
 
 def is_latents_folder(folder: Path) -> bool:
@@ -132,6 +147,8 @@ def _encode(record: dict, ovoxels: list, only: tuple[str, ...], encoders: Latent
     fine = frame_coords([v.coords for v in ovoxels], device)
     if "ss" in only:
         record["ss"] = encoders.ss(fine, len(ovoxels)).cpu()  # (F, C, r, r, r)
+        if "geometry" not in only and "coarse" not in record:  # the voxels the geometry encoder would give
+            record["coarse"] = encoders.coarse(fine, len(ovoxels)).cpu()  # (M, 4) [frame, x, y, z]
     if "geometry" in only:
         geo = encoders.geometry(ovoxels)
         record["geometry"], record["coarse"] = geo.feats.cpu(), geo.coords.cpu()

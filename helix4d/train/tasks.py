@@ -43,7 +43,7 @@ from helix4d.pipeline.folder import load_component, read_component_config, read_
 from helix4d.sparse import SparseTensor, frame_coords
 from helix4d.sparse.conv import coarse_occupancy
 from helix4d.train.config import TrainConfig, parse_dataclass
-from helix4d.train.latents import INDEX
+from helix4d.train.latents import INDEX, encoded_stages
 from helix4d.train.task import Task, register_task
 
 STAGE_FLOW = {"ss": "ss_flow", "geometry": "geometry_flow", "material": "material_flow"}
@@ -287,13 +287,15 @@ class LatentClips(Dataset):
         frames = list(range(start, start + self.clip_frames))
         coarse = record["coarse"]
         rows = [coarse[:, 0] == f for f in frames]
-        return {
+        item = {
             "images": record["images"][frames],  # (F, 4, S, S) uint8
             "ss": record["ss"][frames],  # (F, C, r, r, r)
             "coarse": [coarse[m, 1:] for m in rows],  # per frame (n_f, 3)
-            "geometry": [record["geometry"][m] for m in rows],
-            "material": [record["material"][m] for m in rows],
         }
+        for stage in ("geometry", "material"):  # absent from stage-1-only latents
+            if stage in record:
+                item[stage] = [record[stage][m] for m in rows]
+        return item
 
 
 def _sequences_of_look(data: Path, looks: str) -> set[str]:
@@ -438,6 +440,13 @@ class FlowTask(Task):
         return params + list(model.encoder.parameters()) if self.train_encoder else params
 
     def dataset(self) -> Dataset:
+        needed = {"ss": ["ss"], "geometry": ["geometry"], "material": ["geometry", "material"]}[self.stage]
+        missing = [s for s in needed if (self.latents / INDEX).is_file() and s not in encoded_stages(self.latents)]
+        if missing:
+            raise ConfigError(
+                f"{self.latents} holds no {' or '.join(missing)} latents (a stage-1-only encode); add them with "
+                f"`helix4d model encode-latents ... --only {','.join(missing)}`"
+            )
         return LatentClips(self.latents, self.clip_frames, self.config.seed, self.options.repeats, self.options.looks)
 
     def collate(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:

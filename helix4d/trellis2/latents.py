@@ -41,6 +41,9 @@ class Trellis2Encoders:
         occ = coarse_occupancy(fine.cpu(), self.levels, frames, self.ss_grid).to(self.device)  # (F, 1, 64, 64, 64)
         return self.ss_encoder.encode(occ)[0]  # (F, 8, 16, 16, 16)
 
+    def coarse(self, fine: Tensor, frames: int) -> Tensor:
+        raise ConfigError("stage-1-only latents are for helix4d's own models; encode every stage of a TRELLIS.2 folder")
+
     def geometry(self, ovoxels: list[OVoxel]) -> SparseTensor:
         feats = [trellis2_shape_inputs(v) for v in ovoxels]
         return self.shape.encode(voxel_features(ovoxels, feats).to(self.device))[0]
