@@ -194,6 +194,26 @@ def bench_all(
         print_report(report)
 
 
+@bench_app.command("gpu")
+def bench_gpu(
+    device: str = typer.Option("cuda", "--device", help="cuda, or cpu (with --size tiny)."),
+    size: str = typer.Option("full", "--size", help="full (TRELLIS.2's 512 models) or tiny (the same code, seconds)."),
+    frames: str = typer.Option("1,16", "--frames", help="Comma-separated frame counts."),
+    steps: int = typer.Option(0, "--steps", min=0, help="Sampling steps per flow stage (0: TRELLIS.2's 12)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """TRELLIS.2's full-size architecture with random weights, bf16: seconds and peak memory per stage, every
+    attention backend and both sparse convolutions (agreement and time); designed to finish within 8 minutes on one
+    H100."""
+    import json
+
+    from helix4d.bench.gpu import gpu_tables, run_gpu_bench
+
+    log = lambda line: err_console.print(line, highlight=False)  # noqa: E731
+    report = run_gpu_bench(device, size, _int_list(frames, "--frames"), steps or None, log)
+    typer.echo(json.dumps(report.to_json(), indent=1) if as_json else gpu_tables(report))
+
+
 @app.command("train")
 def train_command(
     config: str = typer.Argument(..., help="JSON training config (see the README's Training section)."),

@@ -101,3 +101,150 @@ def test_drift_rows_score_every_block_of_a_long_clip(tmp_path) -> None:
     assert all(len(block["cd_3d"]) == 1 for row in rows for block in row.blocks)
     assert rows[0].blocks[0]["cd_3d"] != rows[1].blocks[2]["cd_3d"]
     assert drift_table(blocks, rows).count("\n") == 3  # the header, its rule and one line per row
+
+
+# ------------------------------------------------------------------------------------------------ bench gpu, cost model
+def _table_rows(text: str, title: str) -> list[list[str]]:
+    """The body rows of the markdown table that follows `title` in `text`, as lists of cell strings."""
+    body = text.split(title + "\n\n", 1)[1].splitlines()[2:]  # past the header and its rule
+    body = body[: next((i for i, line in enumerate(body) if not line.startswith("|")), len(body))]
+    return [[c.strip() for c in line.strip("|").split("|")] for line in body]
+
+
+def test_cli_bench_gpu_runs_the_tiny_architecture_on_a_cpu() -> None:
+    from helix4d.bench.cost import STAGES
+
+    result = runner.invoke(
+        app, ["bench", "gpu", "--device", "cpu", "--size", "tiny", "--frames", "1,3", "--steps", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    stages = _table_rows(result.stdout, "Stages")
+    assert [(r[0], r[1]) for r in stages] == [(s, str(f)) for f in (1, 3) for s in STAGES]
+    assert all(float(r[3]) >= 0 and float(r[6]) > 0 and r[-1] == "ok" for r in stages)  # seconds, model TFLOP
+    attention = _table_rows(result.stdout, "Attention backends")
+    assert [(r[0], r[2]) for r in attention] == [
+        (s, b) for s in ("ss", "geometry", "material") for b in ("dense", "loop", "flex")
+    ]
+    for r in attention:
+        if r[2] == "flex":
+            assert r[-1] == "unavailable: needs CUDA"
+        else:  # bf16 through a random block: the loop backend within 2 % of the dense reference
+            assert r[-1] == "ok" and float(r[5]) < 2e-2 and (r[2] != "dense" or float(r[5]) == 0.0)
+    conv = _table_rows(result.stdout, "Sparse convolution (decode stage)")
+    assert [(r[0], r[1]) for r in conv] == [("1", "reference"), ("1", "ocnn"), ("3", "reference"), ("3", "ocnn")]
+    assert conv[0][-1] == "ok" and conv[1][-1].startswith("unavailable")
+
+
+def test_cli_bench_gpu_json_and_refusals() -> None:
+    result = runner.invoke(
+        app, ["bench", "gpu", "--device", "cpu", "--size", "tiny", "--frames", "2", "--steps", "1", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert {"machine", "settings", "memory", "stages", "attention", "sparse_conv"} <= set(out)
+    decode = next(r for r in out["stages"] if r["stage"] == "decode")
+    assert decode["tokens_per_frame"] > 100 and decode["peak_gib"] is None  # no honest CPU peak
+    assert runner.invoke(app, ["bench", "gpu", "--device", "cpu"]).exception.__class__ is InputError  # full on a CPU
+    assert isinstance(runner.invoke(app, ["bench", "gpu", "--device", "cpu", "--size", "huge"]).exception, InputError)
+    if not torch.cuda.is_available():
+        assert isinstance(runner.invoke(app, ["bench", "gpu", "--size", "tiny"]).exception, BackendUnavailableError)
+
+
+def test_sampler_passes_count_guided_steps_twice() -> None:
+    from helix4d.bench.cost import TRELLIS2_SAMPLING, sampler_passes
+    from helix4d.pipeline.sampler import SamplerConfig
+
+    assert sampler_passes(SamplerConfig(steps=5, cfg_strength=1.0)) == 5
+    assert sampler_passes(SamplerConfig(steps=5, cfg_strength=3.0)) == 10
+    assert [sampler_passes(TRELLIS2_SAMPLING[s]) for s in ("ss", "geometry", "material")] == [22, 21, 12]
+
+
+def test_flow_cost_formula_matches_the_flop_counter() -> None:
+    """The cost model's flow pass against torch's own FLOP count, on a TRELLIS.2-style and a helix4d-style flow,
+    for the pass that reads a cached anchor (SDPA's math path, so the counter sees the attention products)."""
+    import dataclasses
+
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from helix4d.bench.cost import flow_pass
+    from helix4d.models.flow import FlowConfig, FlowTransformer
+    from helix4d.nn.blocks import FrameAttention
+    from helix4d.sparse import SparseTensor
+    from helix4d.trellis2.presets import trellis2_flow_config
+
+    small = dict(dim=64, heads=2, cond_dim=24, mlp_ratio=2.0)
+    for config in (
+        dataclasses.replace(trellis2_flow_config("material", depth=2), **small),
+        FlowConfig(dim=64, depth=2),
+    ):
+        torch.manual_seed(0)
+        flow, sizes = FlowTransformer(config), [5, 7, 6, 9]
+        x = SparseTensor.from_frames(
+            [torch.randint(0, 8, (n, 3)) for n in sizes], [torch.randn(n, config.in_channels) for n in sizes]
+        )
+        extra = torch.randn(sum(sizes), config.extra_channels) if config.extra_channels else None
+        cond, cache = torch.randn(4, 11, config.cond_dim), flow.empty_anchor_cache()
+        flow(
+            x.select_frames([0]),
+            torch.zeros(5),
+            cond[:1],
+            FrameAttention(1, True, cache),
+            extra[:5] if extra is not None else None,
+        )
+        with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+            flow(
+                x.select_frames([1, 2, 3]),
+                torch.full((22,), 0.5),
+                cond[1:],
+                FrameAttention(1, True, cache, anchor_included=False),
+                extra[5:] if extra is not None else None,
+            )
+        keys = [5 + 7 + 6, 5 + 7 + 6 + 9, 5 + 6 + 9]  # window r = 1 over frames 1..3, plus the anchor
+        assert sum(flow_pass(config, sizes[1:], keys, 11)) == counter.get_total_flops()
+
+
+def test_decoder_cost_formulas_match_the_flop_counter() -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from helix4d.bench.cost import helix4d_decoder, shell_voxels, trellis2_decoder
+    from helix4d.models.interfaces import DecoderOutput
+    from helix4d.models.sc_vae import SCVAE, SCVAEConfig
+    from helix4d.sparse import SparseTensor
+    from helix4d.trellis2.sc_vae import Trellis2SCVAEConfig, Trellis2SCVAEDecoder
+
+    torch.manual_seed(0)
+    coarse, masks = shell_voxels(32, 2, 2)
+    voxels = [sum(len(c) for c in coarse)] + [int(m.sum()) for m in masks]
+    latent = SparseTensor.of_sequence(coarse, torch.randn(voxels[0], 32))
+    config = Trellis2SCVAEConfig("decoder", 7, (32, 16, 16), (1, 2, 1), geometry=True)
+    with FlopCounterMode(display=False) as counter:
+        trellis2 = Trellis2SCVAEDecoder(config).decode(
+            latent, guide=DecoderOutput(latent, [m * 2.0 - 1 for m in masks])
+        )
+    assert trellis2_decoder(config, voxels, "reference", 2).flops == counter.get_total_flops()
+    assert trellis2.voxels.num_tokens == voxels[-1]
+    demo = SCVAEConfig(in_channels=6, latent_channels=8, channels=(16, 32, 64))
+    with FlopCounterMode(display=False) as counter:
+        out = SCVAE(demo).decode(SparseTensor.of_sequence(coarse, torch.randn(voxels[0], 8)))
+    kept = [voxels[0]] + [int((logits > 0).sum()) for logits in out.exists_logits]
+    assert helix4d_decoder(demo, kept, 2).flops == counter.get_total_flops()
+
+
+def test_shell_masks_follow_the_decoders_voxel_order() -> None:
+    """A TRELLIS.2 decoder guided by `shell_voxels`' masks ends on exactly the shell's fine voxels, frame by frame."""
+    from helix4d.bench.cost import _crosses, shell_voxels
+    from helix4d.models.interfaces import DecoderOutput
+    from helix4d.sparse import SparseTensor
+    from helix4d.trellis2.sc_vae import Trellis2SCVAEConfig, Trellis2SCVAEDecoder
+
+    coarse, masks = shell_voxels(32, 2, 2)
+    latent = SparseTensor.of_sequence(coarse, torch.randn(sum(len(c) for c in coarse), 32))
+    decoder = Trellis2SCVAEDecoder(Trellis2SCVAEConfig("decoder", 6, (16, 16, 16), (0, 0, 0), pred_subdiv=False))
+    out = decoder.decode(latent, guide=DecoderOutput(latent, [m * 2.0 - 1 for m in masks]))
+    grid = torch.stack(torch.meshgrid(*(torch.arange(32),) * 3, indexing="ij"), -1).reshape(-1, 3)
+    for f in range(2):
+        centre = torch.tensor([16 + f * 32 / 256, 16.0, 16.0], dtype=torch.float64)
+        expected = grid[_crosses(grid, 1.0, centre, 0.35 * 32)]
+        got = out.voxels.frame(f).coords[:, 1:]
+        assert torch.equal(torch.unique(got, dim=0), expected)  # unique rows come back sorted, like the grid
