@@ -54,7 +54,8 @@ def test_budget_scores_every_row_per_kind(workspace: Path) -> None:
     assert ceiling["cd_3d"] < 0.05 and ceiling["colour_error"] == 0.0 and ceiling["empty_frames"] == 0
     assert math.isnan(ceiling.get("coarse_iou", math.nan))
     assert 0.0 <= vae["coarse_iou"] <= 1.0 and math.isfinite(vae["cd_3d"])
-    for row in ("stages_2_3", "temporal", "cleaned", "per_frame"):  # a random model: empty frames, never a failure
+    assert ceiling["colour_delta_e"] == 0.0
+    for row in ("stages_2_3", "temporal", "cleaned", "per_frame", "video"):  # a random model: empty frames, no failure
         assert math.isfinite(report.mean(row)["cd_3d"])
     temporal, cleaned = report.mean("temporal"), report.mean("cleaned")
     assert cleaned["boundary_edges"] <= temporal["boundary_edges"] and cleaned["coarse_iou"] == temporal["coarse_iou"]

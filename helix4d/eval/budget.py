@@ -9,13 +9,16 @@ stages_2_3   stages 2 and 3 sampled on the true coarse structure (stage 1 replac
 temporal     the whole pipeline, Helix4D's temporal mode
 cleaned      the temporal row's meshes after the export's surface clean-up (`helix4d.export.cleanup`), as written
 per_frame    the whole pipeline, the static model on every frame
+video        the whole pipeline (temporal) on the sequence's video.mp4 through `generate`'s own decoding, matting
+             and crop: what a user gets, against the dataset's renders (the rows above)
 
 Besides the protocol's metrics (CD-3D, CD-4D, F-score, jitter), every row reports `boundary_edges` (edges with one
 face per frame: hole rims, and the true rims of open sheets — compare with the ceiling row), `empty_frames`,
 `colour_error` (mean |Δ| per channel between each output voxel's base colour and that of the nearest true voxel),
-`object_colour_error` (|Δ| of the frame's mean base colour), `alpha_error` (as colour_error, for alpha) and, where
-it applies, `coarse_iou`: the coarse structure's IoU against the truth (the SS-VAE's round trip in the vae row,
-stage 1's generated structure in the pipeline rows).
+`colour_delta_e` (the same pairs' CIE76 ΔE: hue-sensitive, above ~10 is another colour), `object_colour_error` (|Δ|
+of the frame's mean base colour), `alpha_error` (as colour_error, for alpha) and, where it applies, `coarse_iou`:
+the coarse structure's IoU against the truth (the SS-VAE's round trip in the vae row, stage 1's generated structure
+in the pipeline rows).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from helix4d.errors import InputError
+from helix4d.eval.metrics import delta_e
 from helix4d.eval.protocols import OursProtocol, Protocol, evaluate_sequence
 from helix4d.eval.tables import cell, finite, nanmean
 from helix4d.export.cleanup import boundary_edges, clean_mesh
@@ -48,6 +52,7 @@ ROWS: dict[str, str] = {
     "temporal": "full pipeline, temporal (Helix4D)",
     "cleaned": "full pipeline, temporal, after the export's surface clean-up (the meshes as written)",
     "per_frame": "full pipeline, per-frame (static model on every frame)",
+    "video": "full pipeline, temporal, from the sequence's video.mp4 as `generate` reads it (decoding, matting, crop)",
 }
 HEADLINE = (
     "cd_3d",
@@ -58,6 +63,7 @@ HEADLINE = (
     "boundary_edges",
     "empty_frames",
     "colour_error",
+    "colour_delta_e",
     "object_colour_error",
     "alpha_error",
 )
@@ -214,6 +220,7 @@ def _budget_sequence(
     pipe: Any, folder: Path, frames: int | None, rows: Sequence[str], steps: int | None, seed: int, protocol: Protocol
 ) -> tuple[BudgetSequence, str]:
     from helix4d.data.dataset import clip, load_sequence
+    from helix4d.data.layout import VIDEO
     from helix4d.ovoxel import ovoxel_to_mesh
 
     # Framed over the whole sequence, then cut: the ground truth lives in the whole sequence's box, so images
@@ -260,6 +267,9 @@ def _budget_sequence(
     if "per_frame" in rows:
         asset = pipe.generate(images, dataclasses.replace(sampling, mode="per-frame"))
         result.rows["per_frame"] = score(asset.ovoxels, asset.coarse)
+    if "video" in rows:
+        asset = pipe(folder / VIDEO, dataclasses.replace(sampling, mode="temporal"), max_frames=count)
+        result.rows["video"] = score(asset.ovoxels, asset.coarse)
     return result, source
 
 
@@ -326,13 +336,19 @@ def boundary_edge_count(mesh: trimesh.Trimesh) -> int:
 def material_errors(pred: list[OVoxel], truth: list[OVoxel]) -> dict[str, float]:
     """Colour and alpha errors of each output voxel against the nearest true voxel, and of the frame's mean
     colour; frames with no output voxels count as NaN (they are scored by `empty_frames`)."""
-    voxel, obj, alpha = [], [], []
+    voxel, hue, obj, alpha = [], [], [], []
     for p, t in zip(pred, truth):
         if len(p) == 0 or len(t) == 0:
             continue
         nearest = cKDTree(t.coords.astype(np.float64)).query(p.coords.astype(np.float64))[1]
         diff = np.abs(p.attrs - t.attrs[nearest])  # (n, 6): base colour RGB, metallic, roughness, alpha
         voxel.append(diff[:, :3].mean())
+        hue.append(delta_e(p.attrs[:, :3], t.attrs[nearest, :3]).mean())
         alpha.append(diff[:, 5].mean())
         obj.append(np.abs(p.attrs[:, :3].mean(0) - t.attrs[:, :3].mean(0)).mean())
-    return {"colour_error": nanmean(voxel), "object_colour_error": nanmean(obj), "alpha_error": nanmean(alpha)}
+    return {
+        "colour_error": nanmean(voxel),
+        "colour_delta_e": nanmean(hue),
+        "object_colour_error": nanmean(obj),
+        "alpha_error": nanmean(alpha),
+    }

@@ -205,3 +205,14 @@ def temporal_jitter(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
     gt_motion = m_gt.mean()
     ratio = m_pred.mean() / gt_motion if gt_motion > 0 else float("nan")
     return float(np.abs(m_pred - m_gt).mean()), float(ratio)
+
+
+def delta_e(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """CIE76 colour difference of (n, 3) sRGB-encoded colours in [0, 1]: Euclidean distance in CIELAB. Why: an
+    error of 0.1 per channel can be a slightly darker red or a red turned orange; ΔE weighs hue as the eye does
+    (about 2 is just noticeable, above 10 another colour)."""
+    from skimage.color import rgb2lab
+
+    lab_a = rgb2lab(np.clip(np.asarray(a, np.float64), 0, 1)[None])[0]  # (n, 3)
+    lab_b = rgb2lab(np.clip(np.asarray(b, np.float64), 0, 1)[None])[0]
+    return np.linalg.norm(lab_a - lab_b, axis=-1)  # (n,)

@@ -224,12 +224,12 @@ def score_stage(model: Path, latents: Path, data: Path, settings: FitSettings) -
 
 def colour_errors(pred: list[OVoxel], truth: list[OVoxel]) -> dict[str, float]:
     """Base colour of every predicted voxel against the nearest true voxel: mean |Δ| of sRGB in [0, 1] and mean
-    CIE76 ΔE. Why ΔE: an error of 0.1 per channel can be a slightly darker red or a red turned orange; ΔE weighs
-    hue as the eye does (about 2 is just noticeable, above 10 another colour)."""
+    CIE76 ΔE (`helix4d.eval.metrics.delta_e`, hue-sensitive)."""
     from scipy.spatial import cKDTree
-    from skimage.color import rgb2lab
 
-    srgb, delta_e = [], []
+    from helix4d.eval.metrics import delta_e
+
+    srgb, hue = [], []
     for p, t in zip(pred, truth):
         if len(p) == 0 or len(t) == 0:
             continue
@@ -237,11 +237,11 @@ def colour_errors(pred: list[OVoxel], truth: list[OVoxel]) -> dict[str, float]:
         a = np.clip(p.attrs[:, :3], 0, 1).astype(np.float64)  # (n, 3) sRGB-encoded, as the O-Voxels store it
         b = np.clip(t.attrs[nearest, :3], 0, 1).astype(np.float64)
         srgb.append(np.abs(a - b).mean())
-        delta_e.append(np.linalg.norm(rgb2lab(a[None])[0] - rgb2lab(b[None])[0], axis=-1).mean())
+        hue.append(delta_e(a, b).mean())
     nan = float("nan")
     return {
         "colour_srgb": float(np.mean(srgb)) if srgb else nan,
-        "colour_delta_e": float(np.mean(delta_e)) if delta_e else nan,
+        "colour_delta_e": float(np.mean(hue)) if hue else nan,
     }
 
 
