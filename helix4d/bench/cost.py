@@ -81,9 +81,9 @@ H100 = Accelerator(
     bandwidth_tbs=2.7,
     basis=(
         "gemm 600 (61 % of the 989 TFLOP/s dense bf16 peak, assumed); attention 360 (our per-frame SDPA loop on an "
-        "H100, measured: shared/ENVIRONMENT.md); sparse_conv 300 (ocnn's Triton kernels, assumed: they reach "
-        "45-80 % of an RTX 4090's peak in ocnn's own benchmark); dense 400 (cuDNN Conv3d, assumed); bandwidth 2.7 "
-        "TB/s (80 % of 3.35, assumed)"
+        "H100, measured: bf16, 16 frames x 4096 tokens, window 1 + anchor); sparse_conv 300 (ocnn's Triton kernels, "
+        "assumed: they reach 45-80 % of an RTX 4090's peak in ocnn's own benchmark); dense 400 (cuDNN Conv3d, "
+        "assumed); bandwidth 2.7 TB/s (80 % of 3.35, assumed)"
     ),
 )
 

@@ -508,7 +508,7 @@ def gpu_tables(report: GpuBenchReport) -> str:
                 _num(r.seconds / r.frames if r.seconds else None, ".3f"),
                 _num(r.peak_gib, ".1f"),
                 f"{r.tflop:.3g}",
-                _num(r.achieved_tflops, ".0f"),
+                _num(r.achieved_tflops, ".3g"),
                 r.status,
             ]
             for r in report.stages
