@@ -254,7 +254,10 @@ def model_encode_latents(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the per-sequence latents."),
     device: str = typer.Option("cpu", "--device", help="'cpu' or 'cuda'."),
     only: str = typer.Option(
-        "ss,geometry,material", "--only", help="Stages to (re-)encode, e.g. 'material' after retraining that VAE."
+        "ss,geometry,material",
+        "--only",
+        help="Stages to (re-)encode, e.g. 'material' after retraining that VAE; 'ss' into a new folder: stage-1-only "
+        "latents (a ninth of the time).",
     ),
     stats: str = typer.Option(
         "auto",
@@ -684,7 +687,7 @@ def eval_budget_command(
     steps: int = typer.Option(12, "--steps", help="Sampling steps per stage."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed (the same noise for every row)."),
     rows: str = typer.Option(
-        "ceiling,vae,stages_2_3,temporal,cleaned,per_frame",
+        "ceiling,vae,stages_2_3,temporal,cleaned,per_frame,video",
         "--rows",
         help="Comma-separated rows to compute (all by default).",
     ),

@@ -136,6 +136,17 @@ def test_stage1_only_latents_train_stage_1_and_match_a_full_encode(workspace: Pa
         encode_dataset(root / "model", root / "data", tmp_path / "new", only=("geometry",))
 
 
+def test_a_decoder_only_vae_run_keeps_the_encoder_and_its_latent_space(workspace: Path) -> None:
+    root = workspace
+    before = _state(root / "model" / "material_vae")
+    _run(root, "material_decoder", "sc_vae", 3, component="material_vae", train="decoder", colour_augmentation=0.5)
+    after = _state(root / "model" / "material_vae")
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("dec_") for k in changed)
+    with pytest.raises(ConfigError, match="'all' or 'decoder'"):
+        _run(root, "material_typo", "sc_vae", 1, component="material_vae", train="decoders")
+
+
 def test_recolouring_moves_whole_frames_and_keeps_alpha() -> None:
     from helix4d.train.tasks import recolour_frames
 

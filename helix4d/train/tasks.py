@@ -54,11 +54,13 @@ RECOLOURED_CHANNELS = (0, 1, 2, 3, 4)  # material features: base colour RGB, met
 @dataclasses.dataclass(frozen=True)
 class VAEOptions:
     """`ss_vae` and `sc_vae` task options. model: the model folder (`helix4d model init`) whose component trains.
-    sc_vae only: component, the `SCVAELossWeights`, and colour_augmentation (materials: the share of frames whose
-    colour / metallic / roughness are re-drawn, `recolour_frames`)."""
+    sc_vae only: component, the `SCVAELossWeights`, colour_augmentation (materials: the share of frames whose
+    colour / metallic / roughness are re-drawn, `recolour_frames`), and train: 'all' or 'decoder' (the encoder,
+    hence the latent space the flows were trained on, stays as it is: a better decoder without retraining them)."""
 
     model: str
     component: str = "geometry_vae"  # geometry_vae | material_vae
+    train: str = "all"  # all | decoder
     reconstruction_weight: float = SCVAELossWeights().reconstruction
     l1_weight: float = SCVAELossWeights().l1
     exists_weight: float = SCVAELossWeights().exists
@@ -203,10 +205,18 @@ class SCVAETask(Task):
         self.colour_augmentation = o.colour_augmentation
         if self.colour_augmentation and self.component != "material_vae":
             raise ConfigError("colour_augmentation applies to the material_vae only")
+        if o.train not in ("all", "decoder"):
+            raise ConfigError(f"task_options.train must be 'all' or 'decoder', got {o.train!r}")
+        self.decoder_only = o.train == "decoder"
 
     def build_model(self) -> nn.Module:
         vae, self.vae_config = load_component(self.component, self.model_folder / self.component)
         return LossModule(vae.train())
+
+    def trainable_parameters(self, model: nn.Module):
+        if self.decoder_only:
+            return [p for n, p in model.inner.named_parameters() if n.startswith("dec_")]
+        return model.parameters()
 
     def dataset(self) -> Dataset:
         return VoxelFrames(Path(self.config.data))
