@@ -1,4 +1,5 @@
-"""The CLI contract: version, help on every command, and one-line errors with exit code 2."""
+"""The CLI contract: version, help on every command (without importing torch), the old spellings of moved commands,
+and one-line errors with exit code 2."""
 
 import re
 import subprocess
@@ -75,3 +76,31 @@ def test_user_error_is_one_line_exit_2(monkeypatch, capsys) -> None:
 def test_console_script_runs() -> None:
     out = subprocess.run([sys.executable, "-m", "helix4d", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and __version__ in out.stdout
+
+
+def test_help_does_not_import_torch() -> None:
+    """Every command imports its work inside itself, so `helix4d --help` answers without loading torch."""
+    code = "\n".join(
+        [
+            "import runpy, sys",
+            "try:",
+            "    runpy.run_module('helix4d', run_name='__main__')",  # `python -m helix4d --help`
+            "except SystemExit:",
+            "    pass",
+            "print('torch' in sys.modules)",
+        ]
+    )
+    out = subprocess.run([sys.executable, "-c", code, "--help"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+@pytest.mark.parametrize("name", ["evaluate", "ablate"])
+def test_eval_commands_keep_their_top_level_spelling(name: str) -> None:
+    """`helix4d eval evaluate` / `eval ablate` and the first spellings `helix4d evaluate` / `ablate` are one command."""
+    eval_app = next(group.typer_instance for group in app.registered_groups if group.name == "eval")
+    top, grouped = ({c.name: c.callback for c in t.registered_commands}[name] for t in (app, eval_app))
+    assert top is grouped
+    top_help, grouped_help = (runner.invoke(app, [*path, "--help"]).output for path in ([name], ["eval", name]))
+    lines = lambda text: [line.rstrip() for line in text.replace(f"eval {name}", name).splitlines()]  # noqa: E731
+    assert lines(top_help) == lines(grouped_help)
