@@ -27,19 +27,10 @@ from helix4d.cli import app as cli_app
 from helix4d.errors import BackendUnavailableError, ConfigError, InputError
 from helix4d.export import preview_frame_count
 from helix4d.io.video import read_video, write_video
-from helix4d.pipeline.config import preset
-from helix4d.pipeline.folder import init_model_folder
 
 REPO = Path(__file__).resolve().parent.parent
 FRAMES, FPS = 4, 4.0
 COLOURS = "vertex colours (fastest)"
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("model") / "tiny"
-    init_model_folder(preset("tiny"), folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +43,10 @@ def video(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ui(model_dir, tmp_path_factory):
+def ui(tiny_model, tmp_path_factory):
     """One app for the handler tests (the model loads once, on the first Generate)."""
     gradio_ui = pytest.importorskip("helix4d.app.ui", reason="gradio is not installed (pip install 'helix4d[app]')")
-    app = gradio_ui.Helix4DApp(model_dir, device="cpu", examples=[], workdir=tmp_path_factory.mktemp("runs"))
+    app = gradio_ui.Helix4DApp(tiny_model, device="cpu", examples=[], workdir=tmp_path_factory.mktemp("runs"))
     yield app
     app.close()
 
@@ -109,9 +100,9 @@ def test_helix4d_errors_become_gr_errors(ui, tmp_path) -> None:
     assert set(ui.workdir.iterdir()) == before  # a failed run leaves no folder behind
 
 
-def test_layout_has_viewers_and_examples(model_dir, video, tmp_path) -> None:
+def test_layout_has_viewers_and_examples(tiny_model, video, tmp_path) -> None:
     gradio_ui = pytest.importorskip("helix4d.app.ui", reason="gradio is not installed")
-    app = gradio_ui.Helix4DApp(model_dir, device="cpu", examples=[video], workdir=tmp_path)
+    app = gradio_ui.Helix4DApp(tiny_model, device="cpu", examples=[video], workdir=tmp_path)
     try:
         config = app.build().config
     finally:
@@ -124,16 +115,16 @@ def test_layout_has_viewers_and_examples(model_dir, video, tmp_path) -> None:
     assert "model's default (25)" in str(config)  # the steps hint reads the model folder
 
 
-def test_run_job_bakes_textures(model_dir, video, tmp_path) -> None:
-    model = ModelHolder(model_dir, device="cpu")
+def test_run_job_bakes_textures(tiny_model, video, tmp_path) -> None:
+    model = ModelHolder(tiny_model, device="cpu")
     result = run_job(model, video, tmp_path / "run", frames=2, steps=1, mode="per-frame", texture_size=64)
     assert len(result.frames) == 2 and all(p.is_file() for p in result.downloads)
     mesh = trimesh.load(result.frames[0], force="mesh")
     assert _base_colour_texture(mesh).size == (64, 64)
 
 
-def test_run_job_uses_the_chosen_matte(model_dir, video, tmp_path) -> None:
-    model = ModelHolder(model_dir, device="cpu")
+def test_run_job_uses_the_chosen_matte(tiny_model, video, tmp_path) -> None:
+    model = ModelHolder(tiny_model, device="cpu")
     run_job(model, video, tmp_path / "run", frames=2, steps=1, texture_size=None, matting="border", stabilise=False)
     result = json.loads((tmp_path / "run" / "result.json").read_text())
     assert result["matte"]["method"] == "border" and result["matte"]["background_colour"] == [255, 255, 255]
@@ -143,13 +134,13 @@ def test_run_job_uses_the_chosen_matte(model_dir, video, tmp_path) -> None:
     assert not (tmp_path / "bad").exists()
 
 
-def test_model_holder_checks_the_folder_and_loads_once(model_dir, tmp_path, monkeypatch) -> None:
+def test_model_holder_checks_the_folder_and_loads_once(tiny_model, tmp_path, monkeypatch) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         ModelHolder(tmp_path / "missing")
     monkeypatch.setattr("helix4d.app.job.DEMO_MODEL", tmp_path / "no-demo")
     with pytest.raises(ConfigError, match="pass --model"):
         ModelHolder(None)
-    holder = ModelHolder(model_dir, device="cpu")
+    holder = ModelHolder(tiny_model, device="cpu")
     assert not holder.loaded and holder.default_steps() == "25"
     assert holder.get() is holder.get()
 
@@ -203,7 +194,7 @@ def test_ui_without_gradio_names_the_extra(monkeypatch) -> None:
         helix4d.app.launch  # noqa: B018
 
 
-def test_cli_app_command(model_dir, tmp_path) -> None:
+def test_cli_app_command(tiny_model, tmp_path) -> None:
     runner = CliRunner()
     help_text = runner.invoke(cli_app, ["app", "--help"]).output
     for option in ("--model", "--host", "--port", "--share", "--no-share", "--device"):
@@ -215,7 +206,7 @@ def test_cli_app_command(model_dir, tmp_path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = str(busy.getsockname()[1])
-        result = runner.invoke(cli_app, ["app", "--model", str(model_dir), "--port", port])
+        result = runner.invoke(cli_app, ["app", "--model", str(tiny_model), "--port", port])
     assert isinstance(result.exception, InputError) and "--port" in str(result.exception)
 
 
@@ -240,7 +231,8 @@ def _wait_for_server(url: str, process: subprocess.Popen, timeout_s: float = 40.
     raise TimeoutError(f"`helix4d app` did not answer at {url} within {timeout_s} s")
 
 
-def test_app_in_headless_chromium(model_dir, video, tmp_path) -> None:
+@pytest.mark.slow
+def test_app_in_headless_chromium(tiny_model, video, tmp_path) -> None:
     """`helix4d app` served on localhost, driven like a user; screenshot in test-artifacts/app.png."""
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install playwright")
     pytest.importorskip("gradio", reason="gradio is not installed: pip install 'helix4d[app]'")
@@ -261,7 +253,7 @@ def test_app_in_headless_chromium(model_dir, video, tmp_path) -> None:
         "helix4d",
         "app",
         "--model",
-        str(model_dir),
+        str(tiny_model),
         "--port",
         str(port),
         "--device",

@@ -222,6 +222,7 @@ def test_a_batch_where_every_video_fails_exits_2(work: Path, tmp_path: Path, mon
     )
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_give_the_same_files_as_one(
     work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

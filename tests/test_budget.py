@@ -16,30 +16,14 @@ from helix4d.cli import app
 from helix4d.errors import InputError
 from helix4d.eval.budget import ROWS, boundary_edge_count, coarse_voxels, run_budget, voxel_iou
 from helix4d.eval.protocols import OursProtocol
-from helix4d.pipeline.config import preset
-from helix4d.pipeline.folder import init_model_folder
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> Path:
-    from helix4d.data.build import build_synthetic
-
-    root = tmp_path_factory.mktemp("budget")
-    build_synthetic(
-        root / "data",
-        count=2,
-        frames=3,
-        resolution=16,
-        image_size=32,
-        views=1,
-        workers=0,
-        kinds=["sheet", "split"],
-        progress=False,
-    )
-    init_model_folder(preset("tiny"), root / "model", seed=0)
-    return root
+def workspace(tiny_workspace) -> Path:
+    return tiny_workspace("budget", count=2, frames=3, kinds=["sheet", "split"])
 
 
+@pytest.mark.slow
 def test_budget_scores_every_row_per_kind(workspace: Path) -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

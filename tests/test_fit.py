@@ -12,34 +12,17 @@ from typer.testing import CliRunner
 
 from helix4d.cli import app
 from helix4d.errors import InputError
-from helix4d.pipeline.config import preset
-from helix4d.pipeline.folder import init_model_folder
 from helix4d.pipeline.helix4d import Helix4DPipeline
 from helix4d.pipeline.options import SamplingOptions
 from helix4d.train.fit import METRICS, FitSettings, colour_errors, run_fit
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> Path:
-    from helix4d.data.build import build_synthetic
-
-    root = tmp_path_factory.mktemp("fit")
-    build_synthetic(
-        root / "data",
-        count=2,
-        frames=3,
-        resolution=16,
-        image_size=32,
-        views=1,
-        workers=0,
-        kinds=["rigid", "sheet"],
-        progress=False,
-    )
-    init_model_folder(preset("tiny"), root / "model", seed=0)
-    return root
+def workspace(tiny_workspace) -> Path:
+    return tiny_workspace("fit", count=2, frames=3, kinds=["rigid", "sheet"])
 
 
-@pytest.mark.parametrize("stage", ["ss", "geometry", "material"])
+@pytest.mark.parametrize("stage", ["ss", pytest.param("geometry", marks=pytest.mark.slow), "material"])
 def test_fit_trains_a_copy_and_scores_each_kind(workspace: Path, tmp_path: Path, stage: str) -> None:
     flow = f"{stage}_flow/model.safetensors"
     source_weights = (workspace / "model" / flow).read_bytes()

@@ -57,6 +57,7 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
     assert len(set(full.values())) == 10
 
 
+@pytest.mark.slow
 def test_ddp_and_fsdp_match_one_process(tmp_path: Path) -> None:
     """Two gloo processes under torchrun: averaged gradients equal one process on the whole global batch; DDP and
     FSDP runs log the single-process losses; their kill-and-resume runs log exactly the uninterrupted ones."""

@@ -17,8 +17,6 @@ from safetensors.torch import load_file
 from helix4d.data.build import build_synthetic
 from helix4d.errors import ConfigError, InputError
 from helix4d.pipeline import SamplingOptions
-from helix4d.pipeline.config import preset
-from helix4d.pipeline.folder import init_model_folder
 from helix4d.pipeline.helix4d import Helix4DPipeline
 from helix4d.sparse import SparseTensor
 from helix4d.train import TrainConfig, train
@@ -26,21 +24,8 @@ from helix4d.train.latents import encode_dataset
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("train")
-    build_synthetic(
-        root / "data",
-        count=3,
-        frames=4,
-        resolution=16,
-        image_size=32,
-        views=1,
-        workers=0,
-        kinds=["split", "rigid", "sheet"],
-        progress=False,
-    )
-    init_model_folder(preset("tiny"), root / "model", seed=0)
-    return root
+def workspace(tiny_workspace) -> Path:
+    return tiny_workspace("train", count=3, frames=4, kinds=["split", "rigid", "sheet"])
 
 
 def _run(root: Path, name: str, task: str, steps: int, **options) -> list[float]:
