@@ -85,6 +85,7 @@ def _same(a, b) -> bool:
     )
 
 
+@pytest.mark.slow
 def test_ablation_runs_every_variant_with_finite_metrics(model_dir, dataset) -> None:
     report = run_ablation(dataset, model_dir, frames=3, steps=1, device="cpu", protocol=OursProtocol(points=300))
     assert [v.variant.name for v in report.variants] == [v.name for v in VARIANTS]
