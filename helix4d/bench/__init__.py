@@ -4,6 +4,7 @@
     python -m helix4d.bench.matting                     # mattes on cluttered backgrounds, static and hand-held
     python -m helix4d.bench.render                      # rasteriser ms per frame
     python -m helix4d.bench.export                      # baking, simplification and file writers
+    python -m helix4d.bench.tracking                    # tracked vertices' drift from true trajectories
     python -m helix4d.bench.trellis2_flow               # one TRELLIS.2-size flow step per attention backend
     python -m helix4d.bench.ovoxel                      # mesh <-> O-Voxel against dense voxels + marching cubes
 
