@@ -30,6 +30,7 @@ from typer.testing import CliRunner
 
 from helix4d.cli import app
 from helix4d.errors import ConfigError, InputError
+from helix4d.io.files import OUTPUT_MARKER
 from helix4d.models.flow import FlowTransformer
 from helix4d.nn.blocks import FrameAttention
 from helix4d.nn.rope import RopeConfig, apply_rope, rope_angles
@@ -263,6 +264,7 @@ def test_cli_convert(small_folder: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "copy the DINOv3 folder" in result.output
     assert sorted(p.name for p in (tmp_path / "h4d").iterdir()) == [
+        OUTPUT_MARKER,  # written by helix4d: `--overwrite` may replace it
         "geometry_flow",
         "geometry_vae",
         "material_flow",
