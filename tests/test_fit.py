@@ -12,9 +12,10 @@ from typer.testing import CliRunner
 
 from helix4d.cli import app
 from helix4d.errors import InputError
+from helix4d.eval.budget import material_errors
 from helix4d.pipeline.helix4d import Helix4DPipeline
 from helix4d.pipeline.options import SamplingOptions
-from helix4d.train.fit import METRICS, FitSettings, colour_errors, run_fit
+from helix4d.train.fit import METRICS, FitSettings, run_fit
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def test_colour_error_is_hue_sensitive() -> None:
     coords = np.array([[1, 1, 1], [2, 2, 2]], np.int32)
 
     @dataclass
-    class Voxels:  # what colour_errors reads of an OVoxel
+    class Voxels:  # what material_errors reads of an OVoxel
         coords: np.ndarray
         attrs: np.ndarray
 
@@ -67,9 +68,10 @@ def test_colour_error_is_hue_sensitive() -> None:
         return Voxels(coords, attrs)
 
     red, green, dark_red = voxels((0.8, 0.1, 0.1)), voxels((0.1, 0.8, 0.1)), voxels((0.75, 0.1, 0.1))
-    assert colour_errors([red], [red]) == {"colour_srgb": 0.0, "colour_delta_e": 0.0}
-    assert colour_errors([green], [red])["colour_delta_e"] > 80  # another colour
-    assert colour_errors([dark_red], [red])["colour_delta_e"] < 10  # the same colour, slightly darker
+    same = material_errors([red], [red])
+    assert same["colour_error"] == 0.0 and same["colour_delta_e"] == 0.0
+    assert material_errors([green], [red])["colour_delta_e"] > 80  # another colour
+    assert material_errors([dark_red], [red])["colour_delta_e"] < 10  # the same colour, slightly darker
 
 
 def test_cli_fit_refuses_a_report_onto_its_dataset(workspace: Path) -> None:

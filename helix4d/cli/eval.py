@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from helix4d.cli.common import evaluation_progress
-from helix4d.io.files import check_output_dir, check_report_path, write_report
+from helix4d.io.files import check_report_path, write_report
 
 eval_app = typer.Typer(
     help="Measure model quality: score predictions (evaluate), the error budget, the fit check, the ablations.",
@@ -157,9 +157,7 @@ def eval_fit_command(
     settings = FitSettings(stage=stage, seed=seed, device=device, **{k: v for k, v in given.items() if v is not None})
     if json_out is not None:
         check_report_path(json_out, inputs=(dataset, model))
-    if work is not None:
-        check_output_dir(work, inputs=(dataset, model))
-    with evaluation_progress() as bar:
+    with evaluation_progress() as bar:  # run_fit checks --work before any compute
         task = bar.add_task("fit", total=None)
         report = run_fit(
             dataset,

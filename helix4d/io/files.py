@@ -305,7 +305,13 @@ def _protected() -> list[tuple[str, Path]]:
             places.append((what, where().resolve()))
         except (OSError, KeyError, RuntimeError):  # a deleted current folder, no HOME and no passwd entry
             pass
-    places += [("a system folder", child) for child in _top_level_folders()]
+    return places + _system_places()
+
+
+def _system_places() -> list[tuple[str, Path]]:
+    """The file system's root and its direct children, and the running Python installation, resolved: where no
+    output may go, whoever the user is."""
+    places = [("a system folder", child) for child in _top_level_folders()]
     python = {sys.prefix, sys.base_prefix, sys.exec_prefix, *site.getsitepackages(), site.getusersitepackages()}
     places += [("the Python installation running helix4d", Path(p).resolve()) for p in sorted(python) if p]
     return places
@@ -336,8 +342,8 @@ def check_report_path(path: str | os.PathLike, *, inputs: Iterable[str | os.Path
     for source in inputs:
         if isinstance(source, (str, os.PathLike)) and (_holds(Path(source).resolve(), resolved)):
             raise InputError(f"report path {report} is or lies inside the input {source}; write it elsewhere")
-    for what, place in _protected():
-        if what != "your home folder" and what != "the current folder" and resolved.parent == place:
+    for what, place in _system_places():
+        if resolved.parent == place:
             raise InputError(f"report path {report} lies in {what} ({place}); write it elsewhere")
     if report.exists() and not _is_json(report):
         raise InputError(f"report path {report} exists and is not a JSON file; name a new file or a JSON report")

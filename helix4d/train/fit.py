@@ -7,9 +7,10 @@ phenomenon (kind), by the number that stage is responsible for:
 
     ss        coarse IoU of stage 1 (every frame on its own, static), against the true coarse structure;
     geometry  CD-3D and F@0.02 of stages 2-3 given the true coarse structure (protocol "ours");
-    material  base-colour error of stage 3 given the true coarse structure and geometry latents: mean |Δ| in sRGB
-              (0-1) and CIE76 ΔE (CIELAB; above ~10 is another colour), at every output voxel against the nearest
-              true voxel; and the material VAE's round trip on the same voxels (the floor stage 3 cannot beat).
+    material  base-colour error of stage 3 given the true coarse structure and geometry latents, as the error
+              budget measures it (`helix4d.eval.budget.material_errors`): mean |Δ| of sRGB in [0, 1] and CIE76 ΔE
+              (above ~10 is another colour) at every output voxel against the nearest true voxel; and the material
+              VAE's round trip on the same voxels (the floor stage 3 cannot beat).
 
 Static (per-frame) scores on purpose: the temporal layers start as copies of the static ones, so a static stage
 that cannot fit bounds what the temporal model can do.
@@ -23,21 +24,19 @@ import tempfile
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from helix4d.errors import InputError
-
-if TYPE_CHECKING:
-    from helix4d.ovoxel import OVoxel
+from helix4d.io.files import check_output_dir
 
 STAGES = ("ss", "geometry", "material")
 # Per stage: the metrics reported (in order) and the training defaults of the stage's demo recipe.
 METRICS = {
     "ss": ("coarse_iou",),
     "geometry": ("cd_3d", "f_score@0.02"),
-    "material": ("colour_srgb", "colour_delta_e", "vae_delta_e"),
+    "material": ("colour_error", "colour_delta_e", "vae_delta_e"),
 }
 BATCH = {"ss": 32, "geometry": 16, "material": 16}
 TRAINS_ENCODER = {"ss": True, "geometry": True, "material": False}  # as configs/demo: stage 3 reads stage 2's
@@ -120,10 +119,8 @@ def run_fit(
     if work is None:
         with tempfile.TemporaryDirectory(prefix="helix4d-fit-") as tmp:
             return _fit(Path(data), settings, source, Path(tmp), progress)
-    work = Path(work)
-    if work.exists() and any(work.iterdir()):
-        raise InputError(f"--work {work} is not empty; give a new folder (it receives a model copy and a run)")
-    return _fit(Path(data), settings, source, work, progress)
+    check_output_dir(work, inputs=(data, source))  # a new or empty folder: it receives a model copy and a run
+    return _fit(Path(data), settings, source, Path(work), progress)
 
 
 def _fit(
@@ -183,7 +180,7 @@ def score_stage(model: Path, latents: Path, data: Path, settings: FitSettings) -
     import torch
 
     from helix4d.data import layout
-    from helix4d.eval.budget import coarse_voxels, ground_truth_meshes, voxel_iou
+    from helix4d.eval.budget import coarse_voxels, ground_truth_meshes, material_errors, voxel_iou
     from helix4d.eval.evaluate import evaluate_sequence
     from helix4d.eval.protocols import OursProtocol
     from helix4d.pipeline.helix4d import Helix4DPipeline
@@ -215,34 +212,12 @@ def score_stage(model: Path, latents: Path, data: Path, settings: FitSettings) -
                     row.update({"cd_3d": metrics["cd_3d"], "f_score@0.02": metrics["f_score@0.02"]})
                 else:
                     asset = pipe.generate(images, sampling, coarse=per_frame, geometry=record["geometry"])
-                    row.update(colour_errors(asset.ovoxels, truth))
+                    errors = material_errors(asset.ovoxels, truth)
+                    row.update({k: errors[k] for k in ("colour_error", "colour_delta_e")})
                     round_trip = pipe.decode_latents(per_frame, record["geometry"], record["material"])
-                    row["vae_delta_e"] = colour_errors(round_trip, truth)["colour_delta_e"]
+                    row["vae_delta_e"] = material_errors(round_trip, truth)["colour_delta_e"]
             out.append(row)
     return out
-
-
-def colour_errors(pred: list[OVoxel], truth: list[OVoxel]) -> dict[str, float]:
-    """Base colour of every predicted voxel against the nearest true voxel: mean |Δ| of sRGB in [0, 1] and mean
-    CIE76 ΔE (`helix4d.eval.metrics.delta_e`, hue-sensitive)."""
-    from scipy.spatial import cKDTree
-
-    from helix4d.eval.metrics import delta_e
-
-    srgb, hue = [], []
-    for p, t in zip(pred, truth):
-        if len(p) == 0 or len(t) == 0:
-            continue
-        nearest = cKDTree(t.coords.astype(np.float64)).query(p.coords.astype(np.float64))[1]
-        a = np.clip(p.attrs[:, :3], 0, 1).astype(np.float64)  # (n, 3) sRGB-encoded, as the O-Voxels store it
-        b = np.clip(t.attrs[nearest, :3], 0, 1).astype(np.float64)
-        srgb.append(np.abs(a - b).mean())
-        hue.append(delta_e(a, b).mean())
-    nan = float("nan")
-    return {
-        "colour_srgb": float(np.mean(srgb)) if srgb else nan,
-        "colour_delta_e": float(np.mean(hue)) if hue else nan,
-    }
 
 
 def _logged_losses(metrics: Path) -> list[tuple[int, float]]:
