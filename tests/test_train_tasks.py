@@ -133,7 +133,7 @@ def test_a_decoder_only_vae_run_keeps_the_encoder_and_its_latent_space(workspace
 
 
 def test_recolouring_moves_whole_frames_and_keeps_alpha() -> None:
-    from helix4d.train.tasks import recolour_frames
+    from helix4d.train.tasks.vae import recolour_frames
 
     g = torch.Generator().manual_seed(0)
     feats = torch.rand(40, 6, generator=g) * 0.02 + 0.49
@@ -197,6 +197,30 @@ def test_flow_task_can_start_a_fresh_wider_flow(workspace: Path) -> None:
         _run(root, "bad", "flow", 1, stage="ss", latents=latents, flow={"cond_dim": 64})
     with pytest.raises(ConfigError, match="task_options.flow"):
         _run(root, "bad", "flow", 1, stage="ss", latents=latents, flow={"width": 64})
+
+
+def test_a_fresh_material_vae_of_another_width_needs_and_gets_a_fresh_flow(workspace: Path) -> None:
+    """`task_options.vae` trains a fresh VAE of another shape; after re-encoding, the stage's old flow is refused
+    (its inputs no longer match) and a fresh flow takes the new latent width, and the folder generates."""
+    from helix4d.pipeline.folder import load_component
+
+    root = workspace / "widevae"
+    shutil.copytree(workspace / "model", root / "model")
+    (root / "data").symlink_to(workspace / "data")
+    _run(root, "vae", "sc_vae", 2, component="material_vae", vae={"latent_channels": 6})
+    assert load_component("material_vae", root / "model" / "material_vae")[1].latent_channels == 6
+    encode_dataset(root / "model", root / "data", root / "latents")
+    latents = str(root / "latents")
+    with pytest.raises(ConfigError, match="start a fresh flow"):
+        _run(root, "old", "flow", 1, stage="material", latents=latents)
+    _run(root, "fresh", "flow", 2, stage="material", latents=latents, flow={"depth": 1})
+    config = load_component("material_flow", root / "model" / "material_flow")[1]
+    geometry = load_component("geometry_vae", root / "model" / "geometry_vae")[1].latent_channels
+    assert (config.in_channels, config.extra_channels, config.depth) == (6, geometry, 1)
+    images = np.random.default_rng(0).random((2, 4, 32, 32), dtype=np.float32)
+    assert Helix4DPipeline.from_pretrained(root / "model").generate(images, SamplingOptions(steps=2)).num_frames == 2
+    with pytest.raises(ConfigError, match="cannot change in_channels"):
+        _run(root, "bad", "sc_vae", 1, component="material_vae", vae={"in_channels": 3})
 
 
 def test_encoding_skips_a_sequence_with_no_visible_object_and_resumes(workspace: Path, tmp_path: Path) -> None:
@@ -277,7 +301,7 @@ def test_flow_training_can_select_the_canonical_half_of_a_mixed_draw(workspace: 
     from helix4d.data import layout
     from helix4d.data.look import Look, canonical_sequences
     from helix4d.errors import ConfigError
-    from helix4d.train.tasks import LatentClips
+    from helix4d.train.tasks.clips import LatentClips
 
     data = tmp_path / "mixed"
     build_synthetic(
