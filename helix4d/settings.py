@@ -23,12 +23,24 @@ WINDOW = 1  # temporal window radius r (frames >= 1 attend to f-r..f+r and to th
 # frames per chunk, its anchor included: longer clips are generated chunk by chunk (helix4d.pipeline); one anchor
 # did not drift over 64 frames (python -m helix4d.bench.drift) while each re-anchoring cost a little, so 64
 CHUNK = 64
-TEXTURE_SIZE = 512  # side of each frame's baked textures: the default of the CLI, the app and the Python API
+TEXTURE_SIZE = 512  # side of the baked textures of `helix4d.export.export_asset`'s plain meshes (no O-Voxel grid)
+# a generated asset's textures follow its O-Voxel grid instead (`texture_size_for`): 8 texels a cell carry the
+# O-Voxel's colours within CIE76 dE 0.4 of the source (0.27 at 16; demo model, examples/split.mp4), so more only
+# costs time and disk: 512² was 3x the bake time of 256² for the demo model's 32³ grid
+TEXELS_PER_CELL = 8
 MIN_TEXTURE_SIZE = 8  # the smallest atlas the baker (helix4d.export.bake) packs charts into with their padding
 MAX_STEPS = 10_000  # sampling steps per stage: models use tens; ten thousand is hours per stage, more is a typo
 LONGEST_VIDEO = 1e7  # seconds (about 116 days): --start/--end beyond it are typos (and overflow FFmpeg's seek)
 MAX_INT = 2**63 - 1  # every whole number ends in a 64-bit integer (torch, numpy, FFmpeg)
 MATTINGS = ("auto", "alpha", "mask", "model", "u2net", "border", "none")  # helix4d.io.matting
+
+
+def texture_size_for(resolution: int) -> int:
+    """The default texture side of an asset on a `resolution`³ O-Voxel grid: TEXELS_PER_CELL texels a cell,
+    rounded up to a power of two and held to [256, 2048] (256 for the demo model's 32³, 2048 for TRELLIS.2's
+    512³ and up, TRELLIS.2's own default)."""
+    side = 1 << max(int(resolution) * TEXELS_PER_CELL - 1, 1).bit_length()
+    return min(max(side, 256), 2048)
 
 
 @dataclass(frozen=True)
@@ -93,7 +105,9 @@ RULES: dict[str, Rule] = {
     "seed": Rule(int),
     "mode": Rule(str, choices=MODES),
     # export
-    "texture_size": Rule(int, low=MIN_TEXTURE_SIZE, high=8192, also=(0,), hint=" (0: vertex colours)"),
+    "texture_size": Rule(
+        int, low=MIN_TEXTURE_SIZE, high=8192, also=(0,), hint=" (0: vertex colours; unset: the model's grid decides)"
+    ),
     "max_faces": Rule(int, low=1),
 }
 

@@ -112,7 +112,7 @@ def test_layout_has_viewers_and_examples(tiny_model, video, tmp_path) -> None:
     assert "downloads" in elem_ids
     assert {"background", "stabilise"} <= elem_ids  # the matte's settings
     assert any(c["type"] == "dataset" for c in config["components"])  # the examples table
-    assert "model's default (25)" in str(config)  # the steps hint reads the model folder
+    assert "model's default (12)" in str(config)  # the steps hint reads the model folder
 
 
 def test_run_job_bakes_textures(tiny_model, video, tmp_path) -> None:
@@ -125,7 +125,7 @@ def test_run_job_bakes_textures(tiny_model, video, tmp_path) -> None:
 
 def test_run_job_uses_the_chosen_matte(tiny_model, video, tmp_path) -> None:
     model = ModelHolder(tiny_model, device="cpu")
-    run_job(model, video, tmp_path / "run", frames=2, steps=1, texture_size=None, matting="border", stabilise=False)
+    run_job(model, video, tmp_path / "run", frames=2, steps=1, texture_size=0, matting="border", stabilise=False)
     result = json.loads((tmp_path / "run" / "result.json").read_text())
     assert result["matte"]["method"] == "border" and result["matte"]["background_colour"] == [255, 255, 255]
     assert result["settings"]["matting"] == "border" and result["settings"]["stabilise"] is False
@@ -141,7 +141,7 @@ def test_model_holder_checks_the_folder_and_loads_once(tiny_model, tmp_path, mon
     with pytest.raises(ConfigError, match="pass --model"):
         ModelHolder(None)
     holder = ModelHolder(tiny_model, device="cpu")
-    assert not holder.loaded and holder.default_steps() == "25"
+    assert not holder.loaded and holder.default_steps() == "12"
     assert holder.get() is holder.get()
 
 

@@ -9,19 +9,26 @@ from helix4d.errors import InputError
 from helix4d.io.matting import MattingOptions
 from helix4d.pipeline import GenerateOptions, SamplingOptions
 from helix4d.pipeline.run import FLAGS, MATTING_FLAGS
-from helix4d.settings import TEXTURE_SIZE
+from helix4d.settings import texture_size_for
 
 
 def test_checked_normalises_and_keeps_the_defaults() -> None:
     options = GenerateOptions(frames=16.0, sampling=SamplingOptions(seed=3.0, steps=2.0), texture_size=0).checked()
     assert options.frames == 16 and isinstance(options.frames, int)
     assert options.sampling == SamplingOptions(seed=3, steps=2) and isinstance(options.sampling.seed, int)
-    assert options.texture_size is None  # 0: vertex colours
-    assert GenerateOptions().checked().texture_size == TEXTURE_SIZE
+    assert options.texture_size == 0  # vertex colours
+    assert GenerateOptions().checked().texture_size is None  # the asset's grid decides (`texture_size_for`)
     assert set(GenerateOptions().settings()) == {
         "frames", "fps", "start", "end", "steps", "cfg", "window", "seed", "mode", "chunk", "formats", "texture_size",
         "max_faces", "cleanup", "matting", "mask", "matting_model", "stabilise",
     }  # fmt: skip
+
+
+def test_textures_follow_the_grid() -> None:
+    """8 texels an O-Voxel cell, a power of two in [256, 2048]: the demo model's 32³ grid bakes 256² textures."""
+    assert [texture_size_for(r) for r in (0, 16, 32, 33, 64, 256, 512, 1024)] == [
+        256, 256, 256, 512, 512, 2048, 2048, 2048,
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,6 @@ from helix4d.pipeline.folder import read_pipeline_config
 from helix4d.pipeline.helix4d import DEMO_MODEL, Helix4DPipeline, Progress, resolve_device
 from helix4d.pipeline.options import GenerateOptions, SamplingOptions
 from helix4d.pipeline.output import write_asset
-from helix4d.settings import TEXTURE_SIZE
 
 T = TypeVar("T")
 _PACKAGE = Path(__file__).resolve().parent.parent
@@ -140,7 +139,7 @@ def run_job(
     steps: float | None = None,
     seed: float = 0,
     mode: str = "temporal",
-    texture_size: int | None = TEXTURE_SIZE,
+    texture_size: int | None = None,
     matting: str = "auto",
     stabilise: bool = True,
     progress: Progress | None = None,
@@ -150,9 +149,10 @@ def run_job(
     Settings arrive as the UI sends them (sliders give 16.0) and are checked as the CLI's are
     (`GenerateOptions.checked`); the asset is written by the CLI's writer (`pipeline.output.write_asset`).
 
-    texture_size: side of the baked per-frame textures (from the O-Voxel's own attributes), or None for
-    vertex colours (fastest). `matting`: a `--matting` method; `stabilise`: undo a hand-held camera's motion before
-    the crop. `progress(description, done, total)` hears every stage.
+    texture_size: side of the baked per-frame textures (from the O-Voxel's own attributes), 0 for vertex colours
+    (fastest), None for the model's grid's own (`helix4d.settings.texture_size_for`). `matting`: a `--matting`
+    method; `stabilise`: undo a hand-held camera's motion before the crop. `progress(description, done, total)`
+    hears every stage.
     """
     report = progress or (lambda description, done, total: None)
     if video is None:

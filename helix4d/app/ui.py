@@ -19,8 +19,8 @@ from helix4d.app.job import MainThreadJobs, ModelHolder, find_examples, run_job
 from helix4d.errors import Helix4DError, InputError
 from helix4d.settings import MODES
 
-TEXTURES = {"vertex colours (fastest)": None, "512² textures": 512, "1024² textures": 1024}
-DEFAULT_TEXTURE = "512² textures"
+TEXTURES = {"textures at the model's detail": None, "vertex colours (fastest)": 0, "1024² textures": 1024}
+DEFAULT_TEXTURE = next(iter(TEXTURES))
 BACKGROUNDS = {  # how the object is cut out of its background (`--matting`)
     "auto (the video's alpha, else the salient-object model)": "auto",
     "salient-object model (U²-Net)": "u2net",

@@ -60,7 +60,7 @@ def _print_bench_row(row) -> None:
 @bench_app.command("pipeline")
 def bench_pipeline(
     frames: str = typer.Option("4,8,16,32", "--frames", help="Comma-separated frame counts F."),
-    steps: int = typer.Option(1, "--steps", min=1, help="Sampling steps per stage (models default to 25)."),
+    steps: int = typer.Option(1, "--steps", min=1, help="Sampling steps per stage (models default to 12)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, or auto (CPU, plus CUDA when available)."),
     preset: str = typer.Option(
         "tiny", "--preset", help="Size of the random model timed without --model: tiny or demo."
@@ -94,7 +94,7 @@ def bench_pipeline(
 @bench_app.command("all")
 def bench_all(
     frames: str = typer.Option("4,8,16,32", "--frames", help="Comma-separated frame counts F for the pipeline."),
-    steps: int = typer.Option(1, "--steps", min=1, help="Sampling steps per stage (models default to 25)."),
+    steps: int = typer.Option(1, "--steps", min=1, help="Sampling steps per stage (models default to 12)."),
     device: str = typer.Option("auto", "--device", help="auto (CPU, plus CUDA when available), cpu or cuda."),
     preset: str = typer.Option(
         "tiny", "--preset", help="Size of the random model timed without --model: tiny or demo."

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from helix4d.errors import InputError
-from helix4d.settings import CHUNK, TEXTURE_SIZE
+from helix4d.settings import CHUNK
 
 MATTING_HELP = (
     "How the object is cut out: auto (the video's alpha, else --mask, else --matting-model, else the bundled "
@@ -66,8 +66,11 @@ def generate_command(
         "usdc, usdz, abc (Alembic; needs pip install 'helix4d\\[alembic]'), fbx (the rig as asset.fbx; needs "
         "pip install 'helix4d\\[blender]'), preview (mp4).",  # \\[: rich would read [alembic] as markup
     ),
-    texture_size: int = typer.Option(
-        TEXTURE_SIZE, "--texture-size", help="Baked texture side per frame; 0 = vertex colours (fast)."
+    texture_size: Optional[int] = typer.Option(
+        None,
+        "--texture-size",
+        help="Baked texture side per frame; 0 = vertex colours (fast). Default: 8 texels per O-Voxel cell, "
+        "256-2048 (256 for the demo model's 32³ grid).",
     ),
     max_faces: Optional[int] = typer.Option(
         None, "--max-faces", help="Simplify each frame's mesh to at most this many faces."

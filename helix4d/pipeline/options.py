@@ -2,7 +2,7 @@
 
 `SamplingOptions` is how the three flows are sampled (what `Helix4DPipeline` takes); `GenerateOptions` is a whole
 `helix4d generate` job: which frames, the sampling, the matte and what to write. Each default lives here or in the
-module it belongs to (`TEXTURE_SIZE` in `helix4d.settings`, the model's steps and window in its pipeline.json), and
+module it belongs to (the texture side in `helix4d.settings`, the model's steps and window in its pipeline.json), and
 `checked` runs the one table of rules (`helix4d.settings`) with the caller's names for the settings.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 from helix4d.errors import InputError
 from helix4d.export import DEFAULT_FORMATS, FORMATS, require_formats
 from helix4d.io.matting import MattingOptions, check_matting
-from helix4d.settings import CHUNK, TEXTURE_SIZE, check_settings
+from helix4d.settings import CHUNK, check_settings
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,8 @@ class SamplingOptions:
 @dataclass(frozen=True)
 class GenerateOptions:
     """One generate job besides its input, output folder, model and device. `frames`, `fps`, `start`, `end` pick
-    the frames (`helix4d.io.video.read_video`); `texture_size` 0 or None writes vertex colours."""
+    the frames (`helix4d.io.video.read_video`); `texture_size` is the baked textures' side, 0 for vertex colours,
+    None for the asset's grid's own (`helix4d.settings.texture_size_for`: 256² for the demo model)."""
 
     frames: int | None = None
     fps: float | None = None
@@ -51,7 +52,7 @@ class GenerateOptions:
     sampling: SamplingOptions = SamplingOptions()
     matting: MattingOptions = MattingOptions()
     formats: tuple[str, ...] = DEFAULT_FORMATS
-    texture_size: int | None = TEXTURE_SIZE
+    texture_size: int | None = None
     max_faces: int | None = None
     cleanup: bool = True
 
@@ -79,7 +80,7 @@ class GenerateOptions:
             start=checked["start"],
             end=checked["end"],
             sampling=self.sampling.checked(names),
-            texture_size=checked["texture_size"] or None,
+            texture_size=checked["texture_size"],
             max_faces=checked["max_faces"],
         )
 

@@ -17,6 +17,7 @@ from helix4d.export import CleanupConfig, ExportedFiles, RigConfig, export_asset
 from helix4d.io.files import atomic_dir, check_output_dir
 from helix4d.pipeline.helix4d import Asset4D
 from helix4d.pipeline.options import GenerateOptions
+from helix4d.settings import texture_size_for
 
 
 def prepare_output(out: Path, overwrite: bool, inputs: Iterable[str | Path | None] = ()) -> None:
@@ -29,10 +30,19 @@ def export_estimate(frames: int, options: GenerateOptions) -> int:
     """A low estimate of the bytes `write_asset` writes for `frames` frames, so a disk that clearly cannot hold them
     is refused before the compute (`helix4d.io.files.check_free_space`). Measured on demo-model assets (512²
     textures, 1-2k faces a frame): a per-frame GLB is 0.27-0.40 MB and the whole folder of glb, animated and rig
-    0.3-0.45 MB a frame; the estimate takes one copy of each frame's textures at half a byte a texel and 64 kB of
-    mesh, plus 1 MB, which stays below every folder measured."""
-    texels = (options.texture_size or 0) ** 2
+    0.3-0.45 MB a frame; the estimate takes one copy of each frame's textures at half a byte a texel (the
+    smallest grid-matched side when the model decides) and 64 kB of mesh, plus 1 MB, which stays below every
+    folder measured."""
+    side = texture_size_for(0) if options.texture_size is None else options.texture_size
+    texels = side**2
     return frames * (texels // 2 + 64_000) + 1_000_000
+
+
+def texture_side(options: GenerateOptions, resolution: int) -> int | None:
+    """The side the asset's textures are baked at (None: vertex colours): the option, else its grid's own."""
+    if options.texture_size is None:
+        return texture_size_for(resolution)
+    return options.texture_size or None
 
 
 def write_asset(
@@ -43,6 +53,7 @@ def write_asset(
     unless `options.cleanup` is off, rigs held to the O-Voxel grid's resolution. Returns the files written, at
     their final place in `out`."""
     prepare_output(out, overwrite, inputs=(asset.metadata.get("source"),))
+    side = texture_side(options, asset.ovoxels[0].resolution if asset.ovoxels else 0)
     with atomic_dir(out) as tmp:
         clock = time.perf_counter()
         files = export_asset(
@@ -50,7 +61,7 @@ def write_asset(
             tmp,
             fps=asset.fps,
             formats=options.formats,
-            texture_size=options.texture_size,
+            texture_size=side,
             max_faces=options.max_faces,
             attribute_fns=[ovoxel_sampler(v) if len(v) else None for v in asset.ovoxels],
             input_frames=asset.input_frames,
@@ -62,7 +73,7 @@ def write_asset(
         seconds["export"] = time.perf_counter() - clock
         seconds["total"] = seconds.get("load_and_generate", 0.0) + seconds["export"]
         result = {
-            "settings": settings,
+            "settings": settings | {"texture_size": side or 0},
             "frames": len(asset.meshes),
             "fps": asset.fps,
             "times": [float(t) for t in asset.times],
