@@ -23,6 +23,7 @@ from helix4d.ovoxel import OVoxel
 from helix4d.ovoxel.representation import voxel_features
 from helix4d.pipeline.config import COMPONENTS, OPTIONAL_COMPONENTS, PipelineConfig
 from helix4d.pipeline.folder import load_component, read_pipeline_config
+from helix4d.pipeline.generation import Generation
 from helix4d.sparse import SparseTensor
 from helix4d.sparse.conv import coarse_occupancy
 
@@ -65,9 +66,9 @@ class Architecture(Protocol):
         """Stage 1's decoded occupancy logits (F, R, R, R) on the latent grid the geometry stage samples on
         (`downsampling`: the geometry VAE's fine-to-latent factor)."""
 
-    def place_voxels(self, run: Any, cond: Tensor, coarse: list[Tensor]) -> list[Tensor]:
+    def place_voxels(self, run: Generation, cond: Tensor, coarse: list[Tensor]) -> list[Tensor]:
         """The per-frame latent voxels (n_f, 3) the geometry stage samples on, from stage 1's. `run` is the
-        generation in progress (`helix4d.pipeline.helix4d._Run`: `sample_stage`, `normalise`, `pipe`)."""
+        generation in progress (it can sample a stage of the architecture's own: `sample_stage`)."""
 
 
 def architecture_of(config: PipelineConfig) -> Architecture:
@@ -149,7 +150,7 @@ class _Own:
     def coarse_logits(self, logits: Tensor, config: PipelineConfig, downsampling: int) -> Tensor:
         return logits  # the SS-VAE decodes onto the latent grid itself
 
-    def place_voxels(self, run: Any, cond: Tensor, coarse: list[Tensor]) -> list[Tensor]:
+    def place_voxels(self, run: Generation, cond: Tensor, coarse: list[Tensor]) -> list[Tensor]:
         return coarse
 
 

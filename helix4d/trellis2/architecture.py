@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 from helix4d.pipeline.architecture import Architecture, LatentEncoders
 from helix4d.pipeline.config import PipelineConfig
+from helix4d.pipeline.generation import Generation
 from helix4d.pipeline.helix4d import Helix4DPipeline, resolve_device
 from helix4d.sparse import SparseTensor
 from helix4d.trellis2.convert import plan_trellis2
@@ -45,7 +46,7 @@ class _Trellis2:
             logits = F.max_pool3d(logits[:, None], logits.shape[-1] // side)[:, 0]
         return logits
 
-    def place_voxels(self, run: Any, cond: Tensor, coarse: list[Tensor]) -> list[Tensor]:
+    def place_voxels(self, run: Generation, cond: Tensor, coarse: list[Tensor]) -> list[Tensor]:
         """TRELLIS.2's cascade (`cascade_from`): a geometry pass with the low-resolution flow, its voxels upsampled
         by the decoder to full detail at that resolution, then re-quantised onto the latent grid of the
         high-resolution models. Without a cascade, stage 1's voxels as they are."""
