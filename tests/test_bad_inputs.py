@@ -24,7 +24,8 @@ import torch
 from PIL import Image
 
 from helix4d.cli import main
-from helix4d.io.files import OUTPUT_MARKER, atomic_dir, remove_stale_partials
+from helix4d.io.files import OUTPUT_MARKER, atomic_dir
+from helix4d.io.partial_folders import remove_stale_partials
 from helix4d.io.video import write_video
 from helix4d.pipeline.config import COMPONENTS, preset
 from helix4d.pipeline.folder import build_component, write_model_folder
@@ -359,20 +360,22 @@ def test_install_hints_keep_their_brackets(cli, untouched, monkeypatch) -> None:
 
 
 def test_a_read_only_disk_is_refused_before_compute(cli, untouched, monkeypatch) -> None:
-    import helix4d.io.files as files
+    import helix4d.io.output_policy as output_policy
 
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
-    monkeypatch.setattr(files.tempfile, "mkdtemp", read_only)
+    monkeypatch.setattr(output_policy.tempfile, "mkdtemp", read_only)
     cli("generate", "clip.mp4", "-o", "out").refused("cannot write output folder out (Read-only file system")
 
 
 def test_too_little_free_space_is_refused_before_compute(cli, untouched, monkeypatch) -> None:
-    import helix4d.io.files as files
+    import helix4d.io.disk_limits as disk_limits
     import helix4d.pipeline.run as run
 
-    monkeypatch.setattr(files.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
+    monkeypatch.setattr(
+        disk_limits.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000)
+    )
     monkeypatch.setattr(run, "load_model", lambda *args: pytest.fail("the model was loaded"))
     cli("generate", "clip.mp4", "-o", "out", "--texture-size", "512").refused(
         "not enough free disk space for", "it needs about 1.6 MB", "has 0.0 MB free"

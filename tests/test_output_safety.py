@@ -15,15 +15,9 @@ from train_toy import toy_config
 
 from helix4d.cli import main
 from helix4d.errors import ConfigError, InputError, TrainingError
-from helix4d.io.files import (
-    OUTPUT_MARKER,
-    atomic_dir,
-    check_output_dir,
-    check_report_path,
-    previous_prefix,
-    remove_stale_partials,
-    write_report,
-)
+from helix4d.io.files import atomic_dir, write_report
+from helix4d.io.output_policy import OUTPUT_MARKER, check_output_dir, check_report_path
+from helix4d.io.partial_folders import previous_prefix, remove_stale_partials
 from helix4d.train import TrainConfig, train
 
 
