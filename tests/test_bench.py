@@ -9,14 +9,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from helix4d.bench.report import (
-    STAGE_ORDER,
-    PipelineBenchRow,
-    bench_images,
-    pipeline_table,
-    resolve_devices,
-    scaling,
-)
+from helix4d.bench.common import bench_images, resolve_devices
+from helix4d.bench.pipeline import STAGE_ORDER, PipelineBenchRow, pipeline_table, scaling
 from helix4d.cli import app
 from helix4d.errors import BackendUnavailableError, InputError
 
@@ -151,7 +145,8 @@ def test_cli_bench_gpu_json_and_refusals() -> None:
 
 
 def test_sampler_passes_count_guided_steps_twice() -> None:
-    from helix4d.bench.cost import TRELLIS2_SAMPLING, sampler_passes
+    from helix4d.bench.cost_formulas import sampler_passes
+    from helix4d.bench.workload import TRELLIS2_SAMPLING
     from helix4d.pipeline.sampler import SamplerConfig
 
     assert sampler_passes(SamplerConfig(steps=5, cfg_strength=1.0)) == 5
@@ -167,7 +162,7 @@ def test_flow_cost_formula_matches_the_flop_counter() -> None:
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
-    from helix4d.bench.cost import flow_pass
+    from helix4d.bench.cost_formulas import flow_pass
     from helix4d.models.flow import FlowConfig, FlowTransformer
     from helix4d.nn.blocks import FrameAttention
     from helix4d.sparse import SparseTensor
@@ -207,7 +202,8 @@ def test_flow_cost_formula_matches_the_flop_counter() -> None:
 def test_decoder_cost_formulas_match_the_flop_counter() -> None:
     from torch.utils.flop_counter import FlopCounterMode
 
-    from helix4d.bench.cost import helix4d_decoder, shell_voxels, trellis2_decoder
+    from helix4d.bench.cost_formulas import helix4d_decoder, trellis2_decoder
+    from helix4d.bench.workload import shell_voxels
     from helix4d.models.interfaces import DecoderOutput
     from helix4d.models.sc_vae import SCVAE, SCVAEConfig
     from helix4d.sparse import SparseTensor
@@ -233,7 +229,7 @@ def test_decoder_cost_formulas_match_the_flop_counter() -> None:
 
 def test_shell_masks_follow_the_decoders_voxel_order() -> None:
     """A TRELLIS.2 decoder guided by `shell_voxels`' masks ends on exactly the shell's fine voxels, frame by frame."""
-    from helix4d.bench.cost import _crosses, shell_voxels
+    from helix4d.bench.workload import _crosses, shell_voxels
     from helix4d.models.interfaces import DecoderOutput
     from helix4d.sparse import SparseTensor
     from helix4d.trellis2.sc_vae import Trellis2SCVAEConfig, Trellis2SCVAEDecoder
