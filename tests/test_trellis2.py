@@ -36,16 +36,13 @@ from helix4d.nn.blocks import FrameAttention
 from helix4d.nn.rope import RopeConfig, apply_rope, rope_angles
 from helix4d.pipeline.folder import load_component
 from helix4d.sparse import SparseTensor
-from helix4d.trellis2.convert import (
-    convert_trellis2,
-    load_trellis2_flow,
-    load_trellis2_ss_decoder,
-    read_trellis2_folder,
-)
+from helix4d.trellis2.convert import convert_trellis2
 from helix4d.trellis2.dino import DINOV3, IMAGENET_MEAN, IMAGENET_STD, DinoEncoder
 from helix4d.trellis2.names import is_temporal, to_trellis2
 from helix4d.trellis2.presets import trellis2_flow_config
+from helix4d.trellis2.release import read_trellis2_folder
 from helix4d.trellis2.ss_vae import Trellis2SSDecoder, Trellis2SSDecoderConfig
+from helix4d.trellis2.strict_load import load_trellis2_flow, load_trellis2_ss_decoder
 
 
 def _rope_phases(coords: torch.Tensor, head_dim: int) -> torch.Tensor:
