@@ -1,5 +1,6 @@
-"""Habits the code keeps, checked with the tests so CI enforces them: ruff's lint and format, and the import layers
-of docs/design.md §9 (pyproject.toml's import-linter contracts: nothing imports upward, no circles)."""
+"""Habits the code keeps, checked with the tests so CI enforces them: ruff's lint and format, mypy's type check of
+the core packages (pyproject.toml's `[tool.mypy]`), and the import layers of docs/design.md §9 (pyproject.toml's
+import-linter contracts: nothing imports upward, no circles)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,12 @@ def _run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 def test_ruff_is_clean(command: tuple[str, ...]) -> None:
     result = _run(BIN / "ruff", *command, *SOURCES)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.slow  # the first run reads torch's types (about a minute on 2 cores); later runs use .mypy_cache
+def test_types_check() -> None:
+    result = _run(BIN / "mypy")
+    assert result.returncode == 0, result.stdout[-3000:]
 
 
 def test_import_layers_hold() -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -58,7 +59,8 @@ class TimestepEmbedder(nn.Module):
         half = self.frequencies // 2
         freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
         args = (t.float() * 1000.0)[:, None] * freqs[None]  # (N, half)
-        return self.mlp(torch.cat([torch.cos(args), torch.sin(args)], dim=-1).to(self.mlp[0].weight.dtype))
+        dtype = cast(nn.Linear, self.mlp[0]).weight.dtype  # cast: a Sequential's items type as any Module
+        return self.mlp(torch.cat([torch.cos(args), torch.sin(args)], dim=-1).to(dtype))
 
 
 class FlowTransformer(nn.Module):
@@ -84,11 +86,12 @@ class FlowTransformer(nn.Module):
         if config.modulated_output:
             self.out_modulation = nn.Sequential(nn.SiLU(), nn.Linear(config.dim, 2 * config.dim))
         self.out_layer = nn.Linear(config.dim, config.in_channels)
-        nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
-        nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
+        # casts: a Sequential's items type as any Module
+        nn.init.normal_(cast(nn.Linear, self.t_embedder.mlp[0]).weight, std=0.02)
+        nn.init.normal_(cast(nn.Linear, self.t_embedder.mlp[2]).weight, std=0.02)
         zeroed = [self.out_layer]  # adaLN-Zero: the model starts predicting v = 0, every block the identity
-        zeroed += [self.out_modulation[-1]] if config.modulated_output else []
-        zeroed += [self.adaLN_modulation[-1]] if config.shared_modulation else []
+        zeroed += [cast(nn.Linear, self.out_modulation[-1])] if config.modulated_output else []
+        zeroed += [cast(nn.Linear, self.adaLN_modulation[-1])] if config.shared_modulation else []
         for lin in zeroed:
             nn.init.zeros_(lin.weight)
             nn.init.zeros_(lin.bias)

@@ -1,5 +1,6 @@
 """What the core asks of a sparse VAE, whichever architecture supplies it (helix4d's `SCVAE`, TRELLIS.2's shape
 and texture VAEs): voxels travel as `SparseTensor`, so a VAE never receives coordinates apart from their features.
+Also what the pipeline reads of the other components every architecture has: the image encoder and stage 1's VAE.
 """
 
 from __future__ import annotations
@@ -52,4 +53,23 @@ class SparseDecoder(Protocol):
 
     def ovoxel(self, resolution: int, coords: Tensor, geometry: Tensor, material: Tensor) -> OVoxel:
         """One frame's O-Voxel from this (geometry) decoder's features and the material decoder's."""
+        ...
+
+
+class ConditionEncoder(Protocol):
+    """Condition images -> the tokens every flow cross-attends to (helix4d's `ImageEncoder`, TRELLIS.2's DINO)."""
+
+    def __call__(self, images: Tensor) -> Tensor:
+        """images (F, 4, S, S) in [0, 1] -> condition tokens (F, L, C)."""
+        ...
+
+
+class SparseStructureDecoder(Protocol):
+    """Stage 1's dense latent grid -> occupancy logits (helix4d's `SSVAE`, TRELLIS.2's sparse-structure decoder)."""
+
+    @property
+    def latent_resolution(self) -> int: ...
+
+    def decode(self, latent: Tensor) -> Tensor:
+        """latent (F, C, r, r, r) -> occupancy logits (F, 1, R, R, R)."""
         ...

@@ -170,8 +170,11 @@ class SCVAE(nn.Module):
         error = torch.sigmoid(raw[:, ~binary]) - target[:, ~binary]
         rec_mse, rec_l1 = error.pow(2).mean(), error.abs().mean()
         exists = sum(
-            F.binary_cross_entropy_with_logits(logit, t.float())
-            for logit, t in zip(out.exists_logits, out.exists_targets)
+            (
+                F.binary_cross_entropy_with_logits(logit, t.float())
+                for logit, t in zip(out.exists_logits, out.exists_targets)
+            ),
+            raw.new_zeros(()),  # a tensor also without upsampling levels (one entry in `channels`)
         )
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
         total = rec_mse * w.reconstruction + rec_l1 * w.l1 + rec_bin + exists * w.exists + self.config.kl_weight * kl

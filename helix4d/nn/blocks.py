@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 import torch.nn as nn
@@ -178,7 +179,9 @@ class TemporalDiTBlock(nn.Module):
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
-        zeroed = [self.cross_attn.to_out] + ([] if self.shared_modulation else [self.adaLN_modulation[-1]])
+        zeroed = [self.cross_attn.to_out]
+        if not self.shared_modulation:
+            zeroed.append(cast(nn.Linear, self.adaLN_modulation[-1]))  # cast: a Sequential's items type as any Module
         for lin in zeroed:
             nn.init.zeros_(lin.weight)
             nn.init.zeros_(lin.bias)

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from torch import Tensor, nn
 
 from helix4d.errors import ConfigError
+from helix4d.models.sc_vae import SCVAE
+from helix4d.models.ss_vae import SSVAE
 from helix4d.ovoxel import OVoxel
 from helix4d.ovoxel.representation import voxel_features
 from helix4d.pipeline.config import COMPONENTS, OPTIONAL_COMPONENTS, PipelineConfig
@@ -107,9 +109,9 @@ class _OwnEncoders:
     """The encoders of a helix4d model folder: its own three VAEs."""
 
     def __init__(self, model: Path, device: str) -> None:
-        self.ss_vae = load_component("ss_vae", model / "ss_vae")[0].to(device)
-        self.geo_vae = load_component("geometry_vae", model / "geometry_vae")[0].to(device)
-        self.mat_vae = load_component("material_vae", model / "material_vae")[0].to(device)
+        self.ss_vae = cast(SSVAE, load_component("ss_vae", model / "ss_vae")[0]).to(device)
+        self.geo_vae = cast(SCVAE, load_component("geometry_vae", model / "geometry_vae")[0]).to(device)
+        self.mat_vae = cast(SCVAE, load_component("material_vae", model / "material_vae")[0]).to(device)
         self.device = device
 
     def ss(self, fine: Tensor, frames: int) -> Tensor:

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from helix4d.errors import Helix4DError, InputError
 from helix4d.io.files import check_output_dir, write_json_atomic
@@ -296,8 +296,9 @@ def gather_reports(reports: list[ItemReport], out: Path) -> list[ItemReport] | N
         dist.destroy_process_group()
         if rank:
             return None
+        ranks = cast(list[list[ItemReport]], gathered)  # all_gather_object filled every rank's slot
         # rank r holds items r, r + N, ...: interleave back into input order
-        reports = [per_rank[i] for i in range(max(map(len, gathered))) for per_rank in gathered if i < len(per_rank)]
+        reports = [per_rank[i] for i in range(max(map(len, ranks))) for per_rank in ranks if i < len(per_rank)]
     write_json_atomic(
         out / BATCH_REPORT,
         {

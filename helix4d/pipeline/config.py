@@ -90,8 +90,9 @@ class ModelPreset:
 
 def preset(name: str) -> ModelPreset:
     """Configs of every component for a named size."""
+    vae_ch: tuple[int, ...]  # SC-VAE channels, one level per entry
     if name == "tiny":
-        res, img, enc_dim, flow = 16, 32, 32, dict(dim=32, depth=2, heads=2)
+        res, img, enc_dim, flow = 16, 32, 32, FlowConfig(dim=32, depth=2, heads=2)
         vae_ch, ss = (8, 16), SSVAEConfig(resolution=8, latent_channels=4, channels=(8,))
         latent, enc = 4, ImageEncoderConfig(image_size=img, dim=enc_dim, grid=4, depth=1, heads=2)
         guidance: dict[str, float] = {}  # stage -> cfg_strength where it is not SamplerConfig's
@@ -99,7 +100,7 @@ def preset(name: str) -> ModelPreset:
     elif name == "demo":
         # Sized to train on a 2-core CPU within a working session: O-Voxels at 32³, latent tokens on the 8³
         # coarse grid (≈ 100 per frame), 4-block flows of width 128 (head dim 64, the Trellis2 RoPE layout).
-        res, img, enc_dim, flow = 32, 128, 128, dict(dim=128, depth=4, heads=2)
+        res, img, enc_dim, flow = 32, 128, 128, FlowConfig(dim=128, depth=4, heads=2)
         vae_ch, ss = (16, 32, 64), SSVAEConfig(resolution=8, latent_channels=8, channels=(32,))
         latent, enc = 8, ImageEncoderConfig(image_size=img, dim=enc_dim, grid=8, depth=2, heads=4)
         guidance = {"geometry": 1.0}  # the held-out budget: geometry guidance off keeps more surface (F@0.02 +0.03)
@@ -122,9 +123,9 @@ def preset(name: str) -> ModelPreset:
         "ss_vae": ss,
         "geometry_vae": geometry_vae,
         "material_vae": material_vae,
-        "ss_flow": FlowConfig(in_channels=ss.latent_channels, cond_dim=enc_dim, **flow),
-        "geometry_flow": FlowConfig(in_channels=latent, cond_dim=enc_dim, **flow),
-        "material_flow": FlowConfig(in_channels=latent, extra_channels=latent, cond_dim=enc_dim, **flow),
+        "ss_flow": dataclasses.replace(flow, in_channels=ss.latent_channels, cond_dim=enc_dim),
+        "geometry_flow": dataclasses.replace(flow, in_channels=latent, cond_dim=enc_dim),
+        "material_flow": dataclasses.replace(flow, in_channels=latent, extra_channels=latent, cond_dim=enc_dim),
     }
     identity = lambda c: LatentStats([0.0] * c, [1.0] * c)  # noqa: E731
     default = SamplerConfig().cfg_strength

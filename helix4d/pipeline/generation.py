@@ -13,7 +13,7 @@ import itertools
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -184,7 +184,8 @@ class Generation:
         """Latents (N, C) for tokens at coords[f] of each frame, frames concatenated in order; the flow is on the
         device only meanwhile when offloading. `stream` names the noise (default: the stage)."""
         with self.pipe.using(flow_name):
-            latent = self._sample(stage, self.pipe.components[flow_name], coords, cond, extra, stream or stage)
+            flow = cast(FlowTransformer, self.pipe.components[flow_name])  # every architecture's flows are this class
+            latent = self._sample(stage, flow, coords, cond, extra, stream or stage)
         return require_finite(stage, latent)
 
     def _sample(
@@ -254,12 +255,13 @@ def _velocity(
 
 
 def _velocity_without_anchor(
-    flow: FlowTransformer, tokens: SparseTensor, first: Tensor, cond: Tensor, extra: Tensor | None, window: int
+    flow: FlowTransformer, tokens: SparseTensor, first: Tensor, cond: Tensor, extra: Tensor | None, window: int | None
 ):
     """The "no anchor" ablation's velocity for frames 1..F-1: the clean static frame 0 (t = 0) stays in the array as
     an ordinary member of the sliding window (as in training, where the clip's first frame is clean), so it is seen
-    only by frames within `window` of it and, seeing them too, is recomputed at every step. The unconditional pass
-    keeps frame 0's condition, as training never drops the first frame's."""
+    only by frames within `window` of it (None: the flow's own, as in `FrameAttention`) and, seeing them too, is
+    recomputed at every step. The unconditional pass keeps frame 0's condition, as training never drops the first
+    frame's."""
     n0 = first.shape[0]
     uncond = torch.cat([cond[:1], torch.zeros_like(cond[1:])])
 

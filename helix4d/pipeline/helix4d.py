@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -27,6 +28,7 @@ from helix4d.errors import InputError
 from helix4d.io.matting import Matte, MattingOptions
 from helix4d.io.preprocess import preprocess_frames
 from helix4d.io.video import Video, read_video
+from helix4d.models.interfaces import ConditionEncoder, SparseDecoder, SparseStructureDecoder
 from helix4d.ovoxel import OVoxel, ovoxel_to_mesh
 from helix4d.pipeline.architecture import architecture_of, load_components
 from helix4d.pipeline.config import PipelineConfig
@@ -112,21 +114,22 @@ class Helix4DPipeline:
         return cls(config, load_components(folder, config), resolve_device(device), offload)
 
     # ------------------------------------------------------------------ components every architecture has
+    # Typed by what the pipeline reads of them (`helix4d.models.interfaces`): architectures supply their own classes.
     @property
-    def image_encoder(self) -> torch.nn.Module:
-        return self.components["image_encoder"]
+    def image_encoder(self) -> ConditionEncoder:
+        return cast(ConditionEncoder, self.components["image_encoder"])
 
     @property
-    def ss_vae(self) -> torch.nn.Module:
-        return self.components["ss_vae"]
+    def ss_vae(self) -> SparseStructureDecoder:
+        return cast(SparseStructureDecoder, self.components["ss_vae"])
 
     @property
-    def geometry_vae(self) -> torch.nn.Module:
-        return self.components["geometry_vae"]
+    def geometry_vae(self) -> SparseDecoder:
+        return cast(SparseDecoder, self.components["geometry_vae"])
 
     @property
-    def material_vae(self) -> torch.nn.Module:
-        return self.components["material_vae"]
+    def material_vae(self) -> SparseDecoder:
+        return cast(SparseDecoder, self.components["material_vae"])
 
     # ------------------------------------------------------------------ entry points
     def __call__(

@@ -79,7 +79,8 @@ def ocnn_submconv(feats: Tensor, weight: Tensor, bias: Tensor | None, neighbours
     if isinstance(found, str):
         raise RuntimeError(found)
     octree_conv_t, config = found
-    config.allow_tf32 = torch.get_float32_matmul_precision() != "highest"
+    # a setting of ocnn's config module: typed as ModuleType, whose attributes mypy lets one read but not set
+    config.allow_tf32 = torch.get_float32_matmul_precision() != "highest"  # type: ignore[attr-defined]
     w, nbr = ocnn_operands(weight.to(feats.dtype), neighbours)  # (C_out, 27, C_in), (N, 27)
     b = bias.to(feats.dtype) if bias is not None else None
     return octree_conv_t.octree_conv_triton(feats.contiguous(), w, b, nbr)  # (N, C_out)
