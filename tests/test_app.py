@@ -134,6 +134,19 @@ def test_run_job_uses_the_chosen_matte(tiny_model, video, tmp_path) -> None:
     assert not (tmp_path / "bad").exists()
 
 
+def test_the_app_and_the_cli_record_the_same_settings(tiny_model, video, tmp_path) -> None:
+    """One generation job: the same options through the app and through `helix4d generate` give result.json files
+    with the same settings (the CLI's `--device cpu` resolved as the app's)."""
+    run_job(ModelHolder(tiny_model, device="cpu"), video, tmp_path / "app", frames=2, steps=1, texture_size=0)
+    formats = "glb,animated,rig,usdz,preview"
+    args = ["generate", str(video), "-o", str(tmp_path / "cli"), "--model", str(tiny_model), "--frames", "2"]
+    args += ["--steps", "1", "--texture-size", "0", "--formats", formats, "--device", "cpu"]
+    assert CliRunner().invoke(cli_app, args).exit_code == 0
+    app, cli = (json.loads((tmp_path / name / "result.json").read_text())["settings"] for name in ("app", "cli"))
+    assert app == cli
+    assert app["model"] == str(tiny_model) and app["source"]["path"] == str(video.resolve())
+
+
 def test_model_holder_checks_the_folder_and_loads_once(tiny_model, tmp_path, monkeypatch) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         ModelHolder(tmp_path / "missing")

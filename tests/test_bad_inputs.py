@@ -370,8 +370,8 @@ def test_a_read_only_disk_is_refused_before_compute(cli, untouched, monkeypatch)
 
 
 def test_too_little_free_space_is_refused_before_compute(cli, untouched, monkeypatch) -> None:
+    import helix4d.cli.run as run
     import helix4d.io.disk_limits as disk_limits
-    import helix4d.pipeline.run as run
 
     monkeypatch.setattr(
         disk_limits.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000)
@@ -384,8 +384,8 @@ def test_too_little_free_space_is_refused_before_compute(cli, untouched, monkeyp
 
 @pytest.mark.parametrize("command", ["generate", "matte"])
 def test_a_disk_that_fills_up_while_writing_is_one_line_and_keeps_nothing(cli, untouched, monkeypatch, command) -> None:
+    import helix4d.cli.run as run
     import helix4d.pipeline.output as output
-    import helix4d.pipeline.run as run
 
     def fill_up(folder: Path) -> None:
         (folder / "frame_0000.glb").write_bytes(b"half a frame")  # what was written before the disk filled up

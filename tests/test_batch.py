@@ -135,7 +135,7 @@ def test_a_rerun_skips_only_what_the_same_video_made_with_the_same_settings(
 def test_brackets_and_the_reports_name_in_a_batch(
     work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    import helix4d.pipeline.run as run
+    import helix4d.cli.run as run
 
     src = tmp_path / "in[bold]b[/bold][/x]"  # rich would drop the first tags and raise on the last
     src.mkdir(parents=True)
@@ -155,7 +155,7 @@ def test_brackets_and_the_reports_name_in_a_batch(
 def test_a_second_batch_into_the_same_folder_is_refused(
     work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    import helix4d.pipeline.run as run
+    import helix4d.cli.run as run
 
     out = tmp_path / "out"
     out.mkdir()

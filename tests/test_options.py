@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from helix4d.cli.run import FLAGS, MATTING_FLAGS
 from helix4d.errors import InputError
 from helix4d.io.matting import MattingOptions
 from helix4d.pipeline import GenerateOptions, SamplingOptions
-from helix4d.pipeline.run import FLAGS, MATTING_FLAGS
 from helix4d.settings import texture_size_for
 
 

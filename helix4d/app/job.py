@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import torch
+
 from helix4d.errors import ConfigError, InputError
 from helix4d.io.matting import MattingOptions
-from helix4d.io.video import read_video
 from helix4d.pipeline.folder import read_pipeline_config
 from helix4d.pipeline.helix4d import DEMO_MODEL, Helix4DPipeline, Progress, resolve_device
+from helix4d.pipeline.job import run_job as generation_job
 from helix4d.pipeline.options import GenerateOptions, SamplingOptions
-from helix4d.pipeline.output import write_asset
 
 T = TypeVar("T")
 _PACKAGE = Path(__file__).resolve().parent.parent
@@ -65,7 +66,8 @@ class ModelHolder:
                 f"the demo model is not installed ({DEMO_MODEL}); pass --model MODEL_DIR "
                 "(a trained model folder, or a random one from `helix4d model init`)"
             )
-        self.folder = Path(folder) if folder is not None else DEMO_MODEL
+        self.given = Path(folder) if folder is not None else None  # as result.json names it (None: the demo)
+        self.folder = self.given or DEMO_MODEL
         self.config = read_pipeline_config(self.folder)  # a wrong --model fails at start-up, not at the first click
         self.device = resolve_device(device)
         self._pipe: Helix4DPipeline | None = None
@@ -144,17 +146,15 @@ def run_job(
     stabilise: bool = True,
     progress: Progress | None = None,
 ) -> JobResult:
-    """Generate from `video` (its first `frames` frames) and write every export format into `out_dir`.
+    """Generate from `video` (its first `frames` frames) and write every export format into `out_dir`: the CLI's
+    job (`helix4d.pipeline.job.run_job`), so result.json records what the CLI's would.
 
     Settings arrive as the UI sends them (sliders give 16.0) and are checked as the CLI's are
-    (`GenerateOptions.checked`); the asset is written by the CLI's writer (`pipeline.output.write_asset`).
-
-    texture_size: side of the baked per-frame textures (from the O-Voxel's own attributes), 0 for vertex colours
-    (fastest), None for the model's grid's own (`helix4d.settings.texture_size_for`). `matting`: a `--matting`
-    method; `stabilise`: undo a hand-held camera's motion before the crop. `progress(description, done, total)`
-    hears every stage.
+    (`GenerateOptions.checked`), named by the app's labels. texture_size: side of the baked per-frame textures (from
+    the O-Voxel's own attributes), 0 for vertex colours (fastest), None for the model's grid's own
+    (`helix4d.settings.texture_size_for`). `matting`: a `--matting` method; `stabilise`: undo a hand-held camera's
+    motion before the crop. `progress(description, done, total)` hears every step.
     """
-    report = progress or (lambda description, done, total: None)
     if video is None:
         raise InputError("no input video: upload one or pick an example first")
     options = GenerateOptions(
@@ -164,16 +164,17 @@ def run_job(
         texture_size=texture_size,
         matting=MattingOptions(matting, stabilise=stabilise),
     ).checked(LABELS, MATTING_LABELS)
-    report("reading video", 0, 1)
-    clip = read_video(video, max_frames=options.frames)
-    report("loading model", 0, 1)
-    pipe = model.get()
-    asset = pipe(clip, options.sampling, matting=options.matting, progress=report)
-    report("exporting", 0, 1)
-    settings = {"video": str(video), "model": str(model.folder), **options.settings(), "device": str(pipe.device)}
-    files = write_asset(asset, out_dir, settings, options)  # the CLI's writer: clean-up, textures, result.json
+    asset, files = generation_job(
+        Path(video),
+        out_dir,
+        options,
+        model.get,
+        model=model.given,
+        device=str(model.device),
+        threads=torch.get_num_threads(),
+        progress=progress,
+    )
     frames_zip = zip_files(files.frames, out_dir / "frames.zip")
-    report("exporting", 1, 1)
     return JobResult(
         out_dir,
         files.frames,
@@ -183,7 +184,7 @@ def run_job(
         files.usdz,
         files.preview,
         asset.fps,
-        pipe.config.trained,
+        model.config.trained,
     )
 
 

@@ -107,10 +107,10 @@ def generate_command(
     over processes or GPUs with
     `torchrun --nproc_per_node N -m helix4d.generate VIDEOS... -o OUT`.
     """
+    from helix4d.cli.run import generate, generate_batch
     from helix4d.io.matting import MattingOptions
     from helix4d.pipeline.batch import batch_videos
     from helix4d.pipeline.options import GenerateOptions, SamplingOptions
-    from helix4d.pipeline.run import generate, generate_batch
 
     options = GenerateOptions(
         frames=frames,
@@ -156,8 +156,8 @@ def matte_command(
 ) -> None:
     """Write the per-frame masks `generate` would use (OUT/0000.png ..., 255 = object, plus matte.json); inspect or
     fix them and pass the folder back with `generate --mask OUT` (same --frames/--fps/--start/--end)."""
+    from helix4d.cli.run import matte
     from helix4d.io.matting import MattingOptions
-    from helix4d.pipeline.run import matte
 
     matte(
         video,

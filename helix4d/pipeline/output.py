@@ -73,7 +73,8 @@ def write_asset(
         seconds["export"] = time.perf_counter() - clock
         seconds["total"] = seconds.get("load_and_generate", 0.0) + seconds["export"]
         result = {
-            "settings": settings | {"texture_size": side or 0},
+            "settings": settings,
+            "texture_side": side or 0,  # the side baked (settings say what was asked: none for the grid's own)
             "frames": len(asset.meshes),
             "fps": asset.fps,
             "times": [float(t) for t in asset.times],

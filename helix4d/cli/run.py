@@ -1,4 +1,5 @@
-"""`helix4d generate`: load the model and the video, generate with progress bars, write the result folder; and
+"""`helix4d generate` as the CLI shows it: the one generation job (`helix4d.pipeline.job`) with progress bars and the
+flags' names, for one video or a batch (sharded under torchrun); and
 `helix4d matte`: the per-frame masks generate would cut the object with, written for a user to inspect or fix."""
 
 from __future__ import annotations
@@ -12,13 +13,22 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.status import Status
 from rich.table import Table
 from rich.text import Text
 
 from helix4d.console import labelled
 from helix4d.errors import InputError
-from helix4d.io.files import atomic_dir, check_free_space, check_output_dir, write_json_atomic
+from helix4d.io.files import atomic_dir, check_output_dir, write_json_atomic
 from helix4d.io.masks import write_masks
 from helix4d.io.matting import Matte, MattingOptions, check_matting, compute_matte
 from helix4d.io.preprocess import find_object
@@ -31,11 +41,10 @@ from helix4d.pipeline.batch import (
     plan_batch,
     run_batch,
     shard,
-    source_record,
 )
 from helix4d.pipeline.helix4d import DEMO_MODEL, Helix4DPipeline, resolve_device
+from helix4d.pipeline.job import result_record, run_job
 from helix4d.pipeline.options import GenerateOptions
-from helix4d.pipeline.output import export_estimate, prepare_output, write_asset
 from helix4d.pipeline.threads import share_threads
 from helix4d.settings import check_settings
 
@@ -69,46 +78,26 @@ def generate(
     offload: bool = False,
     pipe: Helix4DPipeline | None = None,
 ) -> Path:
-    """Run the whole job; every user mistake surfaces as a `Helix4DError` before any compute, and nothing is
-    written but `out` (see `helix4d.io.files.check_output_dir`). `pipe`: an already loaded model (a batch)."""
+    """`helix4d generate` for one video: the one generation job (`helix4d.pipeline.job.run_job`) with progress bars;
+    every user mistake surfaces as a `Helix4DError` before any compute, named by its flag, and nothing is written
+    but `out` (see `helix4d.io.files.check_output_dir`). `pipe`: an already loaded model (a batch)."""
     options = options.checked(FLAGS, MATTING_FLAGS)
-    matting = dataclasses.replace(options.matting, device=str(resolve_device(device)))
-    prepare_output(out, overwrite, inputs=(video, model or DEMO_MODEL, matting.mask, matting.model))
+    matte_device = str(resolve_device(device))
     threads = torch.get_num_threads() if pipe else share_threads()  # a batch chose once for all its videos
     started = time.perf_counter()
-    clip = read_video(video, fps=options.fps, max_frames=options.frames, start=options.start, end=options.end)
-    check_free_space(out, export_estimate(clip.num_frames, options))
-    with console.status(f"matting {clip.num_frames} frames"):
-        cut = compute_matte(clip, matting)  # before loading the model: a mask that does not fit fails in seconds
-    find_object(cut.alpha, cut.method, clip.source)  # and a clip without an object too
-    pipe = pipe or load_model(model, device, offload)
-    columns = (
-        TextColumn("{task.description:<18}", markup=False),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=False) as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(description: str, done: int, total: int) -> None:
-            if description not in tasks:
-                tasks[description] = bar.add_task(description, total=total)
-            bar.update(tasks[description], completed=done)
-
-        asset = pipe(clip, options.sampling, matting=cut, progress=progress)
+    with _Steps() as steps:
+        asset, _ = run_job(
+            video,
+            out,
+            options,
+            lambda: pipe or load_model(model, device, offload),
+            model=model,
+            device=matte_device,
+            threads=threads,
+            overwrite=overwrite,
+            progress=steps,
+        )
     _warn(asset.metadata["warnings"])
-    settings = {
-        "video": str(video),
-        **result_record(video, model, options),
-        "device": str(pipe.device),
-        "offload": pipe.offload,
-        "threads": threads,
-    }
-    asset.metadata["seconds"]["load_and_generate"] = time.perf_counter() - started
-    with console.status(f"writing {', '.join(options.formats)}"):
-        write_asset(asset, out, settings, options, overwrite)
     console.print(
         f"wrote {asset.num_frames} frames to {out} in {time.perf_counter() - started:.1f} s",
         markup=False,
@@ -117,14 +106,45 @@ def generate(
     return out
 
 
-def result_record(video: Path, model: Path | None, options: GenerateOptions) -> dict:
-    """What made a result, as result.json records it under "settings": the source video (path, size, modification
-    time), the model and the options. A batch rerun skips an output only when all of it matches."""
-    return {
-        "source": source_record(video),
-        "model": str(model) if model else "demo (shipped)",
-        **options.settings(),
-    }
+class _Steps:
+    """How `helix4d generate` shows a job's steps: a bar for each sampling stage (kept on screen) and a transient
+    spinner for the short ones (reading, matting, loading, writing), so a refused input still prints one line."""
+
+    def __init__(self) -> None:
+        columns = (
+            TextColumn("{task.description:<18}", markup=False),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        self.bars = Progress(*columns, console=console, transient=False)
+        self.tasks: dict[str, TaskID] = {}
+        self.spinner: Status | None = None
+
+    def __call__(self, description: str, done: int, total: int) -> None:
+        if description.startswith("stage "):
+            if not self.tasks:
+                self.bars.start()
+            if description not in self.tasks:
+                self.tasks[description] = self.bars.add_task(description, total=total)
+            self.bars.update(self.tasks[description], completed=done)
+            return
+        self.bars.stop()  # the bars stay printed; a spinner needs the screen to itself
+        if done < total and self.spinner is None:
+            self.spinner = console.status(description)
+            self.spinner.start()
+        elif done >= total and self.spinner is not None:
+            self.spinner.stop()
+            self.spinner = None
+
+    def __enter__(self) -> _Steps:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bars.stop()
+        if self.spinner is not None:
+            self.spinner.stop()
 
 
 def load_model(model: Path | None, device: str, offload: bool) -> Helix4DPipeline:
