@@ -42,6 +42,16 @@ def test_cli_bench_pipeline_json_and_table() -> None:
     assert all(f"{s} s" in table for s in STAGE_ORDER) and "peak RSS" in table and "× linear" in table
 
 
+@pytest.mark.slow
+def test_cli_bench_all_runs_every_part_at_a_tiny_size() -> None:
+    """The full report (attention backends, pipeline, O-Voxel conversion) runs end to end and prints its tables."""
+    args = ["bench", "all", "--frames", "1", "--preset", "tiny", "--resolutions", "8", "--attention-frames", "2"]
+    args += ["--attention-tokens", "16", "--threads", "1", "--repeat", "1", "--device", "cpu"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "O-Voxel conversion by resolution" in result.stdout and "mesh->ovoxel" in result.stdout
+
+
 def test_scaling_of_a_linear_run_is_one() -> None:
     rows = [_row(4, 2.0), _row(8, 4.0), _row(16, 8.0)]
     assert [s["vs_linear"] for s in scaling(rows)] == pytest.approx([1.0, 1.0, 1.0])

@@ -39,7 +39,7 @@ class BenchReport:
     pipeline: list[PipelineBenchRow] = field(default_factory=list)
     ovoxel: list[OVoxelBenchRow] = field(default_factory=list)
     ovoxel_note: str = ""
-    attention: list[Any] = field(default_factory=list)  # helix4d.nn.attention_bench.AttentionBenchRow
+    attention: list[Any] = field(default_factory=list)  # helix4d.bench.attention.AttentionBenchRow
 
     def to_json(self) -> dict[str, Any]:
         pipeline = [{**asdict(r), "seconds_per_frame": r.seconds_per_frame, "fps": r.fps} for r in self.pipeline]
@@ -113,7 +113,7 @@ def run_report(
     """Everything `helix4d bench all` prints: attention backends and the pipeline per device, O-Voxels on the CPU."""
     import torch
 
-    from helix4d.nn.attention_bench import run_attention_benchmark
+    from helix4d.bench.attention import run_attention_benchmark
 
     devices = resolve_devices(device)
     if threads:
@@ -136,7 +136,7 @@ def run_report(
 
 def print_report(report: BenchReport) -> None:
     """The whole report on stdout: attention tables (rich), then the pipeline and O-Voxel tables (markdown)."""
-    from helix4d.nn.attention_bench import print_attention_table
+    from helix4d.bench.attention import print_attention_table
 
     print(header(report.machine, report.settings))
     for dev in dict.fromkeys(r.device for r in report.attention):
