@@ -18,14 +18,13 @@ from compare_examples import tile  # this folder is on sys.path when run as a sc
 from PIL import Image
 
 from helix4d.data.dataset import SequenceDataset, load_sequence
-from helix4d.data.layout import CONDITION_ELEVATION_DEG, CONDITION_FOV_DEG, fit_radius
 from helix4d.eval.budget import boundary_edge_count
 from helix4d.export.cleanup import clean_mesh
 from helix4d.ovoxel import ovoxel_to_mesh
 from helix4d.pipeline.helix4d import Helix4DPipeline
 from helix4d.pipeline.options import SamplingOptions
 from helix4d.render import Renderer
-from helix4d.render.camera import orbit_cameras
+from helix4d.render.camera import CONDITION_ELEVATION_DEG, CONDITION_FOV_DEG, fit_radius, orbit_cameras
 
 SIZE = 192
 

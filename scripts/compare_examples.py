@@ -15,9 +15,9 @@ import numpy as np
 import trimesh
 from PIL import Image
 
-from helix4d.data.layout import CONDITION_ELEVATION_DEG, CONDITION_FOV_DEG, fit_radius
 from helix4d.io.video import read_video
 from helix4d.render import Renderer, front_camera
+from helix4d.render.camera import CONDITION_ELEVATION_DEG, CONDITION_FOV_DEG, fit_radius
 
 SIZE = 160
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import importlib.util
 import io
 import json
 import subprocess
@@ -207,11 +208,13 @@ def test_missing_and_unsupported_files(tmp_path: Path) -> None:
         blender.import_animated(tmp_path / "mesh.obj")
 
 
-def test_without_bpy_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = blender.importlib.util.find_spec
-    monkeypatch.setattr(blender.importlib.util, "find_spec", lambda name: None if name == "bpy" else real(name))
-    with pytest.raises(BackendUnavailableError, match=r"helix4d\[blender\]"):
-        blender.require_bpy()
+def test_without_bpy_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    asset = tmp_path / "asset.glb"
+    asset.touch()
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "bpy" else real(name))
+    with pytest.raises(BackendUnavailableError, match=r"importing animated assets needs Blender: .*helix4d\[blender\]"):
+        blender.import_animated(asset)
 
 
 def test_normalize_sequence_uses_one_box_for_all_frames() -> None:

@@ -15,7 +15,6 @@ base colour in helix4d.
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 import tempfile
@@ -26,11 +25,10 @@ import numpy as np
 import trimesh
 
 from helix4d.data.synthetic import MARGIN
-from helix4d.errors import BackendUnavailableError, InputError
+from helix4d.errors import InputError
+from helix4d.io.blender import TIMEOUT_S, last_error, require_bpy
 
 SUFFIXES = (".glb", ".gltf", ".fbx", ".blend")
-TIMEOUT_S = 600.0
-INSTALL_HINT = "pip install 'helix4d[blender]' (Blender as a Python module, bpy; Python 3.11 only)"
 
 
 @dataclass
@@ -49,12 +47,6 @@ class AnimatedAsset:
     normalization: np.ndarray
 
 
-def require_bpy() -> None:
-    """Raise `BackendUnavailableError` unless Blender's Python module can be imported here."""
-    if importlib.util.find_spec("bpy") is None:
-        raise BackendUnavailableError(f"importing animated assets needs Blender: {INSTALL_HINT}")
-
-
 def import_animated(path: str | Path, frames: int = 16, timeout: float = TIMEOUT_S) -> AnimatedAsset:
     """F frames sampled evenly over `path`'s animation range (first and last frame included), normalised together.
 
@@ -68,7 +60,7 @@ def import_animated(path: str | Path, frames: int = 16, timeout: float = TIMEOUT
         raise InputError(f"cannot import {path.name}: use one of {', '.join(SUFFIXES)}")
     if frames < 1:
         raise InputError(f"frames must be >= 1, got {frames}")
-    require_bpy()
+    require_bpy("importing animated assets")
     with tempfile.TemporaryDirectory(prefix="helix4d-blender-") as tmp:
         out = Path(tmp) / "frames.npz"
         args = f"{str(path.resolve())!r}, {str(out)!r}, {frames}"
@@ -78,7 +70,7 @@ def import_animated(path: str | Path, frames: int = 16, timeout: float = TIMEOUT
         except subprocess.TimeoutExpired:
             raise InputError(f"Blender took more than {timeout:.0f} s to import {path}; skipped") from None
         if run.returncode != 0 or not out.is_file():
-            raise InputError(f"Blender could not import {path}: {_last_error(run.stderr, run.returncode)}")
+            raise InputError(f"Blender could not import {path}: {last_error(run.stderr, run.returncode)}")
         with np.load(out) as z:
             times, fps = z["times"].astype(np.float64), float(z["fps"])
             meshes = [_mesh(z, i) for i in range(len(times))]
@@ -114,12 +106,6 @@ def _mesh(z, i: int) -> trimesh.Trimesh:
     mesh.vertex_attributes["metallic"] = z[f"metallic{i}"]
     mesh.vertex_attributes["roughness"] = z[f"roughness{i}"]
     return mesh
-
-
-def _last_error(stderr: str, returncode: int) -> str:
-    lines = [line for line in stderr.strip().splitlines() if line.strip()]
-    tail = lines[-1] if lines else "no error message"
-    return tail if returncode >= 0 else f"Blender crashed (signal {-returncode}); {tail}"
 
 
 # ---------------------------------------------------------------------------------------------- child process

@@ -142,9 +142,9 @@ def build_assets(
 ) -> BuildSummary:
     """Build one sequence per animated asset file (glTF/GLB, FBX, .blend; imported through Blender): `frames` frames
     sampled evenly over each asset's animation range. Needs the `helix4d[blender]` extra."""
-    from helix4d.data.blender import require_bpy
+    from helix4d.io.blender import require_bpy
 
-    require_bpy()
+    require_bpy("building a dataset from animated assets")
     if not paths:
         raise InputError("no asset files given — pass one or more .glb/.gltf/.fbx/.blend files")
     items, seen = [], set()
@@ -275,9 +275,9 @@ def _build(
     items: list[BuildItem], root: Path, settings: DatasetSettings, workers: int | None, progress: bool
 ) -> BuildSummary:
     if settings.renderer == "cycles":
-        from helix4d.data.blender import require_bpy
+        from helix4d.io.blender import require_bpy
 
-        require_bpy()  # once, up front, rather than as a failure of every item
+        require_bpy("rendering with Cycles")  # once, up front, rather than as a failure of every item
     sources = [item.source["path"] for item in items if item.source["type"] == "asset"]
     check_output_dir(root, inputs=sources, reuse=layout.is_dataset)
     root.mkdir(parents=True, exist_ok=True)

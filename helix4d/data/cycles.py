@@ -25,8 +25,8 @@ import numpy as np
 import trimesh
 from PIL import Image
 
-from helix4d.data.blender import TIMEOUT_S, _last_error, require_bpy
 from helix4d.errors import InputError
+from helix4d.io.blender import TIMEOUT_S, last_error, require_bpy
 from helix4d.ovoxel.attributes import srgb_to_linear
 from helix4d.render.camera import Camera
 from helix4d.render.renderer import Lighting
@@ -46,7 +46,7 @@ def render_cycles(
 ) -> np.ndarray:
     """Images (F, K, size, size, 4) uint8, straight alpha over a transparent background, of every mesh from every
     camera. Raises `InputError` when Blender fails or runs past `timeout` s, `BackendUnavailableError` without bpy."""
-    require_bpy()
+    require_bpy("rendering with Cycles")
     with tempfile.TemporaryDirectory(prefix="helix4d-cycles-") as tmp:
         scene = Path(tmp) / "scene.npz"
         arrays: dict[str, np.ndarray] = {"size": np.array(size), "samples": np.array(samples)}
@@ -73,7 +73,7 @@ def render_cycles(
         except subprocess.TimeoutExpired:
             raise InputError(f"Cycles took more than {timeout:.0f} s to render {len(meshes)} frames; skipped") from None
         if run.returncode != 0:
-            raise InputError(f"Cycles could not render the sequence: {_last_error(run.stderr, run.returncode)}")
+            raise InputError(f"Cycles could not render the sequence: {last_error(run.stderr, run.returncode)}")
         return np.stack(
             [
                 np.stack([np.asarray(Image.open(_png(Path(tmp), f, k)).convert("RGBA")) for k in range(len(cameras))])

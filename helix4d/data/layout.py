@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import shutil
 from dataclasses import dataclass
@@ -49,7 +48,7 @@ import numpy as np
 from helix4d.errors import ConfigError, InputError
 from helix4d.io.files import write_json_atomic
 from helix4d.ovoxel import OVoxel
-from helix4d.render.camera import Camera, orbit_cameras
+from helix4d.render.camera import CONDITION_ELEVATION_DEG, CONDITION_FOV_DEG, Camera, fit_radius, orbit_cameras
 
 FORMAT = "helix4d-dataset"
 VERSION = 1
@@ -58,8 +57,6 @@ MANIFEST = "manifest.json"
 META = "meta.json"
 OVOXELS = "ovoxels.npz"
 VIDEO = "video.mp4"
-CONDITION_ELEVATION_DEG = 15.0
-CONDITION_FOV_DEG = 40.0
 LOOKS = ("canonical", "random", "mixed", "unseen")  # how sequences are seen (helix4d.data.look)
 RENDERERS = ("raster", "cycles")  # what draws them (helix4d.render, helix4d.data.cycles)
 
@@ -102,12 +99,6 @@ class DatasetSettings:
 
 
 # ------------------------------------------------------------------------------------------------ cameras
-
-
-def fit_radius(fov_deg: float = CONDITION_FOV_DEG) -> float:
-    """Camera distance at which the unit cube's bounding sphere (radius sqrt(3)/2) just fits a `fov_deg` view,
-    so the object stays in frame however it moves or turns inside the cube."""
-    return math.sqrt(3.0) / 2.0 / math.sin(math.radians(fov_deg) / 2.0)
 
 
 def dataset_cameras(views: int) -> list[Camera]:

@@ -26,16 +26,13 @@ import trimesh
 from PIL import Image, ImageFilter
 
 from helix4d.data.layout import (
-    CONDITION_ELEVATION_DEG,
-    CONDITION_FOV_DEG,
     LOOKS,
     META,
-    fit_radius,
     read_json,
     read_manifest,
 )
 from helix4d.errors import InputError
-from helix4d.render.camera import Camera
+from helix4d.render.camera import CONDITION_ELEVATION_DEG, CONDITION_FOV_DEG, Camera, fit_radius
 from helix4d.render.renderer import Lighting
 
 

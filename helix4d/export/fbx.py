@@ -10,22 +10,20 @@ the clip's frame rate) and the textures embedded in the file. Blender runs in a 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from helix4d.data.blender import INSTALL_HINT, TIMEOUT_S
-from helix4d.errors import BackendUnavailableError, InputError
+from helix4d.errors import InputError
+from helix4d.io.blender import TIMEOUT_S, require_bpy
 from helix4d.io.files import atomic_path
 
 
 def require_blender() -> None:
     """Raise `BackendUnavailableError` unless Blender's Python module can be imported (checked before any compute)."""
-    if importlib.util.find_spec("bpy") is None:
-        raise BackendUnavailableError(f"FBX export (format fbx) needs Blender: {INSTALL_HINT}")
+    require_bpy("FBX export (format fbx)")
 
 
 def write_fbx(rigged: str | os.PathLike, path: str | os.PathLike, fps: float, frames: int) -> Path:

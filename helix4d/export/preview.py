@@ -51,9 +51,9 @@ def render_preview(
     input_box: (x0, y0, x1, y1) end-exclusive pixels of the object in the input frames, or None (the result is
     drawn as the conditioning camera frames the unit cube).
     """
-    from helix4d.data.layout import CONDITION_ELEVATION_DEG, CONDITION_FOV_DEG, fit_radius
     from helix4d.io import write_video
     from helix4d.render import Renderer, orbit_cameras
+    from helix4d.render.camera import CONDITION_ELEVATION_DEG, CONDITION_FOV_DEG, fit_radius
 
     if len(meshes) == 0:
         raise InputError("render_preview needs at least one mesh")

@@ -86,6 +86,17 @@ class Camera:
         return pix[:, :2] / pix[:, 2:3]
 
 
+# the conditioning camera: the dataset's renders are seen from it, and the preview shows the result from it
+CONDITION_ELEVATION_DEG = 15.0
+CONDITION_FOV_DEG = 40.0
+
+
+def fit_radius(fov_deg: float = CONDITION_FOV_DEG) -> float:
+    """Camera distance at which the unit cube's bounding sphere (radius sqrt(3)/2) just fits a `fov_deg` view,
+    so the object stays in frame however it moves or turns inside the cube."""
+    return math.sqrt(3.0) / 2.0 / math.sin(math.radians(fov_deg) / 2.0)
+
+
 def orbit_cameras(
     count: int = 16,
     radius: float = 2.2,
