@@ -77,7 +77,9 @@ def bench_pipeline(
     """Pipeline per-stage seconds, frames/s and peak memory for each F, each in a fresh process; frame scaling."""
     import json
 
-    from helix4d.bench.report import BenchReport, machine_info, pipeline_table, resolve_devices, run_pipeline_benchmark
+    from helix4d.bench.common import machine_info, resolve_devices
+    from helix4d.bench.pipeline import pipeline_table, run_pipeline_benchmark
+    from helix4d.bench.report import BenchReport
 
     devices, counts = resolve_devices(device), int_list(frames, "--frames")
     rows = run_pipeline_benchmark(counts, steps, devices, model, preset, 0, threads, repeat, _print_bench_row)
