@@ -5,7 +5,7 @@ import torch
 
 from helix4d.errors import ConfigError
 from helix4d.nn import attention as attn_mod
-from helix4d.nn.attention import FrameLayout, windowed_anchored_attention
+from helix4d.nn.attention import FrameAttention, FrameLayout, windowed_anchored_attention
 
 pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 
@@ -42,8 +42,8 @@ LAYOUTS = {
 def test_backends_agree(name, window, anchor):
     layout = _layout(LAYOUTS[name])
     q, k, v = _qkv(layout.num_tokens, seed=window)
-    ref = windowed_anchored_attention(q, k, v, layout, window, anchor, backend="dense")
-    out = windowed_anchored_attention(q, k, v, layout, window, anchor, backend="loop")
+    ref = windowed_anchored_attention(q, k, v, layout, FrameAttention(window, anchor, backend="dense"))
+    out = windowed_anchored_attention(q, k, v, layout, FrameAttention(window, anchor, backend="loop"))
     flex = attn_mod._flex_attention(q, k, v, layout, window, anchor, None)  # uncompiled flex runs on CPU
     assert out.shape == ref.shape == (layout.num_tokens, H, D)
     assert _rel_err(out, ref) < 1e-5
@@ -57,7 +57,7 @@ def test_rule_matches_explicit_pairs():
     q = torch.zeros(10, 1, 5)
     k = torch.zeros(10, 1, 5)  # equal scores -> outputs are the mean of the visible values
     v = torch.nn.functional.one_hot(f, 5).float()[:, None, :]
-    out = windowed_anchored_attention(q, k, v, layout, window=1, anchor=True)[:, 0]  # (10, 5)
+    out = windowed_anchored_attention(q, k, v, layout, FrameAttention(1, anchor=True))[:, 0]  # (10, 5)
     seen = out > 0
     assert seen[0].tolist() == [True, False, False, False, False]  # anchor sees only itself
     assert seen[2].tolist() == [True, True, True, False, False]  # frame 1: frames 0..2
@@ -68,10 +68,10 @@ def test_rule_matches_explicit_pairs():
 def test_sequences_do_not_mix():
     layout = _layout([[3, 2, 2], [2, 3]])
     q, k, v = _qkv(layout.num_tokens, 1)
-    out = windowed_anchored_attention(q, k, v, layout, 8)
+    out = windowed_anchored_attention(q, k, v, layout, FrameAttention(8))
     v2 = v.clone()
     v2[7:] += 5.0  # change the second sequence only
-    out2 = windowed_anchored_attention(q, k, v2, layout, 8)
+    out2 = windowed_anchored_attention(q, k, v2, layout, FrameAttention(8))
     assert torch.equal(out[:7], out2[:7]) and not torch.allclose(out[7:], out2[7:])
 
 
@@ -79,10 +79,10 @@ def test_sequences_do_not_mix():
 def test_anchor_outputs_ignore_other_frames(backend):
     layout = _layout([[4, 3, 5], [3, 2]])
     q, k, v = _qkv(layout.num_tokens, 2)
-    out = windowed_anchored_attention(q, k, v, layout, 1, backend=backend)
+    out = windowed_anchored_attention(q, k, v, layout, FrameAttention(1, backend=backend))
     anchor = layout.anchor_token_mask()
     q2, k2, v2 = (torch.where(anchor[:, None, None], t, t + torch.randn_like(t)) for t in (q, k, v))
-    out2 = windowed_anchored_attention(q2, k2, v2, layout, 1, backend=backend)
+    out2 = windowed_anchored_attention(q2, k2, v2, layout, FrameAttention(1, backend=backend))
     assert torch.allclose(out[anchor], out2[anchor], atol=1e-6)
     assert not torch.allclose(out[~anchor], out2[~anchor])
 
@@ -93,13 +93,12 @@ def test_external_anchor_kv_equals_full(backend, window):
     counts = [[4, 3, 0, 5], [3, 2, 2]]
     full = _layout(counts)
     q, k, v = _qkv(full.num_tokens, 3)
-    ref = windowed_anchored_attention(q, k, v, full, window, backend="dense")
+    ref = windowed_anchored_attention(q, k, v, full, FrameAttention(window, backend="dense"))
     anchor = full.anchor_token_mask()
     rest = _layout([c[1:] for c in counts], anchor_included=False)
     anchor_kv = [(k[0:4], v[0:4]), (k[12:15], v[12:15])]
-    out = windowed_anchored_attention(
-        q[~anchor], k[~anchor], v[~anchor], rest, window, anchor_kv=anchor_kv, backend=backend
-    )
+    attention = FrameAttention(window, backend=backend)
+    out = windowed_anchored_attention(q[~anchor], k[~anchor], v[~anchor], rest, attention, anchor_kv=anchor_kv)
     assert _rel_err(out, ref[~anchor]) < 1e-5
 
 
@@ -109,10 +108,10 @@ def test_flex_on_cpu_warns_once_and_falls_back():
     attn_mod._warned_flex_cpu = False
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        out = windowed_anchored_attention(q, k, v, layout, 1, backend="flex")
-        windowed_anchored_attention(q, k, v, layout, 1, backend="flex")
+        out = windowed_anchored_attention(q, k, v, layout, FrameAttention(1, backend="flex"))
+        windowed_anchored_attention(q, k, v, layout, FrameAttention(1, backend="flex"))
     assert len([w for w in caught if "flex" in str(w.message)]) == 1
-    assert torch.equal(out, windowed_anchored_attention(q, k, v, layout, 1, backend="loop"))
+    assert torch.equal(out, windowed_anchored_attention(q, k, v, layout, FrameAttention(1, backend="loop")))
 
 
 def test_loop_backward_matches_dense():
@@ -120,7 +119,7 @@ def test_loop_backward_matches_dense():
     grads = []
     for backend in ("loop", "dense"):
         q, k, v = (t.requires_grad_() for t in _qkv(13, 5))
-        windowed_anchored_attention(q, k, v, layout, 1, backend=backend).square().sum().backward()
+        windowed_anchored_attention(q, k, v, layout, FrameAttention(1, backend=backend)).square().sum().backward()
         grads.append(torch.cat([q.grad, k.grad, v.grad]))
     assert _rel_err(grads[0], grads[1]) < 1e-5
 
@@ -128,14 +127,26 @@ def test_loop_backward_matches_dense():
 def test_bad_arguments():
     layout = _layout([[3, 2]])
     q, k, v = _qkv(5)
-    with pytest.raises(ConfigError):
-        windowed_anchored_attention(q, k, v, layout, 1, backend="nope")
     with pytest.raises(ValueError):
-        windowed_anchored_attention(q[:4], k[:4], v[:4], layout, 1)
+        windowed_anchored_attention(q[:4], k[:4], v[:4], layout, FrameAttention(1))
     with pytest.raises(ValueError):
-        windowed_anchored_attention(q, k, v, layout, 1, anchor_kv=[(k[:1], v[:1])])
+        windowed_anchored_attention(q, k, v, layout, FrameAttention(1), anchor_kv=[(k[:1], v[:1])])
     with pytest.raises(ValueError):
-        windowed_anchored_attention(q, k, v, _layout([[3, 2]], anchor_included=False), 1)
+        windowed_anchored_attention(q, k, v, _layout([[3, 2]], anchor_included=False), FrameAttention(1))
+    with pytest.raises(ValueError, match="None"):  # only the flow fills in its own window
+        windowed_anchored_attention(q, k, v, layout, FrameAttention())
+
+
+@pytest.mark.parametrize("window", [-1, True, 1.5, "2"])
+def test_frame_attention_checks_its_window_when_made(window):
+    with pytest.raises(ValueError, match="window"):
+        FrameAttention(window)
+
+
+def test_frame_attention_checks_its_backend_when_made():
+    with pytest.raises(ConfigError, match="nope"):
+        FrameAttention(1, backend="nope")
+    assert FrameAttention(0).window == 0 and FrameAttention().window is None
 
 
 @pytest.mark.parametrize("anchor", [True, False])

@@ -1,8 +1,7 @@
 import torch
 
-from helix4d.nn.attention import FrameLayout
+from helix4d.nn.attention import AnchorCache, FrameAttention, FrameLayout
 from helix4d.nn.blocks import (
-    AnchorCache,
     TemporalDiTBlock,
     freeze_all_but_temporal,
     init_temporal_from_base,
@@ -44,7 +43,7 @@ def _run(blocks, st, cond, c, window=1, cache=None, anchor_included=True):
     angles = rope_angles(st.coords.float(), RopeConfig(head_dim=DIM // HEADS))
     x = st.feats
     for i, b in enumerate(blocks):
-        x = b(x, c, layout, angles, cond, window, anchor_kv=None if cache is None else cache[i])
+        x = b(x, c, layout, angles, cond, FrameAttention(window), None if cache is None else cache[i])
     return x
 
 

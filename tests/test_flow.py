@@ -1,9 +1,10 @@
-"""The flow transformer: anchor cache equals the full pass, the anchor ignores other frames, zero-init output."""
+"""The flow transformer: anchor cache equals the full pass, the anchor ignores other frames, zero-init output, and
+an unnamed window is the flow's own."""
 
 import torch
 
 from helix4d.models.flow import FlowConfig, FlowTransformer
-from helix4d.nn.blocks import FrameAttention
+from helix4d.nn.attention import FrameAttention
 from helix4d.sparse import SparseTensor
 
 
@@ -51,3 +52,11 @@ def test_fresh_model_predicts_zero_velocity() -> None:
     x = _tokens()
     v = model(x, torch.rand(x.num_tokens), torch.randn(x.num_frames, 3, 8))
     assert v.shape == (x.num_tokens, 4) and torch.count_nonzero(v) == 0
+
+
+def test_an_unnamed_window_is_the_flows_own() -> None:
+    model, x = _model(), _tokens()
+    t, cond, extra = torch.rand(x.num_tokens), torch.randn(x.num_frames, 3, 8), torch.randn(x.num_tokens, 2)
+    own = model(x, t, cond, FrameAttention(), extra)
+    assert torch.equal(own, model(x, t, cond, FrameAttention(model.config.window), extra))
+    assert not torch.allclose(own, model(x, t, cond, FrameAttention(model.config.window + 1), extra))

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from helix4d.nn.attention import FrameLayout, windowed_anchored_attention
+from helix4d.nn.attention import FrameAttention, FrameLayout, windowed_anchored_attention
 from helix4d.settings import WINDOW
 
 
@@ -94,7 +94,8 @@ def run_attention_benchmark(
             flops = 4 * kept_pairs(layout, window) * head_dim * heads
             ref = None
             for backend in backends:
-                run = lambda: windowed_anchored_attention(q, k, v, layout, window, backend=backend)  # noqa: E731
+                attention = FrameAttention(window, backend=backend)
+                run = lambda: windowed_anchored_attention(q, k, v, layout, attention)  # noqa: E731
                 if cuda:
                     torch.cuda.synchronize()
                     torch.cuda.reset_peak_memory_stats(dev)

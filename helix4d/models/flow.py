@@ -13,14 +13,14 @@ LayerNorm, eps 1e-5, then a linear layer) and `rope_time_mode="add"` (same-frame
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import cast
 
 import torch
 from torch import Tensor, nn
 
-from helix4d.nn.attention import FrameLayout
-from helix4d.nn.blocks import AnchorCache, FrameAttention, TemporalDiTBlock, modulate
+from helix4d.nn.attention import AnchorCache, FrameAttention, FrameLayout
+from helix4d.nn.blocks import TemporalDiTBlock, modulate
 from helix4d.nn.rope import RopeConfig, rope_angles
 from helix4d.settings import WINDOW
 from helix4d.sparse import SparseTensor
@@ -37,7 +37,7 @@ class FlowConfig:
     cond_dim: int = 128  # image-encoder token width
     rope_theta: float = 10000.0
     time_fraction: float = 0.25  # ρ of docs/design.md §3.3; 0 = 3D RoPE (ablation)
-    window: int = WINDOW  # window radius r when training does not name one
+    window: int = WINDOW  # radius r for a FrameAttention that leaves it None (generation and training name one)
     rope_time_mode: str = "replace"  # "replace" | "add" (exact pretrained same-frame attention), see nn/rope.py
     shared_modulation: bool = False  # TRELLIS.2 share_mod: model-level adaLN_modulation + per-block bias
     modulated_output: bool = True  # False: TRELLIS output head (LayerNorm without AdaLN, then out_layer)
@@ -111,6 +111,7 @@ class FlowTransformer(nn.Module):
         and the anchors' keys/values are READ from the cache (the sampling path: the anchor is not recomputed).
         t: (N,) per-token time (anchor tokens 0). cond: (T, L, cond_dim) condition tokens per frame of x.
         extra: (N, extra_channels) given per-token inputs. -> (N, C_in).
+        An `attention.window` of None becomes this flow's `config.window` here, the one place it is filled in.
         """
         dtype = self.input_layer.weight.dtype  # weights may be bf16 (TRELLIS.2 size); callers pass float32
         feats = (x.feats if extra is None else torch.cat([x.feats, extra], dim=-1)).to(dtype)
@@ -120,10 +121,11 @@ class FlowTransformer(nn.Module):
         h = self.input_layer(feats)  # (N, D)
         t_emb = self.t_embedder(t)  # (N, D)
         c = self.adaLN_modulation(t_emb) if self.config.shared_modulation else t_emb  # (N, 6D) or (N, D)
-        w = self.config.window if attention.window is None else attention.window
+        if attention.window is None:
+            attention = replace(attention, window=self.config.window)
         for i, block in enumerate(self.blocks):
             kv = attention.cache[i] if attention.cache is not None else None
-            h = block(h, c, layout, angles, cond, w, attention.anchor, kv, attention.backend)  # (N, D)
+            h = block(h, c, layout, angles, cond, attention, kv)  # (N, D)
         h = self.out_norm(h)  # (N, D)
         if self.config.modulated_output:
             shift, scale = self.out_modulation(t_emb).chunk(2, dim=-1)  # (N, D) each

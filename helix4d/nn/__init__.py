@@ -1,10 +1,7 @@
 """Transformer building blocks: 4D RoPE, frame-windowed anchored attention, temporal DiT blocks."""
 
-from helix4d.nn.attention import FrameLayout, windowed_anchored_attention
+from helix4d.nn.attention import AnchorCache, AnchorKV, FrameAttention, FrameLayout, windowed_anchored_attention
 from helix4d.nn.blocks import (
-    AnchorCache,
-    AnchorKV,
-    FrameAttention,
     TemporalDiTBlock,
     freeze_all_but_temporal,
     init_temporal_from_base,

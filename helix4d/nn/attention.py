@@ -13,6 +13,10 @@ Three backends give the same numbers within float tolerance:
 - "loop":  per frame, gather its window + anchor keys and call plain SDPA (default; 2.4x faster than "dense"
            on CPU, close to ideal on GPU because each call is a large dense block).
 - "flex":  FlexAttention with a block mask (CUDA only; compiled). On CPU it warns once and runs "loop".
+
+The settings of one call (window, anchor, the anchor K/V cache, backend) travel as one `FrameAttention` from the
+flow's caller to this kernel, so they are checked once, when it is made, and no signature on the way repeats them;
+beside it goes only the one thing that differs per layer, that layer's anchor keys/values.
 """
 
 from __future__ import annotations
@@ -116,34 +120,86 @@ class FrameLayout:
         return self.token_frame_index(device) == 0
 
 
+@dataclass
+class AnchorKV:
+    """One layer's anchor keys/values, per sequence: (k (n0, H, Dh), v (n0, H, Dh)) after RMS norm and RoPE."""
+
+    per_sequence: list[tuple[Tensor, Tensor]] = field(default_factory=list)
+
+    @property
+    def filled(self) -> bool:
+        return bool(self.per_sequence)
+
+
+@dataclass
+class AnchorCache:
+    """Anchor keys/values of every layer: `cache[i]` is the `AnchorKV` to hand to block i."""
+
+    layers: list[AnchorKV]
+
+    @classmethod
+    def empty(cls, num_layers: int) -> AnchorCache:
+        return cls([AnchorKV() for _ in range(num_layers)])
+
+    def __getitem__(self, i: int) -> AnchorKV:
+        return self.layers[i]
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+
+@dataclass(frozen=True)
+class FrameAttention:
+    """How the frames of one flow call attend to each other (docs/design.md §3.1): frame f sees the frames within
+    `window` of it and, with `anchor`, frame 0. `cache` holds the anchor's keys/values: filled from frame 0 when
+    the tokens include it (`anchor_included`), read when they hold frames >= 1 only (sampling: the anchor is not
+    recomputed at every step).
+
+    `window` is checked here, once: an int >= 0, or None for the model's own. A None is filled in at one place,
+    `FlowTransformer.forward`, with the flow's `FlowConfig.window`; generation never hands one down, as `Generation`
+    has already made a `SamplingOptions.window` of None the model folder's (pipeline.json)."""
+
+    window: int | None = None  # radius r; None: the flow's own, see above
+    anchor: bool = True
+    cache: AnchorCache | None = None
+    anchor_included: bool = True
+    backend: str = "loop"  # one of BACKENDS
+
+    def __post_init__(self) -> None:
+        if self.window is not None and (not isinstance(self.window, int) or isinstance(self.window, bool)):
+            raise ValueError(f"window must be an int or None (the model's), got {self.window!r}")
+        if self.window is not None and self.window < 0:
+            raise ValueError(f"window must be >= 0, got {self.window}")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"unknown attention backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
+
+
 def windowed_anchored_attention(
     q: Tensor,
     k: Tensor,
     v: Tensor,
     layout: FrameLayout,
-    window: int,
-    anchor: bool = True,
+    attention: FrameAttention,
     anchor_kv: AnchorKVPerSequence | None = None,
-    backend: str = "loop",
     scale: float | None = None,
 ) -> Tensor:
-    """Attention of q/k/v (N, H, D) under the window + anchor rule; returns (N, H, D).
+    """Attention of q/k/v (N, H, D) under the window + anchor rule of `attention`; returns (N, H, D).
 
-    `anchor_kv` (one (k, v) pair of shape (n0, H, D) per sequence) supplies cached anchor keys/values when
-    `layout.anchor_included` is False, i.e. when q/k/v hold only the tokens of frames >= 1.
+    `attention.window` must be a number here (the flow fills in its own for None). `anchor_kv` (one (k, v) pair of
+    shape (n0, H, D) per sequence: one layer's, which `attention.cache` holds for every layer) supplies cached
+    anchor keys/values when `layout.anchor_included` is False, i.e. when q/k/v hold only the tokens of frames >= 1.
     """
     n = layout.num_tokens
     if q.ndim != 3 or q.shape[0] != n or k.shape[:2] != q.shape[:2] or v.shape[:2] != q.shape[:2]:
         raise ValueError(f"q/k/v must be (N={n}, H, D), got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
-    if window < 0:
-        raise ValueError(f"window must be >= 0, got {window}")
+    window, anchor, backend = attention.window, attention.anchor, attention.backend
+    if window is None:
+        raise ValueError("attention.window is None: name a window (FlowTransformer.forward fills in the flow's own)")
     needs_kv = anchor and not layout.anchor_included
     if needs_kv != (anchor_kv is not None):
         raise ValueError("pass anchor_kv exactly when anchor=True and the layout excludes the anchor frames")
     if anchor_kv is not None and len(anchor_kv) != len(layout.frames_per_sequence):
         raise ValueError(f"anchor_kv has {len(anchor_kv)} entries, need one per sequence")
-    if backend not in BACKENDS:
-        raise ConfigError(f"unknown attention backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "flex" and q.device.type != "cuda":
         _warn_flex_fallback()
         backend = "loop"

@@ -17,12 +17,14 @@ Anchor cache: frame-0 tokens see only frame 0, use base weights and t = 0, so th
 the other frames. Run the model once on the anchor frames alone with an empty `AnchorKV` per layer: the block
 fills it with the anchor's keys/values (after RMS norm and RoPE). Later calls hold only frames >= 1 tokens
 (`FrameLayout(..., anchor_included=False)`) and read the same `AnchorKV` instead of recomputing the anchor.
+
+The attention settings of a call (`FrameAttention`) and the anchor cache (`AnchorKV`, `AnchorCache`) live beside the
+kernel that reads them, `helix4d.nn.attention`; a block takes the settings whole and hands them on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import cast
 
 import torch
@@ -30,50 +32,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from helix4d.nn.attention import FrameLayout, windowed_anchored_attention
+from helix4d.nn.attention import AnchorKV, FrameAttention, FrameLayout, windowed_anchored_attention
 from helix4d.nn.rope import apply_rope
-
-
-@dataclass
-class AnchorKV:
-    """One layer's anchor keys/values, per sequence: (k (n0, H, Dh), v (n0, H, Dh)) after RMS norm and RoPE."""
-
-    per_sequence: list[tuple[Tensor, Tensor]] = field(default_factory=list)
-
-    @property
-    def filled(self) -> bool:
-        return bool(self.per_sequence)
-
-
-@dataclass
-class AnchorCache:
-    """Anchor keys/values of every layer: `cache[i]` is the `AnchorKV` to hand to block i."""
-
-    layers: list[AnchorKV]
-
-    @classmethod
-    def empty(cls, num_layers: int) -> AnchorCache:
-        return cls([AnchorKV() for _ in range(num_layers)])
-
-    def __getitem__(self, i: int) -> AnchorKV:
-        return self.layers[i]
-
-    def __len__(self) -> int:
-        return len(self.layers)
-
-
-@dataclass(frozen=True)
-class FrameAttention:
-    """How the frames of one flow call attend to each other (docs/design.md §3.1): frame f sees the frames within
-    `window` of it and, with `anchor`, frame 0. `cache` holds the anchor's keys/values: filled from frame 0 when
-    the tokens include it (`anchor_included`), read when they hold frames >= 1 only (sampling: the anchor is not
-    recomputed at every step)."""
-
-    window: int | None = None  # radius r; None: the flow's own `FlowConfig.window`
-    anchor: bool = True
-    cache: AnchorCache | None = None
-    anchor_included: bool = True
-    backend: str = "loop"  # windowed_anchored_attention's backend
 
 
 def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
@@ -209,14 +169,7 @@ class TemporalDiTBlock(nn.Module):
         return ya.new_empty(x.shape[0], *ya.shape[1:]).index_copy(0, ia, ya).index_copy(0, it, yt)
 
     def attention(
-        self,
-        h: Tensor,
-        layout: FrameLayout,
-        rope_angles: Tensor,
-        window: int,
-        anchor: bool = True,
-        anchor_kv: AnchorKV | None = None,
-        backend: str = "loop",
+        self, h: Tensor, layout: FrameLayout, rope_angles: Tensor, attention: FrameAttention, anchor_kv: AnchorKV | None
     ) -> Tensor:
         """Dual-weight windowed anchored self-attention: h (N, D) -> (N, D). See `forward` for anchor_kv."""
         qkv = self._per_stream(lambda m, t: m.project(t), h, layout)  # (N, 3, H, Dh)
@@ -229,7 +182,7 @@ class TemporalDiTBlock(nn.Module):
             if not anchor_kv.filled:
                 raise ValueError("anchor_kv is empty: run the anchor frames once with it to fill it")
             external = anchor_kv.per_sequence
-        o = windowed_anchored_attention(q, k, v, layout, window, anchor, external, backend)  # (N, H, Dh)
+        o = windowed_anchored_attention(q, k, v, layout, attention, external)  # (N, H, Dh)
         return self._per_stream(lambda m, t: m.to_out(t), o.flatten(1), layout)  # (N, D)
 
     def forward(
@@ -239,18 +192,18 @@ class TemporalDiTBlock(nn.Module):
         layout: FrameLayout,
         rope_angles: Tensor,
         cond: Tensor,
-        window: int,
-        anchor: bool = True,
+        attention: FrameAttention,
         anchor_kv: AnchorKV | None = None,
-        backend: str = "loop",
     ) -> Tensor:
         """One block.
 
         x (N, D) tokens, c (N, D) per-token conditioning (timestep embedding; with shared modulation the shared
         projection's output (N, 6D)), layout of x, rope_angles
         (N, Dh // 2) from `rope_angles(coords.float(), cfg)`, cond (T, L, C_cond) condition tokens of each frame
-        in the layout. anchor_kv: if the layout includes the anchor frames, it is FILLED with this layer's
-        anchor K/V; if it does not (`anchor_included=False`), it is READ as the anchor's K/V. -> (N, D).
+        in the layout. attention: the window, anchor and backend of this call (its window a number: the flow fills
+        in its own). anchor_kv: this layer's entry of `attention.cache`; if the layout includes the anchor frames,
+        it is FILLED with this layer's anchor K/V; if it does not (`anchor_included=False`), it is READ as the
+        anchor's K/V. -> (N, D).
         """
         width = 6 * x.shape[1] if self.shared_modulation else x.shape[1]
         if c.shape != (x.shape[0], width):
@@ -261,7 +214,7 @@ class TemporalDiTBlock(nn.Module):
             mod = self.adaLN_modulation(c).chunk(6, dim=1)  # 6 x (N, D)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mod
         h = modulate(self.norm1(x), shift_msa, scale_msa)  # (N, D)
-        x = x + gate_msa * self.attention(h, layout, rope_angles, window, anchor, anchor_kv, backend)  # (N, D)
+        x = x + gate_msa * self.attention(h, layout, rope_angles, attention, anchor_kv)  # (N, D)
         x = x + self.cross_attn(self.norm2(x), layout, cond)  # (N, D)
         x = x + gate_mlp * self.mlp(modulate(self.norm3(x), shift_mlp, scale_mlp))  # (N, D)
         return x

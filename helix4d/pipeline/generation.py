@@ -21,7 +21,7 @@ from torch import Tensor
 
 from helix4d.errors import GenerationError
 from helix4d.models.flow import FlowTransformer
-from helix4d.nn.blocks import FrameAttention
+from helix4d.nn.attention import FrameAttention
 from helix4d.ovoxel import OVoxel
 from helix4d.pipeline.options import SamplingOptions
 from helix4d.pipeline.sampler import SamplerConfig, sample
@@ -73,9 +73,12 @@ class Generation:
         frames: int,
         geometry: Tensor | None = None,
     ) -> None:
-        """`sampling` checked, its window resolved; `frames` in the whole clip; `geometry` given geometry latents
-        that replace stage 2 (see `Helix4DPipeline.generate`)."""
-        self.pipe, self.sampling, self.progress, self.device = pipe, sampling, progress, pipe.device
+        """`sampling` checked; `frames` in the whole clip; `geometry` given geometry latents that replace stage 2
+        (see `Helix4DPipeline.generate`). A `sampling.window` of None becomes the model folder's (pipeline.json)
+        here, the one place generation fills it in, so every flow call names its window."""
+        window = pipe.config.window if sampling.window is None else sampling.window
+        self.sampling = dataclasses.replace(sampling, window=window)
+        self.pipe, self.progress, self.device = pipe, progress, pipe.device
         self.frames, self.given_geometry = frames, geometry
         self.first = 0  # the clip's number of the current chunk's frame 0
         self.anchors: dict[str, Tensor] = {}  # stream -> (n_0, C) the current chunk's frame 0, clean (as sampled)
@@ -203,7 +206,8 @@ class Generation:
 
         def static(f: int) -> Tensor:
             tokens = SparseTensor.from_frames([coords[f].to(self.device)], [noise[rows[f]]])  # frame index 0
-            velocity = _velocity(flow, tokens, cond[f : f + 1], given[f], FrameAttention(window, self.sampling.anchor))
+            attention = FrameAttention(window, anchor=self.sampling.anchor)
+            velocity = _velocity(flow, tokens, cond[f : f + 1], given[f], attention)
             return sample(velocity, noise[rows[f]], config, on_step=lambda _: steps.advance(1))
 
         first = self.anchors[stream] if stream in self.anchors else static(0)
@@ -214,12 +218,13 @@ class Generation:
         if self.sampling.anchor:
             cache = flow.empty_anchor_cache()
             anchor = SparseTensor.from_frames([coords[0].to(self.device)], [first])
-            flow(anchor, first.new_zeros(first.shape[0]), cond[:1], FrameAttention(window, True, cache), given[0])
-            attention = FrameAttention(window, True, cache, anchor_included=False)  # reads the filled cache
+            flow(anchor, first.new_zeros(first.shape[0]), cond[:1], FrameAttention(window, cache=cache), given[0])
+            attention = FrameAttention(window, cache=cache, anchor_included=False)  # reads the filled cache
             rest_extra = extra[rows[1].start :] if extra is not None else None
             velocity = _velocity(flow, rest, cond[1:], rest_extra, attention)
         else:
-            velocity = _velocity_without_anchor(flow, tokens, first, cond, extra, window)
+            attention = FrameAttention(window, anchor=False)
+            velocity = _velocity_without_anchor(flow, tokens, first, cond, extra, attention)
         others = sample(velocity, rest.feats, config, on_step=lambda _: steps.advance(frames - 1), groups=sizes[1:])
         return self._hand_on(stream, torch.cat([first, others]), rows[-1])
 
@@ -255,11 +260,16 @@ def _velocity(
 
 
 def _velocity_without_anchor(
-    flow: FlowTransformer, tokens: SparseTensor, first: Tensor, cond: Tensor, extra: Tensor | None, window: int | None
+    flow: FlowTransformer,
+    tokens: SparseTensor,
+    first: Tensor,
+    cond: Tensor,
+    extra: Tensor | None,
+    attention: FrameAttention,
 ):
-    """The "no anchor" ablation's velocity for frames 1..F-1: the clean static frame 0 (t = 0) stays in the array as
-    an ordinary member of the sliding window (as in training, where the clip's first frame is clean), so it is seen
-    only by frames within `window` of it (None: the flow's own, as in `FrameAttention`) and, seeing them too, is
+    """The "no anchor" ablation's velocity for frames 1..F-1 (`attention.anchor` False): the clean static frame 0
+    (t = 0) stays in the array as an ordinary member of the sliding window (as in training, where the clip's first
+    frame is clean), so it is seen only by frames within `attention.window` of it and, seeing them too, is
     recomputed at every step. The unconditional pass keeps frame 0's condition, as training never drops the first
     frame's."""
     n0 = first.shape[0]
@@ -268,6 +278,6 @@ def _velocity_without_anchor(
     def velocity(x: Tensor, t: float, conditioned: bool) -> Tensor:
         tt = torch.cat([x.new_zeros(n0), x.new_full((x.shape[0],), t)])  # (N,) frame 0 at t = 0
         full = tokens.replace(torch.cat([first, x]))  # (N, C) frames 0..F-1
-        return flow(full, tt, cond if conditioned else uncond, FrameAttention(window, anchor=False), extra)[n0:]
+        return flow(full, tt, cond if conditioned else uncond, attention, extra)[n0:]
 
     return velocity

@@ -203,8 +203,6 @@ class Helix4DPipeline:
         Raises `GenerationError` when a stage yields NaN/inf or no voxel in any frame (broken weights, or
         settings the model cannot follow), instead of failing later somewhere deep inside the next stage."""
         sampling = sampling.checked()
-        if sampling.window is None:
-            sampling = dataclasses.replace(sampling, window=self.config.window)
         s = self.config.image_size
         if images.ndim != 4 or images.shape[1:] != (4, s, s) or images.shape[0] < 1:
             raise InputError(f"condition images must be (F, 4, {s}, {s}), got {images.shape}")
@@ -236,7 +234,7 @@ class Helix4DPipeline:
         metadata = {
             "mode": sampling.mode,
             "seed": sampling.seed,
-            "window": sampling.window,
+            "window": run.sampling.window,
             "anchor": sampling.anchor,
             "chunk": sampling.chunk,
             "chunks": [list(c) for c in chunks],
@@ -265,8 +263,6 @@ class Helix4DPipeline:
         them (one chunk). Why: the fit check and stage-1 studies score the coarse structure thousands of times and
         should not pay for stages 2-3 each time."""
         sampling = sampling.checked()
-        if sampling.window is None:
-            sampling = dataclasses.replace(sampling, window=self.config.window)
         pixels = torch.from_numpy(images).to(self.device)  # (F, 4, S, S)
         name = "ss_image_encoder" if "ss_image_encoder" in self.components else "image_encoder"
         with self.using(name):
