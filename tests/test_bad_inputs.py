@@ -350,11 +350,11 @@ def test_install_hints_keep_their_brackets(cli, untouched, monkeypatch) -> None:
     monkeypatch.delitem(sys.modules, "helix4d.app.ui", raising=False)
     monkeypatch.delattr(helix4d.app, "ui", raising=False)
     cli("app", "--model", "{model}").refused("pip install 'helix4d[app]'")
-    import helix4d.data.blender as blender
+    import importlib.util
 
-    find_spec = blender.importlib.util.find_spec
+    find_spec = importlib.util.find_spec
     monkeypatch.setattr(
-        blender.importlib.util, "find_spec", lambda name, *args: None if name == "bpy" else find_spec(name, *args)
+        importlib.util, "find_spec", lambda name, *args: None if name == "bpy" else find_spec(name, *args)
     )
     cli("data", "build", "clip.mp4", "-o", "out").refused("pip install 'helix4d[blender]'")
 
