@@ -209,7 +209,10 @@ def test_a_fresh_material_vae_of_another_width_needs_and_gets_a_fresh_flow(works
     (root / "data").symlink_to(workspace / "data")
     _run(root, "vae", "sc_vae", 2, component="material_vae", vae={"latent_channels": 6})
     assert load_component("material_vae", root / "model" / "material_vae")[1].latent_channels == 6
-    encode_dataset(root / "model", root / "data", root / "latents")
+    with pytest.raises(ConfigError, match="encode with --stats measure"):
+        encode_dataset(root / "model", root / "data", root / "latents", stats="keep")
+    encode_dataset(root / "model", root / "data", root / "latents")  # the old statistics cannot apply: measured
+    assert len(json.loads((root / "model" / "pipeline.json").read_text())["latent_stats"]["material"]["std"]) == 6
     latents = str(root / "latents")
     with pytest.raises(ConfigError, match="start a fresh flow"):
         _run(root, "old", "flow", 1, stage="material", latents=latents)

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from helix4d.data.dataset import SequenceDataset
 from helix4d.data.layout import OVOXELS, load_ovoxels
-from helix4d.errors import InputError
+from helix4d.errors import ConfigError, InputError
 from helix4d.io.files import check_output_dir, write_json_atomic
 from helix4d.pipeline.architecture import LatentEncoders, architecture_of
 from helix4d.pipeline.config import LatentStats, PipelineConfig
@@ -78,7 +78,7 @@ def encode_dataset(
             f"the model (R={pipeline.resolution}, S={pipeline.image_size}); build the data with the model's settings"
         )
     out.mkdir(parents=True, exist_ok=True)
-    measure = measures_stats(pipeline, only, stats)
+    measure = set(only) if measures_stats(pipeline, only, stats) else set()
     resuming = fresh  # no index yet: an interrupted encode, whose finished records stay
     sums: dict[str, list[Tensor]] = {stage: [] for stage in only}
     index: list[dict] = []
@@ -115,7 +115,8 @@ def encode_dataset(
                 record = torch.load(path, weights_only=True)
                 _encode(record, load_ovoxels(data / entry["path"] / OVOXELS), only, encoders, device)
                 atomic_save(record, path)
-            for stage in only if measure else ():
+            measure |= _stale_stats(pipeline, record, only, stats)
+            for stage in measure:
                 z = record[stage]
                 sums[stage].append(z.permute(0, 2, 3, 4, 1).reshape(-1, z.shape[1]) if stage == "ss" else z)
             index.append({"id": entry["id"], "kind": entry["kind"], "frames": record["ss"].shape[0]})
@@ -125,11 +126,27 @@ def encode_dataset(
         {"model": str(model), "data": str(data), "stages": stages, "sequences": index, "skipped": skipped},
     )
     if measure:
-        for stage, parts in sums.items():
-            x = torch.cat(parts)
+        for stage in measure:
+            x = torch.cat(sums[stage])
             pipeline.latent_stats[stage] = LatentStats(x.mean(0).tolist(), x.std(0).clamp(min=1e-3).tolist())
         write_json_atomic(model / "pipeline.json", pipeline.to_dict())
     return {stage: pipeline.latent_stats[stage] for stage in only}
+
+
+def _stale_stats(pipeline: PipelineConfig, record: dict, only: tuple[str, ...], stats: str) -> set[str]:
+    """The stages whose stored statistics cannot apply to these latents (another channel count: a VAE of another
+    width), which 'auto' measures afresh and 'keep' refuses."""
+    stale = set()
+    for stage in only:
+        channels = record[stage].shape[1]
+        if len(pipeline.latent_stats[stage].mean) != channels:
+            if stats == "keep":
+                raise ConfigError(
+                    f"the model's {stage} statistics have {len(pipeline.latent_stats[stage].mean)} channels but its "
+                    f"{stage} latents {channels} (a VAE of another width): encode with --stats measure"
+                )
+            stale.add(stage)
+    return stale
 
 
 def encoded_stages(latents: Path) -> list[str]:
