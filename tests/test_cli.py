@@ -34,7 +34,7 @@ def _all_command_paths(group: typer.Typer, prefix: tuple[str, ...] = ()) -> list
 def test_version() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0
-    assert __version__ in result.output
+    assert __version__ in result.output and f"demo {__version__}" in result.output
 
 
 @pytest.mark.parametrize("path", _all_command_paths(app))

@@ -24,7 +24,7 @@ app = typer.Typer(
 
 def _version_callback(value: bool) -> None:
     if value:
-        typer.echo(f"helix4d {__version__}")
+        typer.echo(f"helix4d {__version__} (shipped model: demo {__version__}; see CHANGELOG.md)")
         raise typer.Exit()
 
 
