@@ -38,7 +38,7 @@ MATTINGS = ("auto", "alpha", "mask", "model", "u2net", "border", "none")  # heli
 def texture_size_for(resolution: int) -> int:
     """The default texture side of an asset on a `resolution`³ O-Voxel grid: TEXELS_PER_CELL texels a cell,
     rounded up to a power of two and held to [256, 2048] (256 for the demo model's 32³, 2048 for TRELLIS.2's
-    512³ and up, TRELLIS.2's own default)."""
+    512³ and up)."""
     side = 1 << max(int(resolution) * TEXELS_PER_CELL - 1, 1).bit_length()
     return min(max(side, 256), 2048)
 
